@@ -1,0 +1,148 @@
+"""The built-in data sources: scikit-learn digits, image folders, image Parquet, text tables."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+
+from raytune_ft.data.base import (DataConfig, DataSource, FileSplitsConfig, read_table,
+                                  register_data_source)
+
+
+class DigitsConfig(DataConfig):
+    source: Literal["digits"] = "digits"
+    validation_fraction: float = Field(0.15, gt=0, lt=1)
+    test_fraction: float = Field(0.15, ge=0, lt=1, description="share held out as the test split (0: none)")
+
+
+@register_data_source
+class Digits(DataSource):
+    """scikit-learn's 1,797 real 8x8 handwritten digits (ships with scikit-learn: no download)."""
+
+    name = "digits"
+    family = "vision"
+    Config = DigitsConfig
+
+    def load(self, config):
+        import numpy as np
+        from sklearn.datasets import load_digits
+        from sklearn.model_selection import train_test_split
+
+        digits = load_digits()
+        images = (digits.images * (255.0 / 16.0)).round().astype(np.uint8)  # 0..16 -> 0..255
+        images = np.repeat(images[..., None], 3, axis=-1)  # gray -> RGB, HxWx3
+        labels = digits.target.tolist()
+        idx = np.arange(len(labels))
+        held = config.validation_fraction + config.test_fraction
+        train_idx, rest = train_test_split(idx, test_size=held, stratify=labels, random_state=config.seed)
+        splits = {"train": train_idx}
+        if config.test_fraction > 0:
+            rest_labels = [labels[i] for i in rest]
+            val_idx, test_idx = train_test_split(
+                rest, test_size=config.test_fraction / held, stratify=rest_labels, random_state=config.seed)
+            splits.update(validation=val_idx, test=test_idx)
+        else:
+            splits["validation"] = rest
+        return {s: ([images[i] for i in ix], [labels[i] for i in ix]) for s, ix in splits.items()}
+
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+
+
+def _open_image(source, where: str):
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(source) as im:
+            return im.convert("RGB")
+    except (UnidentifiedImageError, OSError) as e:
+        raise ValueError(f"{where}: not a readable image ({e})") from None
+
+
+class ImageFolderConfig(FileSplitsConfig):
+    source: Literal["image_folder"] = "image_folder"
+
+
+@register_data_source
+class ImageFolder(DataSource):
+    """One folder per split, one sub-folder per class: train/cat/1.png, train/dog/2.jpg, ..."""
+
+    name = "image_folder"
+    family = "vision"
+    Config = ImageFolderConfig
+
+    def load(self, config):
+        out = {}
+        for split in ("train", "validation", "test"):
+            root: Path = getattr(config, split)
+            if root is None:
+                continue
+            images, labels = [], []
+            for class_dir in sorted(p for p in root.iterdir() if p.is_dir()):
+                for f in sorted(class_dir.iterdir()):
+                    if f.suffix.lower() in IMAGE_SUFFIXES:
+                        images.append(_open_image(f, str(f)))
+                        labels.append(class_dir.name)
+            out[split] = (images, labels)
+        return out
+
+
+class ImageParquetConfig(FileSplitsConfig):
+    source: Literal["image_parquet"] = "image_parquet"
+    image_column: str = Field("image", description="encoded image bytes (or a struct with a 'bytes' field)")
+    label_column: str = "label"
+
+
+@register_data_source
+class ImageParquet(DataSource):
+    name = "image_parquet"
+    family = "vision"
+    Config = ImageParquetConfig
+
+    def load(self, config):
+        import io
+
+        out = {}
+        for split in ("train", "validation", "test"):
+            path = getattr(config, split)
+            if path is None:
+                continue
+            table = read_table(path, [config.image_column, config.label_column])
+            images = []
+            for row, cell in enumerate(table.column(config.image_column).to_pylist()):
+                data = cell.get("bytes") if isinstance(cell, dict) else cell
+                if not isinstance(data, (bytes, bytearray)):
+                    raise ValueError(f"{path} row {row}: column {config.image_column!r} holds no image bytes")
+                images.append(_open_image(io.BytesIO(data), f"{path} row {row}"))
+            out[split] = (images, table.column(config.label_column).to_pylist())
+        return out
+
+
+class TextTableConfig(FileSplitsConfig):
+    source: Literal["text_table"] = "text_table"
+    text_column: str = "text"
+    label_column: str = "label"
+
+
+@register_data_source
+class TextTable(DataSource):
+    """CSV, JSONL or Parquet files with a text column and a label column."""
+
+    name = "text_table"
+    family = "text"
+    Config = TextTableConfig
+
+    def load(self, config):
+        out = {}
+        for split in ("train", "validation", "test"):
+            path = getattr(config, split)
+            if path is None:
+                continue
+            table = read_table(path, [config.text_column, config.label_column])
+            texts = table.column(config.text_column).to_pylist()
+            for row, text in enumerate(texts):
+                if not isinstance(text, str) or not text.strip():
+                    raise ValueError(f"{path} row {row}: column {config.text_column!r} is empty or not text")
+            out[split] = (texts, table.column(config.label_column).to_pylist())
+        return out

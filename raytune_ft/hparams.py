@@ -1,0 +1,28 @@
+"""Training hyperparameters that every strategy shares and any of them can search."""
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from raytune_ft.space import Searchable
+
+
+class HParams(BaseModel):
+    """Defaults for every trial; `search.hparams` sets them for the job, a strategy's `hparams` for itself."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    lr: Searchable(float, gt=0, le=1) = Field(1e-3, description="peak learning rate (AdamW)")
+    weight_decay: Searchable(float, ge=0, le=1) = Field(0.01, description="AdamW weight decay")
+    batch_size: Searchable(int, ge=1) = Field(32, description="samples per optimizer micro-batch, per worker")
+    warmup_ratio: Searchable(float, ge=0, lt=1) = Field(0.1, description="share of steps spent warming up")
+    label_smoothing: Searchable(float, ge=0, lt=1) = Field(0.0, description="cross-entropy label smoothing")
+
+
+class HParamsOverride(HParams):
+    """The same fields, each optional: only what a strategy sets differently from the job."""
+
+    lr: Searchable(float, gt=0, le=1) = None
+    weight_decay: Searchable(float, ge=0, le=1) = None
+    batch_size: Searchable(int, ge=1) = None
+    warmup_ratio: Searchable(float, ge=0, lt=1) = None
+    label_smoothing: Searchable(float, ge=0, lt=1) = None

@@ -1,0 +1,79 @@
+"""A model source builds a `Classifier` from a spec entry. A new source is one file + one import."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from raytune_ft.models import packaged
+from raytune_ft.registry import Registry
+
+if TYPE_CHECKING:
+    from raytune_ft.models.classifier import Classifier
+
+
+class ModelConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    source: str
+    name: str = Field(description="the architecture (vision) or Hugging Face name-or-path (text)")
+
+
+class VisionModelConfig(ModelConfig):
+    weights: Optional[str] = Field(
+        None,
+        description="a local state-dict file (.safetensors, .pt, .pth), a torchvision weights enum "
+        "such as ResNet18_Weights.IMAGENET1K_V1, packaged:<name>, or null for random init",
+    )
+    image_size: int = Field(224, ge=8, le=1024, description="images are resized to this square size")
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+    def weights_file(self) -> Optional[Path]:
+        """The local weights file, or None when weights is an enum or null."""
+        if self.weights is None:
+            return None
+        ref = packaged.resolve(self.weights)
+        if ref.startswith(packaged.PREFIX) or "/" in ref or ref.endswith((".pt", ".pth", ".bin", ".safetensors")):
+            return Path(ref)
+        return None
+
+    @field_validator("weights")
+    @classmethod
+    def _weights_exist(cls, value):
+        if value is None:
+            return value
+        resolved = packaged.resolve(value)  # raises a clear error for an unknown packaged name
+        looks_like_file = "/" in resolved or resolved.endswith((".pt", ".pth", ".bin", ".safetensors"))
+        if looks_like_file and not Path(resolved).is_file():
+            raise ValueError(f"weights file {resolved} does not exist: give a state-dict file, "
+                             "a torchvision weights enum, or null")
+        return value
+
+
+class Source:
+    name: ClassVar[str]
+    family: ClassVar[str]  # "vision" | "text"
+    Config: ClassVar[type[ModelConfig]]
+
+    def build(self, config: ModelConfig, num_classes: int) -> "Classifier":
+        raise NotImplementedError
+
+
+SOURCES: Registry[type[Source]] = Registry("model source")
+
+
+def register_source(cls: type[Source]) -> type[Source]:
+    return SOURCES.register(cls.name)(cls)
+
+
+def load_state_dict(path: Path) -> dict:
+    """Tensors only, never code: safetensors, or torch.load(weights_only=True)."""
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    import torch
+
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    return state.get("state_dict", state) if isinstance(state, dict) else state

@@ -1,0 +1,203 @@
+"""The job spec: one YAML file says what to compare, on which model and data, how to search.
+
+    raytune-ft validate jobs/quickstart.yaml   # lists every problem with its field path; exit 2
+
+The model, data and strategy entries are discriminated unions over the registries (`source` for
+models and data, `name` for strategies), so a new registry entry is valid in a spec at once.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal, Optional, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from raytune_ft.data import DATA_SOURCES
+from raytune_ft.hparams import HParams
+from raytune_ft.models import SOURCES
+from raytune_ft.space import Sampler
+from raytune_ft.strategies import STRATEGIES
+
+
+def _union(registry, tag: str):
+    configs = tuple(entry.Config for _, entry in registry.items())
+    return Annotated[Union[configs], Field(discriminator=tag)]
+
+
+ModelSpec = _union(SOURCES, "source")
+DataSpec = _union(DATA_SOURCES, "source")
+StrategySpec = _union(STRATEGIES, "name")
+
+METRICS = {"val_accuracy": "max", "val_f1": "max", "val_loss": "min"}
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TrainingSpec(Strict):
+    epochs: int = Field(3, ge=1, le=1000, description="epochs per trial (the scheduler's max_t)")
+    mixed_precision: Literal["no", "fp16", "bf16"] = Field(
+        "no", description="Accelerate mixed precision; fp16 needs a GPU")
+    grad_accum_steps: int = Field(1, ge=1, description="micro-batches per optimizer step (Accelerate)")
+    eval_batch_size: int = Field(256, ge=1)
+    keep_checkpoint: bool = Field(True, description="save each trial's best weights (trainable ones) for reload")
+
+
+class SchedulerSpec(Strict):
+    name: Literal["asha", "none", "hyperband", "median"] = "asha"
+    grace_period: int = Field(1, ge=1, description="epochs every trial runs before it can be stopped")
+    reduction_factor: float = Field(2.0, gt=1, description="ASHA / HyperBand: keep 1/reduction_factor per rung")
+
+
+class SearchSpec(Strict):
+    algorithm: Literal["random", "grid", "optuna"] = Field(
+        "random", description="random: num_samples draws per strategy; grid: every grid/choice combination; "
+        "optuna: TPE over strategy and hyperparameters together")
+    num_samples: int = Field(4, ge=1, description="trials per strategy (random, optuna); repeats of the grid (grid)")
+    metric: Literal["val_accuracy", "val_f1", "val_loss"] = "val_accuracy"
+    mode: Optional[Literal["max", "min"]] = Field(None, description="default: max for accuracy / F1, min for loss")
+    scheduler: SchedulerSpec = Field(default_factory=SchedulerSpec)
+    hparams: HParams = Field(default_factory=HParams, description="hyperparameters of every strategy")
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _mode(self):
+        if self.mode is None:
+            self.mode = METRICS[self.metric]
+        elif self.mode != METRICS[self.metric]:
+            raise ValueError(f"search.mode {self.mode!r} does not fit metric {self.metric} "
+                             f"(use {METRICS[self.metric]!r}, or leave mode out)")
+        return self
+
+
+class ResourcesSpec(Strict):
+    workers_per_trial: int = Field(1, ge=1, description="Ray Train workers (processes) per trial")
+    cpus_per_worker: float = Field(1, gt=0)
+    gpus_per_worker: float = Field(0, ge=0, description="fractions allowed, e.g. 0.5")
+    max_concurrent_trials: Optional[int] = Field(
+        None, ge=1, description="default: as many as the cluster's CPUs / GPUs can hold")
+
+
+class JobSpec(Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="letters, digits, _ . - (used in paths)")
+    model: ModelSpec
+    data: DataSpec
+    strategies: list[StrategySpec] = Field(min_length=1)
+    training: TrainingSpec = Field(default_factory=TrainingSpec)
+    search: SearchSpec = Field(default_factory=SearchSpec)
+    resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
+    output_dir: Path = Field(Path("runs"), description="run folders are created under it")
+
+    @model_validator(mode="after")
+    def _fit_together(self):
+        model_family = SOURCES.get(self.model.source).family
+        data_family = DATA_SOURCES.get(self.data.source).family
+        if model_family != data_family:
+            raise ValueError(f"model.source {self.model.source!r} is a {model_family} model but data.source "
+                             f"{self.data.source!r} is {data_family} data: pick a matching pair")
+        names = [s.name for s in self.strategies]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"strategies lists {', '.join(dupes)} more than once: "
+                             "merge them into one entry (use samplers for the knobs that differ)")
+        for s in self.strategies:
+            if model_family not in STRATEGIES.get(s.name).families:
+                raise ValueError(f"strategy {s.name!r} does not apply to {model_family} models: remove it")
+        if self.search.algorithm == "grid":
+            for where, value in self.searchables():
+                if isinstance(value, Sampler) and value.kind not in ("grid", "choice"):
+                    raise ValueError(f"{where} is a {value.kind} range, which grid search cannot enumerate: "
+                                     "use {grid: [...]} / {choice: [...]}, or search.algorithm: random")
+        if self.training.mixed_precision == "fp16" and self.resources.gpus_per_worker == 0:
+            raise ValueError("training.mixed_precision fp16 needs a GPU: set resources.gpus_per_worker, "
+                             "or use bf16 / no on CPU")
+        return self
+
+    def searchables(self):
+        """(field path, value) of every searchable knob and hyperparameter."""
+        for name in HParams.model_fields:
+            yield f"search.hparams.{name}", getattr(self.search.hparams, name)
+        for i, s in enumerate(self.strategies):
+            for k, v in s.knobs().items():
+                yield f"strategies[{i}].{k}", v
+            for k in HParams.model_fields:
+                if getattr(s.hparams, k) is not None:
+                    yield f"strategies[{i}].hparams.{k}", getattr(s.hparams, k)
+
+    def resolved(self) -> dict:
+        """The spec with every default filled in, samplers written back in their YAML form."""
+        def plain(x):
+            if isinstance(x, dict):
+                return {k: plain(v) for k, v in x.items()}
+            if isinstance(x, (list, tuple)):
+                return [plain(v) for v in x]
+            if isinstance(x, Path):
+                return str(x)
+            return x
+        return plain(self.model_dump())
+
+
+class SpecError(Exception):
+    """Every problem of a spec, each as (field path, message)."""
+
+    def __init__(self, source: str, problems: list[tuple[str, str]]):
+        self.source = source
+        self.problems = problems
+        lines = [f"{source}: {len(problems)} problem(s)"] + [f"  {loc}: {msg}" for loc, msg in problems]
+        super().__init__("\n".join(lines))
+
+
+def _loc(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part in STRATEGIES or part in SOURCES or part in DATA_SOURCES or "[" in str(part):
+            continue  # the union's tag adds nothing a user would type
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "(top level)"
+
+
+def _message(err: dict) -> str:
+    kind, msg = err["type"], err["msg"]
+    if kind == "extra_forbidden":
+        return "unknown field: remove it or check its spelling (raytune-ft validate shows the schema's fields)"
+    if kind == "missing":
+        return "required: add this field"
+    if kind == "union_tag_invalid":
+        field = err["ctx"]["discriminator"].strip("'")
+        return f"{field} {err['ctx']['tag']!r} is not known; use one of {err['ctx']['expected_tags']}"
+    if kind == "union_tag_not_found":
+        return f"needs its '{err['ctx']['discriminator'].strip(chr(39))}' field to say which kind it is"
+    return msg.removeprefix("Value error, ")
+
+
+def parse_job(data, source: str = "job spec") -> JobSpec:
+    if not isinstance(data, dict):
+        raise SpecError(source, [("(top level)", "a job spec is a YAML mapping of fields (name, model, data, ...)")])
+    try:
+        return JobSpec.model_validate(data)
+    except ValidationError as e:
+        raise SpecError(source, [(_loc(err["loc"]), _message(err)) for err in e.errors()]) from None
+
+
+def load_job(path) -> JobSpec:
+    path = Path(path)
+    if not path.is_file():
+        raise SpecError(str(path), [("(file)", "no such file: give the path of a job YAML, e.g. jobs/quickstart.yaml")])
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise SpecError(str(path), [("(file)", f"not valid YAML: {e}")]) from None
+    # A relative data path may be given from the working directory or from the spec's folder.
+    data_section = data.get("data") if isinstance(data, dict) else None
+    if isinstance(data_section, dict):
+        for split in ("train", "validation", "test"):
+            value = data_section.get(split)
+            if isinstance(value, str) and not Path(value).is_absolute() and not Path(value).exists():
+                if (path.parent / value).exists():
+                    data_section[split] = str((path.parent / value).resolve())
+    return parse_job(data, str(path))

@@ -1,0 +1,20 @@
+from typing import Literal
+
+from raytune_ft.strategies.base import Strategy, StrategyConfig, register_strategy, set_trainable
+
+
+class FeatureExtractionConfig(StrategyConfig):
+    """The pretrained backbone is frozen (and kept in eval mode); only the new head trains."""
+
+    name: Literal["feature_extraction"] = "feature_extraction"
+
+
+@register_strategy
+class FeatureExtraction(Strategy):
+    name = "feature_extraction"
+    Config = FeatureExtractionConfig
+    backbone_eval = True
+
+    def apply(self, model, knobs):
+        set_trainable(model, {n for n, _ in model.head.named_parameters(prefix="head")})
+        return model
