@@ -68,7 +68,31 @@ class EfficientNetLite(Source):
 
     def build(self, config, num_classes):
         from efficientnet_lite_pytorch import EfficientNet
+        from torch import nn
 
         model = EfficientNet.from_name(config.name)
         _load_weights(model, config)
+        _plain_convs(model)
+        for m in model.modules():  # TF's BN momentum (0.99 = torch 0.01) barely adapts in a short fine-tune
+            if isinstance(m, nn.BatchNorm2d):
+                m.momentum = 0.1
         return Classifier(model, strip_head(model), num_classes, "vision")
+
+
+def _plain_convs(model) -> None:
+    """Turn TF-"same"-padding convs whose padding is nothing (all 1x1) into plain nn.Conv2d.
+
+    They compute the same thing, and adapters (peft builds LoRA's conv with the base layer's own
+    class) and other tools then see ordinary convolutions.
+    """
+    from torch import nn
+
+    for name, module in list(model.named_modules()):
+        if type(module) is not nn.Conv2d and isinstance(module, nn.Conv2d) \
+                and hasattr(module, "static_padding") \
+                and not isinstance(module.static_padding, nn.ZeroPad2d):
+            plain = nn.Conv2d(module.in_channels, module.out_channels, module.kernel_size, module.stride,
+                              0, module.dilation, module.groups, module.bias is not None)
+            plain.load_state_dict(module.state_dict())
+            parent, _, attr = name.rpartition(".")
+            setattr(model.get_submodule(parent) if parent else model, attr, plain)
