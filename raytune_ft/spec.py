@@ -139,6 +139,10 @@ class JobSpec(Strict):
         return plain(self.model_dump())
 
 
+class InputError(ValueError):
+    """Bad input found while reading the data or the model (a file, a row, a column): exit code 2."""
+
+
 class SpecError(Exception):
     """Every problem of a spec, each as (field path, message)."""
 

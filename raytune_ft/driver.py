@@ -1,0 +1,357 @@
+"""The sweep: Tune over strategies x hyperparameters, one Ray Train `TorchTrainer` per trial.
+
+Three layers, each a plain function (Ray's own Train + Tune split):
+  worker.train_trial   runs in every Train worker and reports each epoch;
+  _trial_driver        one per Tune trial: builds and fits a TorchTrainer;
+  run_sweep            builds the search space, the scheduler and the Tuner, and writes the tables.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+from raytune_ft.hparams import HParams
+from raytune_ft.results import strategy_rows, trial_row, write_table
+from raytune_ft.space import Sampler
+from raytune_ft.spec import InputError
+
+# Trial drivers (one per running trial, light: they only wait on their TorchTrainer) ask for this
+# custom resource instead of CPUs, so they never take a CPU a Train worker needs. The local
+# cluster defines plenty; on a real cluster the head node defines it (cluster.yaml).
+DRIVER_RESOURCE = "raytune_ft_driver"
+
+# Our runs make no outside calls, and Ray's own progress tables are replaced by ours.
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+
+
+# --------------------------------------------------------------------------- search space
+
+def _domain(value, algorithm: str):
+    if not isinstance(value, Sampler):
+        return value
+    if algorithm == "grid" and value.kind == "choice":
+        return Sampler("grid", value.values).to_tune()
+    return value.to_tune()
+
+
+def strategy_spaces(job) -> list[dict]:
+    """Per strategy: its knobs and its hyperparameters (job defaults + its overrides), as samplers."""
+    out = []
+    for s in job.strategies:
+        hp = {k: getattr(s.hparams, k) if getattr(s.hparams, k) is not None else getattr(job.search.hparams, k)
+              for k in HParams.model_fields}
+        out.append({"name": s.name, **s.knobs(), "hparams": hp})
+    return out
+
+
+def tune_param_space(job) -> dict:
+    """A grid over strategies; inside each, its own samplers (Tune resolves nested domains)."""
+    from ray import tune
+
+    algorithm = job.search.algorithm
+
+    def convert(d):
+        return {k: convert(v) if isinstance(v, dict) else _domain(v, algorithm) for k, v in d.items()}
+    return {"strategy": tune.grid_search([convert(s) for s in strategy_spaces(job)])}
+
+
+def optuna_space(job) -> Callable:
+    """Optuna's define-by-run space: the strategy first, then only that strategy's parameters."""
+    spaces = strategy_spaces(job)
+
+    def define(trial) -> dict:
+        name = trial.suggest_categorical("strategy_name", [s["name"] for s in spaces])
+        space = next(s for s in spaces if s["name"] == name)
+
+        def draw(d, prefix):
+            return {k: draw(v, f"{prefix}{k}.") if isinstance(v, dict) else
+                    (v.suggest(trial, f"{prefix}{k}") if isinstance(v, Sampler) else v) for k, v in d.items()}
+        return {"strategy": draw(space, f"{name}.")}
+
+    return define
+
+
+def make_scheduler(job):
+    from ray.tune.schedulers import ASHAScheduler, AsyncHyperBandScheduler, FIFOScheduler, MedianStoppingRule
+
+    sched, epochs = job.search.scheduler, job.training.epochs
+    if sched.name == "none":
+        return FIFOScheduler()
+    if sched.name == "asha":
+        return ASHAScheduler(time_attr="epoch", max_t=epochs, grace_period=min(sched.grace_period, epochs),
+                             reduction_factor=sched.reduction_factor)
+    if sched.name == "hyperband":  # asynchronous HyperBand: several ASHA brackets, no pausing
+        return AsyncHyperBandScheduler(time_attr="epoch", max_t=epochs, grace_period=min(sched.grace_period, epochs),
+                                       reduction_factor=sched.reduction_factor, brackets=3)
+    return MedianStoppingRule(time_attr="epoch", grace_period=sched.grace_period, min_samples_required=3)
+
+
+# --------------------------------------------------------------------------- one trial
+
+def _ray_worker_entry(config: dict) -> None:
+    from raytune_ft.worker import train_trial
+
+    train_trial(config)
+
+
+def _trial_driver(config: dict, *, job: dict, data_dir: str, run_dir: str) -> None:
+    """A Tune function trainable: one TorchTrainer per trial, its reports forwarded to Tune."""
+    import ray.train
+    from ray import tune
+    from ray.train.torch import TorchTrainer
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    from raytune_ft.worker import trial_config
+
+    trial_id = tune.get_context().get_trial_id()
+    strategy = dict(config["strategy"])
+    hparams = strategy.pop("hparams")
+    res = job["resources"]
+    resources = {"CPU": res["cpus_per_worker"]}
+    if res["gpus_per_worker"]:
+        resources["GPU"] = res["gpus_per_worker"]
+    trainer = TorchTrainer(
+        _ray_worker_entry,
+        train_loop_config=trial_config(job, data_dir, Path(run_dir) / "trials" / trial_id, strategy, hparams),
+        scaling_config=ray.train.ScalingConfig(
+            num_workers=res["workers_per_trial"], use_gpu=bool(res["gpus_per_worker"]),
+            resources_per_worker=resources),
+        run_config=ray.train.RunConfig(
+            name=f"train-{trial_id}", storage_path=str(Path(run_dir) / "ray"),
+            callbacks=[TuneReportCallback()], failure_config=ray.train.FailureConfig(max_failures=0)),
+    )
+    trainer.fit()
+
+
+# --------------------------------------------------------------------------- progress + tables
+
+@dataclass
+class TrialRecord:
+    strategy: dict
+    started: float = field(default_factory=time.monotonic)
+    history: list = field(default_factory=list)
+    status: str = "running"
+    error: str = ""
+    ended: Optional[float] = None
+
+
+def free_placement_group(pg_hex: str) -> bool:
+    """Remove a trial's Train placement group if it is still held; True if we removed it."""
+    import ray
+    from ray._raylet import PlacementGroupID
+    from ray.util.placement_group import PlacementGroup, placement_group_table, remove_placement_group
+
+    if not pg_hex:
+        return False
+    pg = PlacementGroup(PlacementGroupID(bytes.fromhex(pg_hex)))
+    try:
+        if placement_group_table(pg).get("state") in (None, "REMOVED"):
+            return False
+        remove_placement_group(pg)
+        return True
+    except (ray.exceptions.RaySystemError, ValueError, KeyError):
+        return False
+
+
+def live_placement_groups() -> list[dict]:
+    from ray.util.placement_group import placement_group_table
+
+    return [v for v in placement_group_table().values() if v["state"] != "REMOVED"]
+
+
+def _make_callback(job, run_id: str, run_dir: Path, printer: Callable[[str], None]):
+    from ray.tune import Callback
+
+    metric, mode, epochs = job.search.metric, job.search.mode, job.training.epochs
+
+    class SweepCallback(Callback):
+        """Tracks every trial, prints progress, frees stopped trials' resources, rewrites the tables."""
+
+        def __init__(self):
+            self.records: dict[str, TrialRecord] = {}
+            self.t0 = time.monotonic()
+
+        def on_trial_start(self, iteration, trials, trial, **info):
+            self.records[trial.trial_id] = TrialRecord(strategy=trial.config["strategy"])
+
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            rec = self.records[trial.trial_id]
+            rec.history.append({k: result[k] for k in (
+                "epoch", "train_loss", "val_loss", "val_accuracy", "val_f1", "trainable_params", "total_params",
+                "samples_per_sec", "train_seconds", "first_step_s", "peak_memory_mb", "checkpoint_path", "pg_id",
+                "lr") if k in result})
+            printer(f"{self._clock()} {trial.trial_id} {rec.strategy['name']:<20} epoch {result['epoch']}/{epochs}"
+                    f"  {metric} {result[metric]:.4f}   {self._summary()}")
+
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            rec = self.records[trial.trial_id]
+            rec.status = "completed" if len(rec.history) >= epochs else "stopped_early"
+            self._end(trial, rec)
+
+        def on_trial_error(self, iteration, trials, trial, **info):
+            rec = self.records[trial.trial_id]
+            rec.status = "error"
+            rec.error = _error_text(trial)
+            self._end(trial, rec)
+
+        def _end(self, trial, rec):
+            rec.ended = time.monotonic()
+            if rec.history:  # Tune killed the trial actor: free what its Train worker group held
+                free_placement_group(rec.history[-1].get("pg_id", ""))
+            word = {"completed": "completed", "stopped_early": "stopped early", "error": "FAILED"}[rec.status]
+            line = f"{self._clock()} {trial.trial_id} {rec.strategy['name']:<20} {word} after {len(rec.history)} epoch(s)"
+            printer(line + (f": {rec.error.splitlines()[-1][:200]}" if rec.error else "") + f"   {self._summary()}")
+            self.write_tables()
+
+        def rows(self) -> list[dict]:
+            return [trial_row(job=job.name, run_id=run_id, trial_id=tid, strategy=rec.strategy,
+                              status=rec.status, history=rec.history, metric=metric, mode=mode,
+                              wall_seconds=(rec.ended or time.monotonic()) - rec.started, error=rec.error)
+                    for tid, rec in self.records.items() if rec.status != "running"]
+
+        def write_tables(self) -> list[dict]:
+            rows = self.rows()
+            if rows:
+                write_table(rows, run_dir / "trials.parquet")
+                write_table(strategy_rows(rows, mode), run_dir / "strategies.parquet")
+            return rows
+
+        def _clock(self) -> str:
+            return f"[{time.monotonic() - self.t0:6.0f}s]"
+
+        def _summary(self) -> str:
+            counts = {s: 0 for s in ("running", "completed", "stopped_early", "error")}
+            best: dict[str, float] = {}
+            sign = 1 if mode == "max" else -1
+            for rec in self.records.values():
+                counts[rec.status] += 1
+                for m in rec.history:
+                    name = rec.strategy["name"]
+                    if name not in best or sign * m[metric] > sign * best[name]:
+                        best[name] = m[metric]
+            bests = ", ".join(f"{k} {v:.3f}" for k, v in sorted(best.items(), key=lambda kv: -sign * kv[1]))
+            return (f"running {counts['running']} done {counts['completed']} stopped {counts['stopped_early']} "
+                    f"failed {counts['error']} | best: {bests}")
+
+    return SweepCallback()
+
+
+def _error_text(trial) -> str:
+    try:
+        return Path(trial.error_file).read_text().strip() if trial.error_file else "unknown error"
+    except OSError:
+        return "unknown error (no error file)"
+
+
+# --------------------------------------------------------------------------- the sweep
+
+def init_ray(address: Optional[str] = None, verbose: bool = False, num_cpus: Optional[int] = None):
+    """Start Ray's embedded local cluster (loopback only, dashboard for the State API) or attach to one."""
+    import logging
+
+    import ray
+
+    if ray.is_initialized():
+        return
+    kwargs = dict(logging_level=logging.INFO if verbose else logging.WARNING, log_to_driver=verbose,
+                  configure_logging=True)
+    if address:
+        ray.init(address=address, **kwargs)
+    else:
+        # The dashboard serves the State API that Train's placement-group cleaner polls: without it,
+        # a trial stopped by Tune would keep its resources for the rest of the job.
+        ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=True, dashboard_host="127.0.0.1",
+                 _node_ip_address="127.0.0.1", resources={DRIVER_RESOURCE: 1000}, **kwargs)
+
+
+def driver_resources() -> dict:
+    """What one trial driver asks for: the custom resource where the cluster has it."""
+    import ray
+
+    return {DRIVER_RESOURCE: 1} if ray.cluster_resources().get(DRIVER_RESOURCE) else {"CPU": 0.01}
+
+
+def concurrency(job) -> int:
+    """How many trials the cluster can hold at once (bounded by max_concurrent_trials)."""
+    import ray
+
+    res = job.resources
+    have = ray.cluster_resources()
+    need_cpu = res.workers_per_trial * res.cpus_per_worker
+    fits = [have.get("CPU", 0) / need_cpu]
+    if res.gpus_per_worker:
+        fits.append(have.get("GPU", 0) / (res.workers_per_trial * res.gpus_per_worker))
+    n = math.floor(min(fits) + 1e-9)
+    if n < 1:
+        raise RuntimeError(
+            f"resources: a trial needs {need_cpu:g} CPU(s)"
+            + (f" and {res.workers_per_trial * res.gpus_per_worker:g} GPU(s)" if res.gpus_per_worker else "")
+            + f" but the cluster has {have.get('CPU', 0):g} CPU(s), {have.get('GPU', 0):g} GPU(s): "
+            "lower resources.workers_per_trial / cpus_per_worker / gpus_per_worker")
+    return min(n, res.max_concurrent_trials or n)
+
+
+def run_sweep(job, run_dir: Path, *, address: Optional[str] = None, verbose: bool = False,
+              printer: Callable[[str], None] = print, num_cpus: Optional[int] = None) -> list[dict]:
+    """Prepare the data once, run the whole sweep, write the tables; return the trials' rows."""
+    from ray import tune
+    from ray.tune.search.basic_variant import BasicVariantGenerator
+
+    from raytune_ft.data import prepare_data
+
+    run_dir = run_dir.resolve()
+    t0 = time.monotonic()
+    try:
+        meta = prepare_data(job, run_dir / "data")
+    except (ValueError, OSError) as e:
+        raise InputError(str(e)) from e
+    printer(f"data prepared once in {time.monotonic() - t0:.1f}s: "
+            + ", ".join(f"{s} {v['samples']}" for s, v in meta["splits"].items()) + f", {len(meta['classes'])} classes")
+    init_ray(address, verbose, num_cpus)
+    n_concurrent = concurrency(job)
+    callback = _make_callback(job, run_dir.name, run_dir, printer)
+    resolved = job.resolved()
+    n_strategies = len(job.strategies)
+    if job.search.algorithm == "optuna":
+        from ray.tune.search.optuna import OptunaSearch
+
+        search_alg = OptunaSearch(space=optuna_space(job), metric=job.search.metric, mode=job.search.mode,
+                                  seed=job.search.seed)
+        param_space, num_samples = {}, job.search.num_samples * n_strategies
+    else:
+        search_alg = BasicVariantGenerator(random_state=job.search.seed, max_concurrent=n_concurrent)
+        param_space, num_samples = tune_param_space(job), job.search.num_samples
+    printer(f"sweep: {n_strategies} strategies x {job.search.num_samples} samples, search {job.search.algorithm}, "
+            f"scheduler {job.search.scheduler.name}, {n_concurrent} trial(s) at a time")
+    trainable = tune.with_parameters(
+        tune.with_resources(_trial_driver, driver_resources()),
+        job=resolved, data_dir=str(run_dir / "data"), run_dir=str(run_dir))
+    tuner = tune.Tuner(
+        trainable,
+        param_space=param_space,
+        tune_config=tune.TuneConfig(
+            metric=job.search.metric, mode=job.search.mode, num_samples=num_samples,
+            scheduler=make_scheduler(job), search_alg=search_alg,
+            # the basic generator limits concurrency itself (max_concurrent above)
+            max_concurrent_trials=n_concurrent if job.search.algorithm == "optuna" else None),
+        run_config=tune.RunConfig(
+            name="tune", storage_path=str(run_dir / "ray"), callbacks=[callback], verbose=0,
+            failure_config=tune.FailureConfig(max_failures=0, fail_fast=False)),
+    )
+    tuner.fit()
+    rows = callback.write_tables()
+    _wait_for_release()
+    return rows
+
+
+def _wait_for_release(timeout_s: float = 30.0) -> None:
+    """Trials stopped by Tune free their placement groups asynchronously: wait until all are gone."""
+    deadline = time.monotonic() + timeout_s
+    while live_placement_groups() and time.monotonic() < deadline:
+        time.sleep(0.5)

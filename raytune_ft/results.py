@@ -1,0 +1,104 @@
+"""The run's tables: `trials.parquet` (one row per trial) and `strategies.parquet` (one per strategy).
+
+Both are rewritten atomically (write a temporary file, then rename) every time a trial ends, so a
+crash at any moment leaves readable tables of what was done. The columns are listed in README.md.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+from raytune_ft.hparams import HParams
+
+HPARAM_COLUMNS = list(HParams.model_fields)
+STATUSES = ("completed", "stopped_early", "error")
+
+
+def trial_row(*, job: str, run_id: str, trial_id: str, strategy: dict, status: str, history: list[dict],
+              metric: str, mode: str, wall_seconds: float, error: str = "") -> dict:
+    """One trials.parquet row from a trial's per-epoch metrics."""
+    knobs = {k: v for k, v in strategy.items() if k not in ("name", "hparams")}
+    row = {"job": job, "run_id": run_id, "trial_id": trial_id, "strategy": strategy["name"]}
+    row.update({k: strategy["hparams"].get(k) for k in HPARAM_COLUMNS})
+    row.update({f"{strategy['name']}.{k}": _cell(v) for k, v in knobs.items()})
+    sign = 1 if mode == "max" else -1
+    best = max(history, key=lambda m: sign * m[metric]) if history else {}
+    last = history[-1] if history else {}
+    trainable, total = last.get("trainable_params"), last.get("total_params")
+    row.update({
+        "status": status,
+        "epochs_run": len(history),
+        "score": best.get(metric),
+        "best_epoch": best.get("epoch"),
+        "best_val_accuracy": best.get("val_accuracy"),
+        "best_val_f1": best.get("val_f1"),
+        "best_val_loss": best.get("val_loss"),
+        "last_val_accuracy": last.get("val_accuracy"),
+        "last_val_f1": last.get("val_f1"),
+        "last_val_loss": last.get("val_loss"),
+        "trainable_params": trainable,
+        "total_params": total,
+        "trainable_fraction": trainable / total if trainable and total else None,
+        "wall_seconds": wall_seconds,
+        "train_seconds": sum(m["train_seconds"] for m in history) if history else None,
+        "first_step_seconds": history[0].get("first_step_s") if history else None,
+        "samples_per_sec": sum(m["samples_per_sec"] for m in history) / len(history) if history else None,
+        "peak_memory_mb": max(m["peak_memory_mb"] for m in history) if history else None,
+        "checkpoint_path": last.get("checkpoint_path") or None,
+        "error": error or None,
+    })
+    return row
+
+
+def _cell(value):
+    return json.dumps(value) if isinstance(value, (list, dict)) else value
+
+
+def strategy_rows(trials: list[dict], mode: str) -> list[dict]:
+    """Per-strategy summary: counts by status, best / mean / std score, the best trial and its cost."""
+    out = []
+    for name in dict.fromkeys(t["strategy"] for t in trials):
+        group = [t for t in trials if t["strategy"] == name]
+        scored = [t for t in group if t["score"] is not None and t["status"] != "error"]
+        scores = [t["score"] for t in scored]
+        best = (max if mode == "max" else min)(scored, key=lambda t: t["score"]) if scored else None
+        mean = sum(scores) / len(scores) if scores else None
+        std = math.sqrt(sum((s - mean) ** 2 for s in scores) / (len(scores) - 1)) if len(scores) > 1 else (0.0 if scores else None)
+        config = {k: v for k, v in best.items() if k in HPARAM_COLUMNS or k.startswith(f"{name}.")} if best else None
+        out.append({
+            "strategy": name,
+            "trials": len(group),
+            "completed": sum(t["status"] == "completed" for t in group),
+            "stopped_early": sum(t["status"] == "stopped_early" for t in group),
+            "errored": sum(t["status"] == "error" for t in group),
+            "best_score": best["score"] if best else None,
+            "mean_score": mean,
+            "std_score": std,
+            "best_trial_id": best["trial_id"] if best else None,
+            "best_config": json.dumps(config) if config else None,
+            "trainable_fraction": best["trainable_fraction"] if best else None,
+            "trainable_params": best["trainable_params"] if best else None,
+            "compute_seconds": sum(t["wall_seconds"] or 0.0 for t in group),
+        })
+    sign = 1 if mode == "max" else -1
+    return sorted(out, key=lambda r: -sign * r["best_score"] if r["best_score"] is not None else math.inf)
+
+
+def write_table(rows: list[dict], path: Path) -> None:
+    """Atomic Parquet write; every row gets every column (missing ones as null)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    columns = list(dict.fromkeys(k for r in rows for k in r))
+    table = pa.Table.from_pydict({c: [r.get(c) for r in rows] for c in columns})
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    pq.write_table(table, tmp)
+    os.replace(tmp, path)
+
+
+def read_table(path: Path) -> list[dict]:
+    import pyarrow.parquet as pq
+
+    return pq.read_table(path).to_pylist()
