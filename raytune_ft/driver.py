@@ -81,15 +81,63 @@ def make_scheduler(job):
     from ray.tune.schedulers import ASHAScheduler, AsyncHyperBandScheduler, FIFOScheduler, MedianStoppingRule
 
     sched, epochs = job.search.scheduler, job.training.epochs
+    common = dict(time_attr="epoch", metric=job.search.metric, mode=job.search.mode)
+    grace = min(sched.grace_period, epochs)
     if sched.name == "none":
         return FIFOScheduler()
     if sched.name == "asha":
-        return ASHAScheduler(time_attr="epoch", max_t=epochs, grace_period=min(sched.grace_period, epochs),
-                             reduction_factor=sched.reduction_factor)
-    if sched.name == "hyperband":  # asynchronous HyperBand: several ASHA brackets, no pausing
-        return AsyncHyperBandScheduler(time_attr="epoch", max_t=epochs, grace_period=min(sched.grace_period, epochs),
-                                       reduction_factor=sched.reduction_factor, brackets=3)
-    return MedianStoppingRule(time_attr="epoch", grace_period=sched.grace_period, min_samples_required=3)
+        make = lambda: ASHAScheduler(max_t=epochs, grace_period=grace,  # noqa: E731
+                                     reduction_factor=sched.reduction_factor, **common)
+    elif sched.name == "hyperband":  # asynchronous HyperBand: several ASHA brackets, no pausing
+        make = lambda: AsyncHyperBandScheduler(max_t=epochs, grace_period=grace, brackets=3,  # noqa: E731
+                                               reduction_factor=sched.reduction_factor, **common)
+    else:
+        make = lambda: MedianStoppingRule(grace_period=grace, min_samples_required=3, **common)  # noqa: E731
+    return per_strategy_scheduler(make) if sched.per_strategy else make()
+
+
+def per_strategy_scheduler(make):
+    """One early-stopping scheduler per strategy: a trial is only ever compared with its own kind.
+
+    Strategies learn at different speeds (a LoRA update starts at zero; a frozen backbone's head
+    converges in an epoch), so one shared ASHA would cut every slow starter at the first rung and
+    the leaderboard would show their first-epoch scores. Per strategy, each keeps its best trials.
+    """
+    from ray.tune.schedulers import FIFOScheduler
+
+    class PerStrategy(FIFOScheduler):
+        def __init__(self):
+            super().__init__()
+            self.children = {}
+
+        def set_search_properties(self, metric, mode, **spec):
+            return True  # each child was built with the sweep's metric and mode
+
+        def child(self, trial):
+            name = trial.config["strategy"]["name"]
+            if name not in self.children:
+                self.children[name] = make()
+            return self.children[name]
+
+        def on_trial_add(self, controller, trial):
+            self.child(trial).on_trial_add(controller, trial)
+
+        def on_trial_result(self, controller, trial, result):
+            return self.child(trial).on_trial_result(controller, trial, result)
+
+        def on_trial_complete(self, controller, trial, result):
+            self.child(trial).on_trial_complete(controller, trial, result)
+
+        def on_trial_error(self, controller, trial):
+            self.child(trial).on_trial_error(controller, trial)
+
+        def on_trial_remove(self, controller, trial):
+            self.child(trial).on_trial_remove(controller, trial)
+
+        def debug_string(self):
+            return "; ".join(f"{k}: {v.debug_string()}" for k, v in self.children.items())
+
+    return PerStrategy()
 
 
 # --------------------------------------------------------------------------- one trial

@@ -49,6 +49,9 @@ class SchedulerSpec(Strict):
     name: Literal["asha", "none", "hyperband", "median"] = "asha"
     grace_period: int = Field(1, ge=1, description="epochs every trial runs before it can be stopped")
     reduction_factor: float = Field(2.0, gt=1, description="ASHA / HyperBand: keep 1/reduction_factor per rung")
+    per_strategy: bool = Field(
+        True, description="compare a trial only with trials of its own strategy (one scheduler each); "
+        "false: one scheduler over all trials, so slow-starting strategies are cut early")
 
 
 class SearchSpec(Strict):
@@ -136,7 +139,7 @@ class JobSpec(Strict):
             if isinstance(x, Path):
                 return str(x)
             return x
-        return plain(self.model_dump())
+        return plain(self.model_dump(exclude_none=True))  # null = "not set": the default applies
 
 
 class InputError(ValueError):

@@ -1,0 +1,84 @@
+"""Data sources: each prepares tensors once; bad rows and files are named."""
+from __future__ import annotations
+
+import io
+
+import pytest
+import torch
+from PIL import Image
+
+from raytune_ft.data import load_meta, load_split, prepare_data
+from raytune_ft.spec import parse_job
+from tests.conftest import text_spec, vision_spec
+
+
+def test_digits_splits_are_stratified_and_resized(resnet_weights, tmp_path):
+    job = parse_job(vision_spec(resnet_weights, data={"source": "digits"}))
+    meta = prepare_data(job, tmp_path)
+    assert {s: v["samples"] for s, v in meta["splits"].items()} == {"train": 1257, "validation": 270, "test": 270}
+    train = load_split(tmp_path, "train")
+    assert train["pixel_values"].shape == (1257, 3, 16, 16) and train["pixel_values"].dtype == torch.uint8
+    assert min(meta["splits"]["validation"]["class_counts"]) >= 26
+    assert load_meta(tmp_path)["classes"] == [str(i) for i in range(10)]
+
+
+def test_text_table_tokenizes_once(tiny_bert, text_csvs, tmp_path):
+    meta = prepare_data(parse_job(text_spec(tiny_bert, text_csvs)), tmp_path)
+    assert meta["classes"] == ["neg", "pos"] and meta["family"] == "text"
+    train = load_split(tmp_path, "train")
+    assert train["input_ids"].shape == (64, 16) and train["attention_mask"][0].sum() >= 6
+
+
+def test_unknown_label_is_named_with_file_and_row(tiny_bert, text_csvs, tmp_path):
+    text_csvs["validation"].write_text("text,label\ngood film,pos\nbad film,meh\n")
+    with pytest.raises(ValueError, match=r"validation split\) row 1: label 'meh' is not one of the classes"):
+        prepare_data(parse_job(text_spec(tiny_bert, text_csvs)), tmp_path / "d")
+
+
+def test_missing_column_and_empty_split(tiny_bert, text_csvs, tmp_path):
+    spec = text_spec(tiny_bert, text_csvs)
+    spec["data"]["text_column"] = "review"
+    with pytest.raises(ValueError, match="train.csv: no column 'review'; it has text, label"):
+        prepare_data(parse_job(spec), tmp_path / "a")
+    text_csvs["test"].write_text("text,label\n")
+    with pytest.raises(ValueError, match="the test split is empty"):
+        prepare_data(parse_job(text_spec(tiny_bert, text_csvs)), tmp_path / "b")
+
+
+def _png(color) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (10, 12), color).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_image_folder_and_validation_fraction(resnet_weights, tmp_path):
+    for cls, color in (("red", (255, 0, 0)), ("blue", (0, 0, 255))):
+        (tmp_path / "train" / cls).mkdir(parents=True)
+        for i in range(5):
+            (tmp_path / "train" / cls / f"{i}.png").write_bytes(_png(color))
+    spec = vision_spec(resnet_weights, data={"source": "image_folder", "train": str(tmp_path / "train"),
+                                             "validation_fraction": 0.2})
+    meta = prepare_data(parse_job(spec), tmp_path / "out")
+    assert meta["classes"] == ["blue", "red"]
+    assert meta["splits"]["train"]["samples"] == 8 and meta["splits"]["validation"]["samples"] == 2
+    x = load_split(tmp_path / "out", "train")["pixel_values"]
+    assert x.shape == (8, 3, 16, 16) and set(x[:, 0].flatten().tolist()) <= {0, 255}
+    (tmp_path / "train" / "red" / "9.png").write_bytes(b"not an image")
+    with pytest.raises(ValueError, match=r"9.png: not a readable image"):
+        prepare_data(parse_job(spec), tmp_path / "out2")
+
+
+def test_image_parquet(resnet_weights, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    for split in ("train", "validation"):
+        pq.write_table(pa.table({"image": [_png((i * 20, 0, 0)) for i in range(6)],
+                                 "label": ["a", "b"] * 3}), tmp_path / f"{split}.parquet")
+    spec = vision_spec(resnet_weights, data={"source": "image_parquet", "train": str(tmp_path / "train.parquet"),
+                                             "validation": str(tmp_path / "validation.parquet")})
+    meta = prepare_data(parse_job(spec), tmp_path / "out")
+    assert meta["splits"]["validation"]["class_counts"] == [3, 3]
+    pq.write_table(pa.table({"image": [b"junk"], "label": ["a"]}), tmp_path / "validation.parquet")
+    with pytest.raises(ValueError, match=r"validation.parquet row 0: not a readable image"):
+        prepare_data(parse_job(spec), tmp_path / "out2")

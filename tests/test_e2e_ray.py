@@ -1,0 +1,117 @@
+"""End to end on a real local Ray cluster (2 CPUs): the sweep, ASHA stopping, the tables, no leaks."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+
+from raytune_ft.results import read_table
+from raytune_ft.spec import parse_job
+from tests.conftest import text_spec, vision_spec
+
+pytestmark = pytest.mark.ray
+
+
+@pytest.fixture
+def ray_session():
+    import ray
+
+    yield
+    ray.shutdown()
+
+
+def alive_actors() -> list:
+    from ray.util.state import list_actors
+
+    return list_actors(filters=[("state", "=", "ALIVE")], raise_on_missing_output=False)
+
+
+def test_asha_sweep_finishes_and_frees_everything(resnet_weights, tmp_path, ray_session):
+    """9 trials, ASHA stops most of them; on 2 CPUs every trial still gets its worker and nothing leaks."""
+    from raytune_ft.driver import live_placement_groups, run_sweep
+    from raytune_ft.worker import load_trial_model
+
+    spec = vision_spec(resnet_weights, training={"epochs": 3})
+    spec["strategies"][2]["r"] = {"choice": [2, 4]}
+    spec["search"] = {"num_samples": 3, "seed": 1, "scheduler": {"name": "asha", "grace_period": 1},
+                      "hparams": {"lr": {"loguniform": [1e-5, 1e-2]}, "batch_size": 32}}
+    job = parse_job(spec)
+    lines = []
+    rows = run_sweep(job, tmp_path / "run", printer=lines.append, num_cpus=2)
+
+    trials = read_table(tmp_path / "run" / "trials.parquet")
+    assert len(trials) == len(rows) == 9
+    assert sorted({t["strategy"] for t in trials}) == ["feature_extraction", "full", "lora"]
+    stopped = [t for t in trials if t["status"] == "stopped_early"]
+    assert stopped, "ASHA stopped no trial"
+    assert all(t["status"] in ("completed", "stopped_early") for t in trials), [t["error"] for t in trials]
+    for t in trials:
+        assert t["epochs_run"] == 3 if t["status"] == "completed" else 1 <= t["epochs_run"] < 3
+        assert t["trainable_params"] <= t["total_params"] and t["wall_seconds"] > 0 and t["samples_per_sec"] > 0
+        assert 0 <= t["score"] <= 1 and t["score"] == t["best_val_accuracy"] and t["lr"] > 0
+        assert (t["lora.r"] in (2, 4)) == (t["strategy"] == "lora")
+    fe = [t for t in trials if t["strategy"] == "feature_extraction"]
+    assert all(t["trainable_params"] == 512 * 10 + 10 for t in fe)
+
+    table = read_table(tmp_path / "run" / "strategies.parquet")
+    assert {r["strategy"]: r["trials"] for r in table} == {"full": 3, "feature_extraction": 3, "lora": 3}
+    assert sum(r["stopped_early"] for r in table) == len(stopped)
+    scores = [r["best_score"] for r in table]
+    assert scores == sorted(scores, reverse=True)
+    winner = table[0]
+    best_trial = next(t for t in trials if t["trial_id"] == winner["best_trial_id"])
+    assert best_trial["score"] == winner["best_score"]
+    model, config = load_trial_model(tmp_path / "run" / "trials" / winner["best_trial_id"])
+    assert config["strategy"]["name"] == winner["strategy"]
+    assert any("stopped early" in line for line in lines)
+
+    # Nothing of ours is left holding resources: no placement group, and (give Ray's cleaners a
+    # moment to exit) no live actor.
+    assert live_placement_groups() == []
+    deadline = time.monotonic() + 30
+    while alive_actors() and time.monotonic() < deadline:
+        time.sleep(1)
+    assert alive_actors() == []
+
+
+def test_cli_run_on_text_survives_failing_trials(tiny_bert, text_csvs, tmp_path):
+    """The CLI end to end on a tiny BERT; one strategy's trials fail, the sweep and its tables don't."""
+    spec = text_spec(tiny_bert, text_csvs, training={"epochs": 2}, output_dir=str(tmp_path / "runs"))
+    spec["strategies"] = [{"name": "full"}, {"name": "lora", "r": 2, "target_modules": ["no_such_module"]},
+                          {"name": "feature_extraction"}]
+    spec["search"] = {"num_samples": 2, "metric": "val_f1", "scheduler": {"name": "none"},
+                      "hparams": {"lr": {"choice": [3e-3, 1e-3]}, "batch_size": 16}}
+    path = tmp_path / "job.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    run_dir = tmp_path / "runs" / "r1"
+    out = subprocess.run([sys.executable, "-m", "raytune_ft.cli", "run", str(path), "--run-dir", str(run_dir)],
+                         capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "strategies by best val_f1" in out.stdout and "FAILED" in out.stdout
+
+    trials = read_table(run_dir / "trials.parquet")
+    assert len(trials) == 6
+    by = {s: [t for t in trials if t["strategy"] == s] for s in ("full", "lora", "feature_extraction")}
+    assert all(t["status"] == "error" and "no_such_module" in t["error"] for t in by["lora"])
+    assert all(t["status"] == "completed" and t["epochs_run"] == 2 for t in by["full"] + by["feature_extraction"])
+    table = {r["strategy"]: r for r in read_table(run_dir / "strategies.parquet")}
+    assert table["lora"]["errored"] == 2 and table["lora"]["best_score"] is None
+    assert table["full"]["completed"] == 2 and table["full"]["best_score"] >= table["full"]["mean_score"]
+    assert yaml.safe_load((run_dir / "job.yaml").read_text())["search"]["metric"] == "val_f1"
+    again = subprocess.run([sys.executable, "-m", "raytune_ft.cli", "run", str(path), "--run-dir", str(run_dir)],
+                           capture_output=True, text=True, timeout=120)
+    assert again.returncode == 2 and "already holds a run" in again.stderr
+
+
+def test_bad_data_fails_before_ray_starts(tiny_bert, text_csvs, tmp_path):
+    text_csvs["train"].write_text("text,label\ngood,pos\nbad,neg\n,pos\n")
+    path = tmp_path / "job.yaml"
+    path.write_text(yaml.safe_dump(text_spec(tiny_bert, text_csvs, output_dir=str(tmp_path / "runs"))))
+    out = subprocess.run([sys.executable, "-m", "raytune_ft.cli", "run", str(path), "--run-dir", str(tmp_path / "r")],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2
+    assert "train.csv row 2: column 'text' is empty" in out.stderr
+    assert not (tmp_path / "r" / "ray").exists()  # no trial, no Ray

@@ -1,0 +1,120 @@
+"""The job spec: shipped jobs load, bad specs list every problem with its field path."""
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from raytune_ft.cli import app
+from raytune_ft.space import Sampler
+from raytune_ft.spec import SpecError, load_job, parse_job
+from tests.conftest import ROOT, text_spec, vision_spec
+
+
+def problems(data) -> dict[str, str]:
+    with pytest.raises(SpecError) as e:
+        parse_job(data)
+    return dict(e.value.problems)
+
+
+def test_quickstart_loads():
+    job = load_job(ROOT / "jobs" / "quickstart.yaml")
+    assert [s.name for s in job.strategies] == ["full", "feature_extraction", "lora"]
+    assert job.search.scheduler.name == "asha" and job.search.mode == "max"
+    assert job.strategies[2].r == Sampler("choice", (4, 8, 16))
+    assert job.model.weights == "packaged:efficientnet-lite0"
+
+
+def test_text_job_loads_with_the_users_csv(tmp_path, text_csvs):
+    """jobs/text_minilm.yaml names CSVs beside it: put some there and it validates."""
+    shutil.copy(ROOT / "jobs" / "text_minilm.yaml", tmp_path / "job.yaml")
+    (tmp_path / "data").mkdir()
+    for split, path in text_csvs.items():
+        shutil.copy(path, tmp_path / "data" / f"{split}.csv")
+    job = load_job(tmp_path / "job.yaml")
+    assert job.model.source == "transformers" and job.data.train == (tmp_path / "data" / "train.csv").resolve()
+
+
+def test_every_problem_is_listed_with_its_path():
+    bad = {
+        "name": "has space",
+        "model": {"source": "torchvision", "name": "resnet999"},
+        "data": {"source": "digits"},
+        "strategies": [{"name": "lora", "r": {"uniform": [8, 4]}}, {"name": "nope"}, {"r": 2}],
+        "search": {"hparams": {"lr": -1, "batch_size": {"loguniform": [0, 64]}}, "typo": 1},
+    }
+    found = problems(bad)
+    assert "pattern" in found["name"]
+    assert "resnet999" in found["model.name"]
+    assert "low < high" in found["strategies[0].r"]
+    assert "'nope' is not known" in found["strategies[1]"] and "'lora'" in found["strategies[1]"]
+    assert "'name'" in found["strategies[2]"]
+    assert found["search.hparams.lr"] == "must be > 0; got -1.0"
+    assert "loguniform needs low > 0" in found["search.hparams.batch_size"]
+    assert found["search.typo"].startswith("unknown field")
+
+
+@pytest.mark.parametrize("value, message", [
+    ({"uniform": [1, 2], "choice": [1]}, "one key"),
+    ({"normal": [0, 1]}, "unknown sampler 'normal'"),
+    ({"choice": []}, "non-empty list"),
+    ({"uniform": [0.1]}, "takes [low, high]"),
+    ("fast", "expected a number"),
+    ({"uniform": [0.5, 2.0]}, "must be <= 1"),
+])
+def test_bad_learning_rates(value, message, resnet_weights):
+    spec = vision_spec(resnet_weights)
+    spec["search"]["hparams"]["lr"] = value
+    assert message in problems(spec)["search.hparams.lr"]
+
+
+def test_cross_field_rules(resnet_weights, tiny_bert, text_csvs):
+    mismatch = vision_spec(resnet_weights, data=text_spec(tiny_bert, text_csvs)["data"])
+    assert "vision model but data.source 'text_table' is text" in problems(mismatch)["(top level)"]
+    dup = vision_spec(resnet_weights, strategies=[{"name": "full"}, {"name": "full"}])
+    assert "more than once" in problems(dup)["(top level)"]
+    grid = vision_spec(resnet_weights)
+    grid["search"].update(algorithm="grid", hparams={"lr": {"loguniform": [1e-4, 1e-2]}})
+    assert "search.hparams.lr is a loguniform range" in problems(grid)["(top level)"]
+    loss = vision_spec(resnet_weights)
+    loss["search"].update(metric="val_loss", mode="max")
+    assert "use 'min'" in problems(loss)["search"]
+    fp16 = vision_spec(resnet_weights, training={"mixed_precision": "fp16"})
+    assert "needs a GPU" in problems(fp16)["(top level)"]
+
+
+def test_missing_files_are_named(tmp_path, tiny_bert):
+    spec = text_spec(tiny_bert, {"train": tmp_path / "no.csv", "validation": tmp_path / "v.csv", "test": None})
+    assert "no.csv does not exist" in problems(spec)["data"]
+    weights = vision_spec(tmp_path / "missing.pt")
+    assert "missing.pt does not exist" in problems(weights)["model.weights"]
+    spec = text_spec(tmp_path, {"train": tmp_path, "validation": tmp_path})
+    assert "no config.json" in problems(spec)["model.name"]
+
+
+def test_resolved_spec_round_trips(resnet_weights):
+    spec = vision_spec(resnet_weights)
+    spec["strategies"][2]["r"] = {"choice": [2, 4]}
+    job = parse_job(spec)
+    again = parse_job(yaml.safe_load(yaml.safe_dump(job.resolved())))
+    assert again.resolved() == job.resolved()
+    assert job.resolved()["strategies"][2]["r"] == {"choice": [2, 4]}
+
+
+def test_cli_validate_exit_codes(tmp_path, resnet_weights):
+    runner = CliRunner()
+    good = tmp_path / "good.yaml"
+    good.write_text(yaml.safe_dump(vision_spec(resnet_weights)))
+    result = runner.invoke(app, ["validate", str(good)])
+    assert result.exit_code == 0, result.output
+    assert "ok" in result.output
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(vision_spec(resnet_weights, training={"epochs": 0, "typo": True})))
+    result = runner.invoke(app, ["validate", str(bad)])
+    assert result.exit_code == 2
+    assert "training.epochs" in result.output and "training.typo: unknown field" in result.output
+    assert runner.invoke(app, ["validate", str(tmp_path / "none.yaml")]).exit_code == 2
+    (tmp_path / "broken.yaml").write_text("name: [unclosed")
+    assert "not valid YAML" in runner.invoke(app, ["validate", str(tmp_path / "broken.yaml")]).output

