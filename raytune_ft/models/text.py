@@ -41,6 +41,10 @@ class Transformers(Source):
         from transformers import AutoModel
 
         backbone = AutoModel.from_pretrained(config.path(), trust_remote_code=config.trust_remote_code)
+        if getattr(backbone, "pooler", None) is not None:
+            # We pool token states ourselves; an unused pooler would be counted, "trained" with no
+            # gradient, and make DistributedDataParallel fail on parameters that got no grad.
+            backbone.pooler = None
         dim = getattr(backbone.config, "hidden_size", None) or backbone.config.dim
         return Classifier(backbone, dim, num_classes, "text", pooling=config.pooling)
 
