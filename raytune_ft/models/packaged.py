@@ -5,6 +5,7 @@ Write `packaged:<name>` where a spec takes a weights file or a model path.
 from __future__ import annotations
 
 import os
+import shutil
 import zipfile
 from pathlib import Path
 
@@ -24,10 +25,14 @@ def _all_minilm_l6_v2() -> Path:
     cache = Path(os.environ.get("RAYTUNE_FT_CACHE", Path.home() / ".cache" / "raytune_ft"))
     target = cache / "all-MiniLM-L6-v2"
     if not (target / "config.json").exists():
+        # Unzip beside the target, then rename: a concurrent or interrupted unzip never leaves a half folder.
         tmp = cache / f".all-MiniLM-L6-v2.{os.getpid()}"
         with zipfile.ZipFile(get_model_zip_path()) as zf:
             zf.extractall(tmp)
-        tmp.replace(target) if not target.exists() else None
+        try:
+            tmp.rename(target)
+        except OSError:  # another process got there first
+            shutil.rmtree(tmp, ignore_errors=True)
     return target
 
 
