@@ -81,7 +81,11 @@ def make_scheduler(job):
     from ray.tune.schedulers import ASHAScheduler, AsyncHyperBandScheduler, FIFOScheduler, MedianStoppingRule
 
     sched, epochs = job.search.scheduler, job.training.epochs
-    common = dict(time_attr="epoch", metric=job.search.metric, mode=job.search.mode)
+    # Per strategy, each child is built with the metric and mode; one shared scheduler gets them from
+    # TuneConfig (Tune refuses a scheduler that already has them).
+    common = dict(time_attr="epoch")
+    if sched.per_strategy:
+        common.update(metric=job.search.metric, mode=job.search.mode)
     grace = min(sched.grace_period, epochs)
     if sched.name == "none":
         return FIFOScheduler()
@@ -207,10 +211,12 @@ def free_placement_group(pg_hex: str) -> bool:
         return False
 
 
-def live_placement_groups() -> list[dict]:
+def live_placement_groups(ids: Optional[set[str]] = None) -> list[dict]:
+    """Placement groups not yet removed: all of them, or only those with these hex ids."""
     from ray.util.placement_group import placement_group_table
 
-    return [v for v in placement_group_table().values() if v["state"] != "REMOVED"]
+    return [v for k, v in placement_group_table().items()
+            if v["state"] != "REMOVED" and (ids is None or k in ids)]
 
 
 def _make_callback(job, run_id: str, run_dir: Path, printer: Callable[[str], None]):
@@ -223,13 +229,18 @@ def _make_callback(job, run_id: str, run_dir: Path, printer: Callable[[str], Non
 
         def __init__(self):
             self.records: dict[str, TrialRecord] = {}
+            self.pg_ids: set[str] = set()
             self.t0 = time.monotonic()
 
+        def record(self, trial) -> TrialRecord:
+            # a trial whose actor fails to start gets on_trial_error without on_trial_start
+            return self.records.setdefault(trial.trial_id, TrialRecord(strategy=trial.config["strategy"]))
+
         def on_trial_start(self, iteration, trials, trial, **info):
-            self.records[trial.trial_id] = TrialRecord(strategy=trial.config["strategy"])
+            self.record(trial)
 
         def on_trial_result(self, iteration, trials, trial, result, **info):
-            rec = self.records[trial.trial_id]
+            rec = self.record(trial)
             rec.history.append({k: result[k] for k in (
                 "epoch", "train_loss", "val_loss", "val_accuracy", "val_f1", "trainable_params", "total_params",
                 "samples_per_sec", "train_seconds", "first_step_s", "peak_memory_mb", "checkpoint_path", "pg_id",
@@ -238,12 +249,12 @@ def _make_callback(job, run_id: str, run_dir: Path, printer: Callable[[str], Non
                     f"  {metric} {result[metric]:.4f}   {self._summary()}")
 
         def on_trial_complete(self, iteration, trials, trial, **info):
-            rec = self.records[trial.trial_id]
+            rec = self.record(trial)
             rec.status = "completed" if len(rec.history) >= epochs else "stopped_early"
             self._end(trial, rec)
 
         def on_trial_error(self, iteration, trials, trial, **info):
-            rec = self.records[trial.trial_id]
+            rec = self.record(trial)
             rec.status = "error"
             rec.error = _error_text(trial)
             self._end(trial, rec)
@@ -251,6 +262,7 @@ def _make_callback(job, run_id: str, run_dir: Path, printer: Callable[[str], Non
         def _end(self, trial, rec):
             rec.ended = time.monotonic()
             if rec.history:  # Tune killed the trial actor: free what its Train worker group held
+                self.pg_ids.add(rec.history[-1].get("pg_id", ""))
                 free_placement_group(rec.history[-1].get("pg_id", ""))
             word = {"completed": "completed", "stopped_early": "stopped early", "error": "FAILED"}[rec.status]
             line = f"{self._clock()} {trial.trial_id} {rec.strategy['name']:<20} {word} after {len(rec.history)} epoch(s)"
@@ -331,7 +343,7 @@ def concurrency(job) -> int:
 
     res = job.resources
     have = ray.cluster_resources()
-    need_cpu = res.workers_per_trial * res.cpus_per_worker
+    need_cpu = res.workers_per_trial * res.cpus_per_worker + driver_resources().get("CPU", 0)
     fits = [have.get("CPU", 0) / need_cpu]
     if res.gpus_per_worker:
         fits.append(have.get("GPU", 0) / (res.workers_per_trial * res.gpus_per_worker))
@@ -394,12 +406,12 @@ def run_sweep(job, run_dir: Path, *, address: Optional[str] = None, verbose: boo
     )
     tuner.fit()
     rows = callback.write_tables()
-    _wait_for_release()
+    _wait_for_release(callback.pg_ids - {""})
     return rows
 
 
-def _wait_for_release(timeout_s: float = 30.0) -> None:
-    """Trials stopped by Tune free their placement groups asynchronously: wait until all are gone."""
+def _wait_for_release(ids: set[str], timeout_s: float = 30.0) -> None:
+    """Trials stopped by Tune free their placement groups asynchronously: wait until ours are gone."""
     deadline = time.monotonic() + timeout_s
-    while live_placement_groups() and time.monotonic() < deadline:
+    while live_placement_groups(ids) and time.monotonic() < deadline:
         time.sleep(0.5)

@@ -16,6 +16,11 @@ class HParams(BaseModel):
     batch_size: Searchable(int, ge=1) = Field(32, description="samples per optimizer micro-batch, per worker")
     warmup_ratio: Searchable(float, ge=0, lt=1) = Field(0.1, description="share of steps spent warming up")
     label_smoothing: Searchable(float, ge=0, lt=1) = Field(0.0, description="cross-entropy label smoothing")
+    head_lr_mult: Searchable(float, gt=0) = Field(1.0, description="the new head learns this many times faster")
+    head_dropout: Searchable(float, ge=0, lt=1) = Field(0.0, description="dropout before the new head")
+    l2sp: Searchable(float, ge=0) = Field(
+        0.0, description="L2-SP: penalty strength on the distance of backbone weights from their pretrained "
+        "values (strategies that train backbone weights only)")
 
 
 class HParamsOverride(HParams):
@@ -26,3 +31,6 @@ class HParamsOverride(HParams):
     batch_size: Searchable(int, ge=1) = None
     warmup_ratio: Searchable(float, ge=0, lt=1) = None
     label_smoothing: Searchable(float, ge=0, lt=1) = None
+    head_lr_mult: Searchable(float, gt=0) = None
+    head_dropout: Searchable(float, ge=0, lt=1) = None
+    l2sp: Searchable(float, ge=0) = None

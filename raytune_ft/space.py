@@ -78,6 +78,9 @@ def _parse_sampler(raw: dict, kind_of_value: type) -> Sampler:
             raise ValueError(f"loguniform needs low > 0; got {lo}: use uniform, or a positive low")
         if kind == "randint" and not all(isinstance(v, int) for v in values):
             raise ValueError("randint takes two integers")
+        if kind in ("uniform", "loguniform") and kind_of_value is int:
+            raise ValueError(f"this knob is a whole number: use {{randint: [{lo}, {hi}]}} or {{choice: [...]}}, "
+                             f"not {kind}")
     return Sampler(kind, values)
 
 

@@ -11,7 +11,9 @@ from pathlib import Path
 from typing import Annotated, Literal, Optional, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+import re
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from raytune_ft.data import DATA_SOURCES
 from raytune_ft.hparams import HParams
@@ -36,8 +38,30 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class AugmentSpec(Strict):
+    """Image augmentation on the training split (vision only), applied per sample on the fly."""
+
+    random_resized_crop: bool = Field(False, description="crop 60-100% of the image and resize it back")
+    hflip: bool = Field(False, description="random horizontal flip (not for digits or text in images)")
+    color_jitter: float = Field(0.0, ge=0, le=1, description="brightness / contrast / saturation jitter strength")
+
+    def active(self) -> bool:
+        return self.random_resized_crop or self.hflip or self.color_jitter > 0
+
+
 class TrainingSpec(Strict):
     epochs: int = Field(3, ge=1, le=1000, description="epochs per trial (the scheduler's max_t)")
+    optimizer: Literal["adamw", "sgd"] = Field("adamw", description="sgd uses momentum (below), nesterov off")
+    momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum")
+    schedule: Literal["cosine", "linear", "step", "one_cycle", "constant"] = Field(
+        "cosine", description="after the warmup: cosine or linear decay to 0, step decay, or constant; "
+        "one_cycle: cosine up to the peak over warmup_ratio (default 0.3 if 0), cosine down to lr/1e4")
+    step_every_epochs: float = Field(1.0, gt=0, description="step schedule: decay every this many epochs")
+    step_gamma: float = Field(0.5, gt=0, le=1, description="step schedule: multiply the learning rate by this")
+    class_weighted_loss: bool = Field(False, description="weight the loss by inverse class frequency in train")
+    augment: AugmentSpec = Field(default_factory=AugmentSpec)
+    patience: Optional[int] = Field(
+        None, ge=1, description="end a trial after this many epochs without a better validation score")
     mixed_precision: Literal["no", "fp16", "bf16"] = Field(
         "no", description="Accelerate mixed precision; fp16 needs a GPU")
     grad_accum_steps: int = Field(1, ge=1, description="micro-batches per optimizer step (Accelerate)")
@@ -84,7 +108,7 @@ class ResourcesSpec(Strict):
 
 
 class JobSpec(Strict):
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="letters, digits, _ . - (used in paths)")
+    name: str = Field(description="letters, digits, _ . - (used in paths)")
     model: ModelSpec
     data: DataSpec
     strategies: list[StrategySpec] = Field(min_length=1)
@@ -93,30 +117,49 @@ class JobSpec(Strict):
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
     output_dir: Path = Field(Path("runs"), description="run folders are created under it")
 
+    @field_validator("name")
+    @classmethod
+    def _name(cls, name):
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+            raise ValueError(f"{name!r} has characters other than letters, digits, _ . -: "
+                             f"e.g. {re.sub(r'[^A-Za-z0-9_.-]+', '-', name).strip('-') or 'my-job'}")
+        return name
+
     @model_validator(mode="after")
     def _fit_together(self):
+        """Rules across fields; every broken one is reported, each as 'path: message' on its own line."""
+        problems = list(self._cross_field_problems())
+        if problems:
+            raise ValueError("\n".join(f"{loc}: {msg}" for loc, msg in problems))
+        return self
+
+    def _cross_field_problems(self):
         model_family = SOURCES.get(self.model.source).family
         data_family = DATA_SOURCES.get(self.data.source).family
         if model_family != data_family:
-            raise ValueError(f"model.source {self.model.source!r} is a {model_family} model but data.source "
-                             f"{self.data.source!r} is {data_family} data: pick a matching pair")
+            yield "data.source", (f"{self.data.source!r} is {data_family} data but model.source "
+                                  f"{self.model.source!r} is a {model_family} model: pick a matching pair")
         names = [s.name for s in self.strategies]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"strategies lists {', '.join(dupes)} more than once: "
-                             "merge them into one entry (use samplers for the knobs that differ)")
-        for s in self.strategies:
+        for i, s in enumerate(self.strategies):
+            if names.index(s.name) != i:
+                yield f"strategies[{i}]", (f"{s.name!r} is listed more than once: merge the entries "
+                                           "(use samplers for the knobs that differ)")
             if model_family not in STRATEGIES.get(s.name).families:
-                raise ValueError(f"strategy {s.name!r} does not apply to {model_family} models: remove it")
+                yield f"strategies[{i}]", (f"{s.name!r} applies to {' / '.join(STRATEGIES.get(s.name).families)} "
+                                           f"models only, not to this {model_family} model: remove it")
+            l2sp = s.hparams.l2sp if s.hparams.l2sp is not None else self.search.hparams.l2sp
+            if l2sp != 0.0 and not STRATEGIES.get(s.name).trains_backbone:
+                yield f"strategies[{i}].hparams.l2sp", (
+                    f"{s.name} trains no backbone weights, so L2-SP has nothing to hold back: set it to 0 here")
         if self.search.algorithm == "grid":
             for where, value in self.searchables():
                 if isinstance(value, Sampler) and value.kind not in ("grid", "choice"):
-                    raise ValueError(f"{where} is a {value.kind} range, which grid search cannot enumerate: "
-                                     "use {grid: [...]} / {choice: [...]}, or search.algorithm: random")
+                    yield where, (f"a {value.kind} range cannot be enumerated by grid search: use "
+                                  "{grid: [...]} / {choice: [...]}, or search.algorithm: random")
+        if self.training.augment.active() and model_family != "vision":
+            yield "training.augment", "applies to images only: remove it for a text job"
         if self.training.mixed_precision == "fp16" and self.resources.gpus_per_worker == 0:
-            raise ValueError("training.mixed_precision fp16 needs a GPU: set resources.gpus_per_worker, "
-                             "or use bf16 / no on CPU")
-        return self
+            yield "training.mixed_precision", "fp16 needs a GPU: set resources.gpus_per_worker, or use bf16 / no on CPU"
 
     def searchables(self):
         """(field path, value) of every searchable knob and hyperparameter."""
@@ -188,7 +231,16 @@ def parse_job(data, source: str = "job spec") -> JobSpec:
     try:
         return JobSpec.model_validate(data)
     except ValidationError as e:
-        raise SpecError(source, [(_loc(err["loc"]), _message(err)) for err in e.errors()]) from None
+        problems = []
+        for err in e.errors():
+            loc, msg = _loc(err["loc"]), _message(err)
+            if loc == "(top level)":  # the cross-field rules: "path: message", one per line
+                for line in msg.splitlines():
+                    m = re.match(r"^([\w.\[\]]+): (.*)$", line)
+                    problems.append((m.group(1), m.group(2)) if m else (loc, line))
+            else:
+                problems.append((loc, msg))
+        raise SpecError(source, problems) from None
 
 
 def load_job(path) -> JobSpec:

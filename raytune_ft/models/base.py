@@ -17,6 +17,9 @@ class ModelConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     source: str
     name: str = Field(description="the architecture (vision) or Hugging Face name-or-path (text)")
+    block_paths: Optional[list[str]] = Field(
+        None, description="the backbone's ordered block module paths (bottom to top), for models whose "
+        "structure is not recognised; partial / gradual_unfreeze / discriminative_lr use them")
 
 
 class VisionModelConfig(ModelConfig):

@@ -11,6 +11,7 @@ class Classifier(nn.Module):
         super().__init__()
         self.backbone = backbone
         self.head = nn.Linear(feature_dim, num_classes)
+        self.head_dropout = nn.Dropout(0.0)  # the head_dropout hyperparameter sets p
         self.kind = kind  # "vision" | "text"
         self.pooling = pooling
 
@@ -19,13 +20,16 @@ class Classifier(nn.Module):
             return self.backbone(batch["pixel_values"])
         mask = batch["attention_mask"]
         hidden = self.backbone(input_ids=batch["input_ids"], attention_mask=mask).last_hidden_state
+        virtual = hidden.shape[1] - mask.shape[1]  # prompt tuning prepends virtual tokens
+        if virtual > 0:
+            mask = torch.cat([mask.new_ones(mask.shape[0], virtual), mask], dim=1)
         if self.pooling == "cls":
-            return hidden[:, 0]
+            return hidden[:, max(virtual, 0)]
         mask = mask.unsqueeze(-1).to(hidden.dtype)  # mean of the real tokens' states
         return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
 
     def forward(self, **batch: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(batch))
+        return self.head(self.head_dropout(self.features(batch)))
 
 
 def strip_head(model: nn.Module, head_attrs=("fc", "classifier", "heads", "head", "_fc")) -> int:

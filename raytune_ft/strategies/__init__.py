@@ -1,6 +1,18 @@
 """The strategy catalogue. A new strategy is one file here plus its import line below."""
 from raytune_ft.strategies.base import STRATEGIES, Strategy, StrategyConfig, set_trainable  # noqa: F401
-from raytune_ft.strategies import feature_extraction, full, lora  # noqa: F401  (registers them)
+from raytune_ft.strategies import (  # noqa: F401  (each registers itself)
+    adalora,
+    discriminative_lr,
+    feature_extraction,
+    full,
+    gradual_unfreeze,
+    ia3,
+    loha,
+    lora,
+    partial,
+    prefix_tuning,
+    prompt_tuning,
+)
 
 
 def get_strategy(name: str) -> Strategy:

@@ -34,26 +34,37 @@ class StrategyConfig(BaseModel):
 
 
 class Strategy:
+    """What trains, and how fast, in groups of parameters.
+
+    The worker puts each group (stem, blocks, head... as the strategy names them) in the optimizer
+    and, before every epoch, sets its learning rate to base lr x `lr_scale(group, epoch)` (x the
+    head multiplier for "head"), times the schedule's factor at each step. A scale of 0 holds a
+    group still (gradual unfreezing) while it stays in the optimizer and in DDP's gradient sync.
+    """
+
     name: ClassVar[str]
     Config: ClassVar[type[StrategyConfig]]
     families: ClassVar[tuple[str, ...]] = ("vision", "text")
-    # When True the frozen backbone runs in eval mode (no BatchNorm statistics updates, no dropout):
-    # the features are exactly the pretrained ones.
-    backbone_eval: ClassVar[bool] = False
+    trains_backbone: ClassVar[bool] = True  # pretrained weights change (L2-SP applies)
 
     def apply(self, model: "Classifier", knobs: dict[str, Any]) -> "nn.Module":
         raise NotImplementedError
 
-    def param_groups(self, model: "nn.Module", lr: float, weight_decay: float) -> list[dict]:
-        """One group of every trainable parameter; biases and norms get no weight decay."""
-        decay, no_decay = [], []
-        for name, p in model.named_parameters():
-            if p.requires_grad:
-                (no_decay if p.ndim < 2 else decay).append(p)
-        groups = [{"params": decay, "lr": lr, "weight_decay": weight_decay, "name": "decay"}]
-        if no_decay:
-            groups.append({"params": no_decay, "lr": lr, "weight_decay": 0.0, "name": "no_decay"})
-        return [g for g in groups if g["params"]]
+    def groups(self, model: "nn.Module", knobs: dict[str, Any]) -> dict[str, list[str]]:
+        """Ordered {group: parameter names} of every trainable parameter; "head" is the new head."""
+        names = [n for n, p in model.named_parameters() if p.requires_grad]
+        head = [n for n in names if n.startswith("head.")]
+        return {"backbone": [n for n in names if not n.startswith("head.")], "head": head}
+
+    def lr_scale(self, group: str, knobs: dict[str, Any], epoch: int) -> float:
+        return 1.0
+
+    def eval_modules(self, model: "nn.Module", knobs: dict[str, Any], epoch: int) -> list["nn.Module"]:
+        """Modules that stay in eval mode while training this epoch (frozen BatchNorm statistics)."""
+        return []
+
+    def after_step(self, model: "nn.Module", step: int) -> None:
+        """Called after every optimizer step (AdaLoRA reallocates its ranks here)."""
 
 
 STRATEGIES: Registry[type[Strategy]] = Registry("strategy")

@@ -13,8 +13,11 @@ class FeatureExtractionConfig(StrategyConfig):
 class FeatureExtraction(Strategy):
     name = "feature_extraction"
     Config = FeatureExtractionConfig
-    backbone_eval = True
+    trains_backbone = False
 
     def apply(self, model, knobs):
         set_trainable(model, {n for n, _ in model.head.named_parameters(prefix="head")})
         return model
+
+    def eval_modules(self, model, knobs, epoch):
+        return [model.backbone]  # the features are exactly the pretrained ones

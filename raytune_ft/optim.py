@@ -1,0 +1,78 @@
+"""The optimizer and the learning-rate schedule, in one place (nanoGPT's `configure_optimizers`).
+
+Each optimizer group carries the strategy's group name, a `scale` (set every epoch by the
+strategy: layer-wise decay, the head multiplier, 0 while a group is frozen) and its base lr; at
+every step `lr = base_lr x scale x schedule(step)`.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+SCHEDULES = ("cosine", "linear", "step", "one_cycle", "constant")
+
+
+def lr_schedule(kind: str, total_steps: int, warmup_ratio: float, steps_per_epoch: int = 1,
+                step_every_epochs: float = 1.0, step_gamma: float = 0.5) -> Callable[[int], float]:
+    """Multiplier of the peak learning rate after `step` optimizer steps."""
+    if kind == "one_cycle":  # cosine up to the peak, cosine down to peak / 1e4 (Smith & Topin)
+        up = max(1, int(round(total_steps * (warmup_ratio or 0.3))))
+
+        def one_cycle(step: int) -> float:
+            if step < up:
+                return 1 / 25 + (1 - 1 / 25) * 0.5 * (1 - math.cos(math.pi * step / up))
+            t = min(1.0, (step - up) / max(1, total_steps - up))
+            return 1e-4 + (1 - 1e-4) * 0.5 * (1 + math.cos(math.pi * t))
+        return one_cycle
+
+    warmup = int(round(total_steps * warmup_ratio))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / (warmup + 1)
+        t = min(1.0, (step - warmup) / max(1, total_steps - warmup))
+        if kind == "cosine":
+            return 0.5 * (1.0 + math.cos(math.pi * t))
+        if kind == "linear":
+            return 1.0 - t
+        if kind == "step":
+            return step_gamma ** math.floor((step - warmup) / max(1.0, steps_per_epoch * step_every_epochs))
+        return 1.0
+    return factor
+
+
+def build_optimizer(model, strategy, knobs: dict, hp: dict, training: dict):
+    """One optimizer group per (strategy group x decay / no decay); biases and norms get no weight decay."""
+    import torch
+
+    params = dict(model.named_parameters())
+    groups = []
+    for group, names in strategy.groups(model, knobs).items():
+        decay = [params[n] for n in names if params[n].ndim >= 2]
+        no_decay = [params[n] for n in names if params[n].ndim < 2]
+        for plist, wd in ((decay, hp["weight_decay"]), (no_decay, 0.0)):
+            if plist:
+                groups.append({"params": plist, "group": group, "base_lr": hp["lr"], "scale": 1.0,
+                               "weight_decay": wd, "lr": hp["lr"]})
+    if training.get("optimizer", "adamw") == "sgd":
+        return torch.optim.SGD(groups, lr=hp["lr"], momentum=training.get("momentum", 0.9))
+    return torch.optim.AdamW(groups, lr=hp["lr"])
+
+
+def set_scales(optimizer, strategy, knobs: dict, epoch: int, head_lr_mult: float) -> dict[str, float]:
+    """Before an epoch: every group's scale from the strategy (x head_lr_mult for the head)."""
+    scales = {}
+    for g in optimizer.param_groups:
+        g["scale"] = strategy.lr_scale(g["group"], knobs, epoch) * (head_lr_mult if g["group"] == "head" else 1.0)
+        scales[g["group"]] = g["scale"]
+    return scales
+
+
+def set_lr(optimizer, factor: float) -> None:
+    for g in optimizer.param_groups:
+        g["lr"] = g["base_lr"] * g["scale"] * factor
+
+
+def trainable_now(optimizer) -> int:
+    """Parameters that can move this epoch: in a group with a non-zero scale."""
+    return sum(p.numel() for g in optimizer.param_groups if g["scale"] > 0 for p in g["params"] if p.requires_grad)

@@ -1,0 +1,27 @@
+from typing import Literal
+
+from pydantic import Field
+
+from raytune_ft.space import Searchable
+from raytune_ft.strategies.base import StrategyConfig, register_strategy
+from raytune_ft.strategies.peft_base import PeftStrategy
+
+
+class PrefixTuningConfig(StrategyConfig):
+    """Prefix tuning (text only): learned key / value prefixes in every attention layer."""
+
+    name: Literal["prefix_tuning"] = "prefix_tuning"
+    num_virtual_tokens: Searchable(int, ge=1, le=512) = Field(20, description="prefix length per layer")
+
+
+@register_strategy
+class PrefixTuning(PeftStrategy):
+    name = "prefix_tuning"
+    Config = PrefixTuningConfig
+    families = ("text",)
+
+    def peft_config(self, model, knobs):
+        import peft
+
+        return peft.PrefixTuningConfig(task_type="FEATURE_EXTRACTION",
+                                       num_virtual_tokens=int(knobs["num_virtual_tokens"]))
