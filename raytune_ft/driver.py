@@ -407,7 +407,27 @@ def run_sweep(job, run_dir: Path, *, address: Optional[str] = None, verbose: boo
     tuner.fit()
     rows = callback.write_tables()
     _wait_for_release(callback.pg_ids - {""})
+    if rows:
+        add_test_metrics(run_dir, job.search.mode, printer)
     return rows
+
+
+def add_test_metrics(run_dir: Path, mode: str, printer: Callable[[str], None] = print) -> None:
+    """Evaluate each strategy's best trial on the test split; add test_* columns to strategies.parquet."""
+    from raytune_ft.evaluate import evaluate_best_trials
+    from raytune_ft.results import read_table
+
+    table = read_table(run_dir / "strategies.parquet")
+    reports = evaluate_best_trials(run_dir, table, printer)
+    if not reports:
+        return
+    for row in table:
+        r = reports.get(row["strategy"], {})
+        row.update(test_accuracy=r.get("accuracy"), test_f1=r.get("f1"), test_loss=r.get("loss"))
+    write_table(table, run_dir / "strategies.parquet")
+    printer("test split, best trial of each strategy: " + ", ".join(
+        f"{k} acc {v['accuracy']:.4f} f1 {v['f1']:.4f}" for k, v in reports.items())
+        + f"  (reports in {run_dir / 'reports'})")
 
 
 def _wait_for_release(ids: set[str], timeout_s: float = 30.0) -> None:

@@ -123,3 +123,38 @@ def test_bad_data_fails_before_ray_starts(tiny_bert, text_csvs, tmp_path):
     assert out.returncode == 2
     assert "train.csv row 2: column 'text' is empty" in out.stderr
     assert not (tmp_path / "r" / "ray").exists()  # no trial, no Ray
+
+
+def test_every_strategy_on_local_ray(tiny_bert, text_csvs, tmp_path, ray_session):
+    """The whole catalogue on a tiny BERT, one trial each, then the test-split reports."""
+    from raytune_ft.driver import run_sweep
+    from raytune_ft.strategies import STRATEGIES
+
+    spec = text_spec(tiny_bert, text_csvs, training={"epochs": 2})
+    spec["strategies"] = [{"name": n} for n in STRATEGIES.names()]
+    spec["search"] = {"num_samples": 1, "scheduler": {"name": "asha"},
+                      "hparams": {"lr": 3e-3, "batch_size": 16, "head_lr_mult": 2.0}}
+    rows = run_sweep(parse_job(spec), tmp_path / "run", printer=lambda line: None, num_cpus=2)
+    assert sorted(r["strategy"] for r in rows) == sorted(STRATEGIES.names())
+    assert [r["error"] for r in rows if r["status"] == "error"] == []
+    table = read_table(tmp_path / "run" / "strategies.parquet")
+    assert len(table) == len(STRATEGIES.names())
+    assert all(0 <= r["test_accuracy"] <= 1 and r["test_f1"] is not None for r in table)
+    assert all((tmp_path / "run" / "reports" / r["strategy"] / "test_report.json").exists() for r in table)
+    fractions = {r["strategy"]: r["trainable_fraction"] for r in table}
+    assert fractions["full"] == 1.0 and fractions["feature_extraction"] < fractions["lora"] < 1.0
+
+
+def test_two_workers_per_trial(tiny_bert, text_csvs, tmp_path, ray_session):
+    """Data-parallel trial (2 Train workers, DDP over gloo) with gradual unfreezing."""
+    from raytune_ft.driver import run_sweep
+
+    spec = text_spec(tiny_bert, text_csvs, training={"epochs": 2},
+                     resources={"workers_per_trial": 2, "cpus_per_worker": 1})
+    spec["strategies"] = [{"name": "gradual_unfreeze"}]
+    spec["search"] = {"num_samples": 1, "scheduler": {"name": "none"}, "metric": "val_loss",
+                      "hparams": {"lr": 3e-3, "batch_size": 8}}
+    rows = run_sweep(parse_job(spec), tmp_path / "run", printer=lambda line: None, num_cpus=2)
+    assert [(r["status"], r["epochs_run"]) for r in rows] == [("completed", 2)], rows[0]["error"]
+    # val_loss is a mean per sample over the whole validation split, not a sum over workers
+    assert 0.3 < rows[0]["best_val_loss"] < 1.5

@@ -19,6 +19,12 @@ def problems(data) -> dict[str, str]:
     return dict(e.value.problems)
 
 
+@pytest.mark.parametrize("name", ["quickstart.yaml", "catalogue.yaml"])
+def test_shipped_vision_jobs_load(name):
+    job = load_job(ROOT / "jobs" / name)
+    assert job.model.weights == "packaged:efficientnet-lite0" and job.data.source == "digits"
+
+
 def test_quickstart_loads():
     job = load_job(ROOT / "jobs" / "quickstart.yaml")
     assert [s.name for s in job.strategies] == ["full", "feature_extraction", "lora"]

@@ -116,3 +116,23 @@ def test_schedules_shape():
     assert oc(0) == pytest.approx(1 / 25) and oc(30) == pytest.approx(1.0) and oc(100) == pytest.approx(1e-4)
     assert max(oc(s) for s in range(101)) == pytest.approx(1.0)
     assert lr_schedule("constant", 100, 0.1)(50) == 1.0
+
+
+def test_best_trials_are_evaluated_on_the_test_split(vision_job, tmp_path):
+    import json
+
+    from raytune_ft.driver import add_test_metrics
+    from raytune_ft.results import read_table, strategy_rows, trial_row, write_table
+
+    history, _, config = run(vision_job, tmp_path, {"name": "full"}, name="trials/t1")
+    row = trial_row(job="j", run_id="r", trial_id="t1", strategy={"name": "full", "hparams": config["hparams"]},
+                    status="completed", history=history, metric="val_accuracy", mode="max", wall_seconds=1.0)
+    write_table(strategy_rows([row], "max"), tmp_path / "strategies.parquet")
+    add_test_metrics(tmp_path, "max", printer=lambda line: None)
+    table = read_table(tmp_path / "strategies.parquet")[0]
+    report = json.loads((tmp_path / "reports" / "full" / "test_report.json").read_text())
+    assert report["samples"] == 270 and table["test_accuracy"] == report["accuracy"]
+    assert sum(map(sum, report["confusion_matrix"])) == 270
+    assert [r["support"] for r in report["per_class"]] == [sum(r) for r in report["confusion_matrix"]]
+    csv = (tmp_path / "reports" / "full" / "confusion_matrix.csv").read_text().splitlines()
+    assert csv[0].startswith("true/predicted,0,1") and len(csv) == 11

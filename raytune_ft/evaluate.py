@@ -1,0 +1,74 @@
+"""After the sweep: each strategy's best trial, reloaded from its best checkpoint, on the test split.
+
+Writes `reports/<strategy>/test_report.json` (accuracy, macro-F1, loss, per-class precision /
+recall / F1 / support, confusion matrix) and `confusion_matrix.csv`; returns the test metrics
+that go into strategies.parquet.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def per_class_report(cm: list[list[int]], classes: list[str]) -> list[dict]:
+    out = []
+    for i, name in enumerate(classes):
+        tp = cm[i][i]
+        support, predicted = sum(cm[i]), sum(row[i] for row in cm)
+        precision = tp / predicted if predicted else 0.0
+        recall = tp / support if support else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        out.append({"class": name, "precision": precision, "recall": recall, "f1": f1, "support": support})
+    return out
+
+
+def evaluate_trial(trial_dir: Path, data_dir: Path, split: str = "test") -> dict:
+    """A trial's best checkpoint on one split, on this process's CPU (or its GPU if it has one)."""
+    import torch
+    import torch.nn.functional as F
+
+    from raytune_ft.data import load_meta, load_split
+    from raytune_ft.metrics import classification_metrics
+    from raytune_ft.worker import _to_inputs, load_trial_model
+
+    model, config = load_trial_model(trial_dir)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model.to(device)
+    meta, data = load_meta(data_dir), load_split(data_dir, split)
+    n = len(data["labels"])
+    preds, loss = [], 0.0
+    with torch.no_grad():
+        for start in range(0, n, 256):
+            batch = {k: v[start:start + 256] for k, v in data.items()}
+            logits = model(**_to_inputs(batch, meta, device)).float()
+            loss += float(F.cross_entropy(logits, batch["labels"].to(device), reduction="sum"))
+            preds.append(logits.argmax(-1).cpu())
+    m = classification_metrics(data["labels"], torch.cat(preds), len(meta["classes"]))
+    return {"accuracy": m["accuracy"], "f1": m["f1"], "loss": loss / n, "samples": n,
+            "confusion_matrix": m["confusion_matrix"], "classes": meta["classes"],
+            "per_class": per_class_report(m["confusion_matrix"], meta["classes"])}
+
+
+def evaluate_best_trials(run_dir: Path, strategies: list[dict], printer=print) -> dict[str, dict]:
+    """{strategy: test metrics} for each strategy whose best trial has a checkpoint."""
+    data_dir = run_dir / "data"
+    if not (data_dir / "test.pt").exists():
+        return {}
+    out = {}
+    for row in strategies:
+        trial_dir = run_dir / "trials" / str(row.get("best_trial_id"))
+        if not row.get("best_trial_id") or not (trial_dir / "best").exists():
+            continue
+        try:
+            report = evaluate_trial(trial_dir, data_dir)
+        except Exception as e:  # a broken checkpoint must not take the other strategies' reports down
+            printer(f"test evaluation of {row['strategy']} ({row['best_trial_id']}) failed: {e}")
+            continue
+        folder = run_dir / "reports" / row["strategy"]
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "test_report.json").write_text(json.dumps({"trial_id": row["best_trial_id"], **report}, indent=1))
+        lines = ["true/predicted," + ",".join(report["classes"])]
+        lines += [f"{c}," + ",".join(map(str, r)) for c, r in zip(report["classes"], report["confusion_matrix"])]
+        (folder / "confusion_matrix.csv").write_text("\n".join(lines) + "\n")
+        out[row["strategy"]] = report
+    return out
