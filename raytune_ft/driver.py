@@ -311,6 +311,24 @@ def _error_text(trial) -> str:
 
 # --------------------------------------------------------------------------- the sweep
 
+def preflight(job, num_classes: int) -> None:
+    """Build the model once per strategy and apply it (knobs at their first value), before Ray
+    starts: a target module that does not exist, a method that does not fit this model, or a block
+    structure that cannot be found fails here, naming the strategy, instead of in every trial."""
+    from raytune_ft.worker import build_trial_model
+
+    resolved = job.resolved()
+    for i, space in enumerate(strategy_spaces(job)):
+        first = {k: (v.values[0] if isinstance(v, Sampler) else v) for k, v in space.items() if k != "hparams"}
+        hp = {k: (v.values[0] if isinstance(v, Sampler) else v) for k, v in space["hparams"].items()}
+        try:
+            model, strategy = build_trial_model({"model": resolved["model"], "strategy": first, "hparams": hp},
+                                                num_classes)
+            strategy.groups(model, {k: v for k, v in first.items() if k != "name"})
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
+            raise InputError(f"strategies[{i}] ({first['name']}) does not fit model {job.model.name}: {e}") from e
+
+
 def init_ray(address: Optional[str] = None, verbose: bool = False, num_cpus: Optional[int] = None):
     """Start Ray's embedded local cluster (loopback only, dashboard for the State API) or attach to one."""
     import logging
@@ -373,6 +391,7 @@ def run_sweep(job, run_dir: Path, *, address: Optional[str] = None, verbose: boo
         raise InputError(str(e)) from e
     printer(f"data prepared once in {time.monotonic() - t0:.1f}s: "
             + ", ".join(f"{s} {v['samples']}" for s, v in meta["splits"].items()) + f", {len(meta['classes'])} classes")
+    preflight(job, len(meta["classes"]))
     init_ray(address, verbose, num_cpus)
     n_concurrent = concurrency(job)
     callback = _make_callback(job, run_dir.name, run_dir, printer)

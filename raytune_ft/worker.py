@@ -235,6 +235,12 @@ def train_trial(config: dict, report: Optional[Callable[[dict], None]] = None) -
                    if p.requires_grad and not n.startswith("head.")}
     params = dict(plain.named_parameters())
 
+    # Fault injection for tests of failure handling: RAYTUNE_FT_INJECT_FAULT=<strategy>:raise|nan
+    target, _, fault = os.environ.get("RAYTUNE_FT_INJECT_FAULT", "").partition(":")
+    if target != config["strategy"]["name"]:
+        fault = ""
+    elif fault == "raise":
+        raise RuntimeError(f"fault injected by RAYTUNE_FT_INJECT_FAULT for strategy {target}")
     extra = {}
     if in_ray:
         import ray.util
@@ -257,6 +263,8 @@ def train_trial(config: dict, report: Optional[Callable[[dict], None]] = None) -
                 logits = model(**_to_inputs(batch, meta, accelerator.device))
                 loss = F.cross_entropy(logits.float(), batch["labels"].to(accelerator.device), weight=weights,
                                        label_smoothing=hp["label_smoothing"])
+                if fault == "nan":
+                    loss = loss * float("nan")
                 if not torch.isfinite(loss):
                     raise FloatingPointError(f"training loss became {loss.item()} at epoch {epoch}: "
                                              "lower the learning rate or turn off fp16")

@@ -87,23 +87,25 @@ def test_asha_sweep_finishes_and_frees_everything(resnet_weights, tmp_path, ray_
 
 def test_cli_run_on_text_survives_failing_trials(tiny_bert, text_csvs, tmp_path):
     """The CLI end to end on a tiny BERT; one strategy's trials fail, the sweep and its tables don't."""
+    import os
+
     spec = text_spec(tiny_bert, text_csvs, training={"epochs": 2}, output_dir=str(tmp_path / "runs"))
-    spec["strategies"] = [{"name": "full"}, {"name": "lora", "r": 2, "target_modules": ["no_such_module"]},
-                          {"name": "feature_extraction"}]
+    spec["strategies"] = [{"name": "full"}, {"name": "lora", "r": 2}, {"name": "feature_extraction"}]
     spec["search"] = {"num_samples": 2, "metric": "val_f1", "scheduler": {"name": "none"},
                       "hparams": {"lr": {"choice": [3e-3, 1e-3]}, "batch_size": 16}}
     path = tmp_path / "job.yaml"
     path.write_text(yaml.safe_dump(spec))
     run_dir = tmp_path / "runs" / "r1"
+    env = {**os.environ, "RAYTUNE_FT_INJECT_FAULT": "lora:nan"}  # every lora trial's loss turns NaN
     out = subprocess.run([sys.executable, "-m", "raytune_ft.cli", "run", str(path), "--run-dir", str(run_dir)],
-                         capture_output=True, text=True, timeout=900)
+                         capture_output=True, text=True, timeout=900, env=env)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert "strategies by best val_f1" in out.stdout and "FAILED" in out.stdout
 
     trials = read_table(run_dir / "trials.parquet")
     assert len(trials) == 6
     by = {s: [t for t in trials if t["strategy"] == s] for s in ("full", "lora", "feature_extraction")}
-    assert all(t["status"] == "error" and "no_such_module" in t["error"] for t in by["lora"])
+    assert all(t["status"] == "error" and "training loss became nan" in t["error"] for t in by["lora"])
     assert all(t["status"] == "completed" and t["epochs_run"] == 2 for t in by["full"] + by["feature_extraction"])
     table = {r["strategy"]: r for r in read_table(run_dir / "strategies.parquet")}
     assert table["lora"]["errored"] == 2 and table["lora"]["best_score"] is None
@@ -112,6 +114,18 @@ def test_cli_run_on_text_survives_failing_trials(tiny_bert, text_csvs, tmp_path)
     again = subprocess.run([sys.executable, "-m", "raytune_ft.cli", "run", str(path), "--run-dir", str(run_dir)],
                            capture_output=True, text=True, timeout=120)
     assert again.returncode == 2 and "already holds a run" in again.stderr
+
+
+def test_a_strategy_that_does_not_fit_fails_before_ray_starts(tiny_bert, text_csvs, tmp_path):
+    spec = text_spec(tiny_bert, text_csvs, output_dir=str(tmp_path / "runs"))
+    spec["strategies"] = [{"name": "full"}, {"name": "lora", "target_modules": ["no_such_module"]}]
+    path = tmp_path / "job.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    out = subprocess.run([sys.executable, "-m", "raytune_ft.cli", "run", str(path), "--run-dir", str(tmp_path / "r")],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2
+    assert "strategies[1] (lora) does not fit model" in out.stderr and "no_such_module" in out.stderr
+    assert not (tmp_path / "r" / "ray").exists()
 
 
 def test_bad_data_fails_before_ray_starts(tiny_bert, text_csvs, tmp_path):
