@@ -23,6 +23,7 @@ KNOBS = {
     "ia3": {"target_modules": None, "feedforward_modules": None},
     "adalora": {"init_r": 4, "target_r": 2, "alpha": 8.0, "target_modules": None},
     "prompt_tuning": {"num_virtual_tokens": 4}, "prefix_tuning": {"num_virtual_tokens": 4},
+    "peft": {"method": "lokr", "config": {"r": 2, "alpha": 4}},
 }
 
 
@@ -87,6 +88,17 @@ def test_prompt_methods_are_refused_for_vision_at_validate_time(resnet_weights):
 def test_adalora_on_a_cnn_says_what_to_do(jobs):
     with pytest.raises(ValueError, match="no Linear layer this method can adapt: set strategies"):
         model_of(jobs, "vision", "adalora")
+
+
+def test_any_peft_method_by_name(jobs, resnet_weights):
+    from raytune_ft.spec import SpecError
+
+    model, _, _ = model_of(jobs, "text", "peft", method="vera", config={"r": 4})
+    assert {n.split(".")[-2] for n in trainable(model) if "vera" in n} and "head.weight" in trainable(model)
+    with pytest.raises(SpecError, match=r"strategies\[0\].method: peft has no method 'nope'; it has: .*lokr"):
+        parse_job(vision_spec(resnet_weights, strategies=[{"name": "peft", "method": "nope"}]))
+    with pytest.raises(SpecError, match="refuses config"):
+        parse_job(vision_spec(resnet_weights, strategies=[{"name": "peft", "method": "lora", "config": {"rr": 1}}]))
 
 
 def test_partial_trains_the_top_blocks_and_head(jobs):

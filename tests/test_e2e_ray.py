@@ -145,7 +145,8 @@ def test_every_strategy_on_local_ray(tiny_bert, text_csvs, tmp_path, ray_session
     from raytune_ft.strategies import STRATEGIES
 
     spec = text_spec(tiny_bert, text_csvs, training={"epochs": 2})
-    spec["strategies"] = [{"name": n} for n in STRATEGIES.names()]
+    spec["strategies"] = [{"name": n} if n != "peft" else {"name": "peft", "method": "lokr", "config": {"r": 2}}
+                          for n in STRATEGIES.names()]
     spec["search"] = {"num_samples": 1, "scheduler": {"name": "asha"},
                       "hparams": {"lr": 3e-3, "batch_size": 16, "head_lr_mult": 2.0}}
     rows = run_sweep(parse_job(spec), tmp_path / "run", printer=lambda line: None, num_cpus=2)

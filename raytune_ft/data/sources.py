@@ -47,6 +47,15 @@ class Digits(DataSource):
         return {s: ([images[i] for i in ix], [labels[i] for i in ix]) for s, ix in splits.items()}
 
 
+def split_columns(config, sample_column: str, label_column: str):
+    """(split, path, samples, labels) for each split file the config names."""
+    for split in ("train", "validation", "test"):
+        path = getattr(config, split)
+        if path is not None:
+            table = read_table(path, [sample_column, label_column])
+            yield split, path, table.column(sample_column).to_pylist(), table.column(label_column).to_pylist()
+
+
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
 
@@ -104,18 +113,14 @@ class ImageParquet(DataSource):
         import io
 
         out = {}
-        for split in ("train", "validation", "test"):
-            path = getattr(config, split)
-            if path is None:
-                continue
-            table = read_table(path, [config.image_column, config.label_column])
+        for split, path, cells, labels in split_columns(config, config.image_column, config.label_column):
             images = []
-            for row, cell in enumerate(table.column(config.image_column).to_pylist()):
+            for row, cell in enumerate(cells):
                 data = cell.get("bytes") if isinstance(cell, dict) else cell
                 if not isinstance(data, (bytes, bytearray)):
                     raise ValueError(f"{path} row {row}: column {config.image_column!r} holds no image bytes")
                 images.append(_open_image(io.BytesIO(data), f"{path} row {row}"))
-            out[split] = (images, table.column(config.label_column).to_pylist())
+            out[split] = (images, labels)
         return out
 
 
@@ -135,14 +140,9 @@ class TextTable(DataSource):
 
     def load(self, config):
         out = {}
-        for split in ("train", "validation", "test"):
-            path = getattr(config, split)
-            if path is None:
-                continue
-            table = read_table(path, [config.text_column, config.label_column])
-            texts = table.column(config.text_column).to_pylist()
+        for split, path, texts, labels in split_columns(config, config.text_column, config.label_column):
             for row, text in enumerate(texts):
                 if not isinstance(text, str) or not text.strip():
                     raise ValueError(f"{path} row {row}: column {config.text_column!r} is empty or not text")
-            out[split] = (texts, table.column(config.label_column).to_pylist())
+            out[split] = (texts, labels)
         return out

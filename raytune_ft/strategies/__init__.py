@@ -10,6 +10,7 @@ from raytune_ft.strategies import (  # noqa: F401  (each registers itself)
     loha,
     lora,
     partial,
+    peft_any,
     prefix_tuning,
     prompt_tuning,
 )
