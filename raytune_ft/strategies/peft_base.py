@@ -67,3 +67,16 @@ class PeftStrategy(Strategy):
         for p in model.head.parameters():  # get_peft_model froze the backbone, not our head
             p.requires_grad_(True)
         return model
+
+
+class PromptLearningStrategy(PeftStrategy):
+    """peft's prompt-learning methods (text only): learned virtual tokens, the encoder frozen."""
+
+    families = ("text",)
+    peft_class: ClassVar[str]  # the peft config class, e.g. "PromptTuningConfig"
+
+    def peft_config(self, model, knobs):
+        import peft
+
+        return getattr(peft, self.peft_class)(task_type="FEATURE_EXTRACTION",
+                                              num_virtual_tokens=int(knobs["num_virtual_tokens"]))

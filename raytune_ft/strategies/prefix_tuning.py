@@ -4,7 +4,7 @@ from pydantic import Field
 
 from raytune_ft.space import Searchable
 from raytune_ft.strategies.base import StrategyConfig, register_strategy
-from raytune_ft.strategies.peft_base import PeftStrategy
+from raytune_ft.strategies.peft_base import PromptLearningStrategy
 
 
 class PrefixTuningConfig(StrategyConfig):
@@ -15,13 +15,7 @@ class PrefixTuningConfig(StrategyConfig):
 
 
 @register_strategy
-class PrefixTuning(PeftStrategy):
+class PrefixTuning(PromptLearningStrategy):
     name = "prefix_tuning"
     Config = PrefixTuningConfig
-    families = ("text",)
-
-    def peft_config(self, model, knobs):
-        import peft
-
-        return peft.PrefixTuningConfig(task_type="FEATURE_EXTRACTION",
-                                       num_virtual_tokens=int(knobs["num_virtual_tokens"]))
+    peft_class = "PrefixTuningConfig"

@@ -4,7 +4,7 @@ from pydantic import Field
 
 from raytune_ft.space import Searchable
 from raytune_ft.strategies.base import StrategyConfig, register_strategy
-from raytune_ft.strategies.peft_base import PeftStrategy
+from raytune_ft.strategies.peft_base import PromptLearningStrategy
 
 
 class PromptTuningConfig(StrategyConfig):
@@ -15,13 +15,7 @@ class PromptTuningConfig(StrategyConfig):
 
 
 @register_strategy
-class PromptTuning(PeftStrategy):
+class PromptTuning(PromptLearningStrategy):
     name = "prompt_tuning"
     Config = PromptTuningConfig
-    families = ("text",)
-
-    def peft_config(self, model, knobs):
-        import peft
-
-        return peft.PromptTuningConfig(task_type="FEATURE_EXTRACTION",
-                                       num_virtual_tokens=int(knobs["num_virtual_tokens"]))
+    peft_class = "PromptTuningConfig"
