@@ -97,5 +97,82 @@ def print_leaderboard(run_dir: Path, metric: str) -> None:
     Console(width=max(100, Console().width), force_terminal=sys.stdout.isatty()).print(table)
 
 
+def find_run(run: str) -> Path:
+    """A run folder: the path itself, or runs/<run>."""
+    for candidate in (Path(run), Path("runs") / run):
+        if (candidate / "trials.parquet").exists():
+            return candidate
+    typer.echo(f"{run}: no run folder with a trials.parquet here or under runs/", err=True)
+    raise typer.Exit(EXIT_BAD_INPUT)
+
+
+@app.command()
+def results(
+    run: Annotated[str, typer.Argument(help="run folder, or run id under runs/")],
+    table: Annotated[str, typer.Option(help="strategies | trials")] = "strategies",
+    strategy: Annotated[Optional[str], typer.Option(help="only this strategy's rows")] = None,
+    sort: Annotated[Optional[str], typer.Option(help="sort by this column (descending)")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="table | csv | json | parquet")] = "table",
+    output: Annotated[Optional[Path], typer.Option(help="write here instead of standard output")] = None,
+):
+    """Print (or export) a run's strategy or trial table."""
+    import pandas as pd
+
+    if table not in ("strategies", "trials") or fmt not in ("table", "csv", "json", "parquet"):
+        typer.echo("--table is strategies or trials; --format is table, csv, json or parquet", err=True)
+        raise typer.Exit(EXIT_BAD_INPUT)
+    df = pd.read_parquet(find_run(run) / f"{table}.parquet")
+    if strategy:
+        df = df[df["strategy"] == strategy]
+    if sort:
+        if sort not in df.columns:
+            typer.echo(f"--sort {sort}: no such column; columns: {', '.join(df.columns)}", err=True)
+            raise typer.Exit(EXIT_BAD_INPUT)
+        df = df.sort_values(sort, ascending=False)
+    if fmt == "parquet":
+        if output is None:
+            typer.echo("--format parquet needs --output FILE", err=True)
+            raise typer.Exit(EXIT_BAD_INPUT)
+        df.to_parquet(output, index=False)
+        return
+    text = {"csv": lambda: df.to_csv(index=False), "json": lambda: df.to_json(orient="records", indent=1),
+            "table": lambda: df.to_string(index=False)}[fmt]()
+    if output:
+        output.write_text(text)
+    else:
+        typer.echo(text)
+
+
+@app.command()
+def compare(run_a: Annotated[str, typer.Argument()], run_b: Annotated[str, typer.Argument()]):
+    """Two runs' strategy tables side by side: best score, mean, trials, compute, and the change."""
+    import pandas as pd
+
+    a, b = (pd.read_parquet(find_run(r) / "strategies.parquet") for r in (run_a, run_b))
+    cols = ["strategy", "best_score", "mean_score", "trials", "compute_seconds"]
+    merged = a[cols].merge(b[cols], on="strategy", how="outer", suffixes=(" A", " B"))
+    merged["best Δ (B-A)"] = merged["best_score B"] - merged["best_score A"]
+    typer.echo(f"A = {run_a}\nB = {run_b}")
+    typer.echo(merged.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+
+
+@app.command()
+def init(
+    kind: Annotated[str, typer.Option(help="vision | text")] = "vision",
+    output: Annotated[Path, typer.Option(help="where to write the spec")] = Path("job.yaml"),
+):
+    """Write a commented starter job spec for a vision or a text task."""
+    from importlib.resources import files
+
+    if kind not in ("vision", "text"):
+        typer.echo("--kind is vision or text", err=True)
+        raise typer.Exit(EXIT_BAD_INPUT)
+    if output.exists():
+        typer.echo(f"{output} exists: nothing was overwritten; pass another --output", err=True)
+        raise typer.Exit(EXIT_BAD_INPUT)
+    output.write_text(files("raytune_ft").joinpath("templates", f"{kind}.yaml").read_text())
+    typer.echo(f"wrote {output}: edit the data paths, then raytune-ft validate {output}")
+
+
 if __name__ == "__main__":
     app()
