@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from raytune_ft.hparams import HParams
-from raytune_ft.results import strategy_rows, trial_row, write_table
+from raytune_ft.results import epoch_rows, strategy_rows, trial_row, write_table
 from raytune_ft.space import Sampler
 from raytune_ft.spec import InputError
 
@@ -245,6 +245,7 @@ def _make_callback(job, run_id: str, run_dir: Path, printer: Callable[[str], Non
                 "epoch", "train_loss", "val_loss", "val_accuracy", "val_f1", "trainable_params", "total_params",
                 "samples_per_sec", "train_seconds", "first_step_s", "peak_memory_mb", "checkpoint_path", "pg_id",
                 "lr") if k in result})
+            self.write_epochs()
             printer(f"{self._clock()} {trial.trial_id} {rec.strategy['name']:<20} epoch {result['epoch']}/{epochs}"
                     f"  {metric} {result[metric]:.4f}   {self._summary()}")
 
@@ -280,7 +281,14 @@ def _make_callback(job, run_id: str, run_dir: Path, printer: Callable[[str], Non
             if rows:
                 write_table(rows, run_dir / "trials.parquet")
                 write_table(strategy_rows(rows, mode), run_dir / "strategies.parquet")
+            self.write_epochs()
             return rows
+
+        def write_epochs(self) -> None:
+            rows = [r for tid, rec in self.records.items() for r in epoch_rows(
+                run_id=run_id, trial_id=tid, strategy=rec.strategy["name"], status=rec.status, history=rec.history)]
+            if rows:
+                write_table(rows, run_dir / "epochs.parquet")
 
         def _clock(self) -> str:
             return f"[{time.monotonic() - self.t0:6.0f}s]"

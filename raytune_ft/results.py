@@ -1,4 +1,5 @@
-"""The run's tables: `trials.parquet` (one row per trial) and `strategies.parquet` (one per strategy).
+"""The run's tables: `trials.parquet` (one row per trial), `strategies.parquet` (one per strategy) and
+`epochs.parquet` (one row per reported epoch of every trial, running ones included: the curves).
 
 Both are rewritten atomically (write a temporary file, then rename) every time a trial ends, so a
 crash at any moment leaves readable tables of what was done. The columns are listed in README.md.
@@ -50,6 +51,16 @@ def trial_row(*, job: str, run_id: str, trial_id: str, strategy: dict, status: s
         "error": error or None,
     })
     return row
+
+
+EPOCH_COLUMNS = ("epoch", "train_loss", "val_loss", "val_accuracy", "val_f1", "lr", "samples_per_sec",
+                 "train_seconds", "peak_memory_mb")
+
+
+def epoch_rows(*, run_id: str, trial_id: str, strategy: str, status: str, history: list[dict]) -> list[dict]:
+    """epochs.parquet rows of one trial: its per-epoch metrics, and its status at the time of writing."""
+    return [{"run_id": run_id, "trial_id": trial_id, "strategy": strategy, "trial_status": status,
+             **{k: m.get(k) for k in EPOCH_COLUMNS}} for m in history]
 
 
 def _cell(value):

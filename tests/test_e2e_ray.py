@@ -60,6 +60,11 @@ def test_asha_sweep_finishes_and_frees_everything(resnet_weights, tmp_path, ray_
         assert (t["lora.r"] in (2, 4)) == (t["strategy"] == "lora")
     fe = [t for t in trials if t["strategy"] == "feature_extraction"]
     assert all(t["trainable_params"] == 512 * 10 + 10 for t in fe)
+    curves = read_table(tmp_path / "run" / "epochs.parquet")  # one row per epoch each trial reported
+    assert sorted((c["trial_id"], c["epoch"]) for c in curves) == sorted(
+        (t["trial_id"], e) for t in trials for e in range(1, t["epochs_run"] + 1))
+    status = {t["trial_id"]: t["status"] for t in trials}
+    assert all(c["trial_status"] == status[c["trial_id"]] and c["val_accuracy"] is not None for c in curves)
 
     table = read_table(tmp_path / "run" / "strategies.parquet")
     assert {r["strategy"]: r["trials"] for r in table} == {"full": 3, "feature_extraction": 3, "lora": 3}
