@@ -352,7 +352,8 @@ def init_ray(address: Optional[str] = None, verbose: bool = False, num_cpus: Opt
     else:
         # The dashboard serves the State API that Train's placement-group cleaner polls: without it,
         # a trial stopped by Tune would keep its resources for the rest of the job.
-        ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=True, dashboard_host="127.0.0.1",
+        # address="local": always a fresh embedded cluster, never one that `ray start` left on this machine
+        ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), include_dashboard=True, dashboard_host="127.0.0.1",
                  _node_ip_address="127.0.0.1", resources={DRIVER_RESOURCE: 1000}, **kwargs)
 
 
