@@ -13,9 +13,10 @@ from typing import Annotated, Literal, Optional, Union
 import yaml
 import re
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator,
+                      model_validator)
 
-from raytune_ft.data import DATA_SOURCES
+from raytune_ft.data import DATA_SOURCES, InputError  # noqa: F401  (InputError: re-exported)
 from raytune_ft.hparams import HParams
 from raytune_ft.models import SOURCES
 from raytune_ft.space import Sampler
@@ -105,6 +106,25 @@ class ResourcesSpec(Strict):
     gpus_per_worker: float = Field(0, ge=0, description="fractions allowed, e.g. 0.5")
     max_concurrent_trials: Optional[int] = Field(
         None, ge=1, description="default: as many as the cluster's CPUs / GPUs can hold")
+    max_worker_restarts: int = Field(
+        2, ge=0, description="times a trial's Train workers are started again after one dies (they go on "
+                             "from the trial's last epoch); errors that would repeat are not retried")
+
+
+class TrackingSpec(Strict):
+    mlflow: bool = Field(False, description="log every trial to MLflow (Tune's MLflowLoggerCallback)")
+    mlflow_uri: Optional[str] = Field(None, description="tracking URI; default: a file store in <run>/mlruns")
+    mlflow_experiment: Optional[str] = Field(None, description="default: the job's name")
+    tensorboard: bool = Field(False, description="TensorBoard event files in each trial's Tune folder")
+
+    @model_validator(mode="after")
+    def _installed(self):
+        import importlib.util
+
+        for switch, module in (("mlflow", "mlflow"), ("tensorboard", "tensorboardX")):
+            if getattr(self, switch) and importlib.util.find_spec(module) is None:
+                raise ValueError(f"{switch}: true needs the {module} package: pip install 'raytune_ft[tracking]'")
+        return self
 
 
 class JobSpec(Strict):
@@ -115,6 +135,7 @@ class JobSpec(Strict):
     training: TrainingSpec = Field(default_factory=TrainingSpec)
     search: SearchSpec = Field(default_factory=SearchSpec)
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
+    tracking: TrackingSpec = Field(default_factory=TrackingSpec)
     output_dir: Path = Field(Path("runs"), description="run folders are created under it")
 
     @field_validator("name")
@@ -185,10 +206,6 @@ class JobSpec(Strict):
         return plain(self.model_dump(exclude_none=True))  # null = "not set": the default applies
 
 
-class InputError(ValueError):
-    """Bad input found while reading the data or the model (a file, a row, a column): exit code 2."""
-
-
 class SpecError(Exception):
     """Every problem of a spec, each as (field path, message)."""
 
@@ -211,6 +228,11 @@ def _loc(loc: tuple) -> str:
     return out or "(top level)"
 
 
+def _short(value, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _message(err: dict) -> str:
     kind, msg = err["type"], err["msg"]
     if kind == "extra_forbidden":
@@ -222,7 +244,23 @@ def _message(err: dict) -> str:
         return f"{field} {err['ctx']['tag']!r} is not known; use one of {err['ctx']['expected_tags']}"
     if kind == "union_tag_not_found":
         return f"needs its '{err['ctx']['discriminator'].strip(chr(39))}' field to say which kind it is"
-    return msg.removeprefix("Value error, ")
+    msg = msg.removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    if kind != "value_error" and "input" in err:  # a wrong type or value: show what was there
+        msg += f"; got {_short(err['input'])}"
+    return msg
+
+
+def _section_of_crash(data: dict) -> str:
+    """The top-level field whose validation raised an unexpected exception (a validator bug)."""
+    for name, field in JobSpec.model_fields.items():
+        if name in data:
+            try:
+                TypeAdapter(field.annotation).validate_python(data[name])
+            except ValidationError:
+                pass
+            except Exception:  # noqa: BLE001 - this is the one
+                return name
+    return "(top level)"
 
 
 def parse_job(data, source: str = "job spec") -> JobSpec:
@@ -241,6 +279,9 @@ def parse_job(data, source: str = "job spec") -> JobSpec:
             else:
                 problems.append((loc, msg))
         raise SpecError(source, problems) from None
+    except (OSError, TypeError, KeyError, AttributeError, RecursionError) as e:
+        # A check that could not even run on this value (say a path too long for the OS to look up).
+        raise SpecError(source, [(_section_of_crash(data), f"cannot be checked: {type(e).__name__}: {e}")]) from None
 
 
 def load_job(path) -> JobSpec:
@@ -248,15 +289,24 @@ def load_job(path) -> JobSpec:
     if not path.is_file():
         raise SpecError(str(path), [("(file)", "no such file: give the path of a job YAML, e.g. jobs/quickstart.yaml")])
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as e:
         raise SpecError(str(path), [("(file)", f"not valid YAML: {e}")]) from None
+    except (UnicodeDecodeError, OSError) as e:
+        raise SpecError(str(path), [("(file)", f"cannot be read as UTF-8 text: {e}")]) from None
     # A relative data path may be given from the working directory or from the spec's folder.
     data_section = data.get("data") if isinstance(data, dict) else None
     if isinstance(data_section, dict):
         for split in ("train", "validation", "test"):
             value = data_section.get(split)
-            if isinstance(value, str) and not Path(value).is_absolute() and not Path(value).exists():
-                if (path.parent / value).exists():
+            if isinstance(value, str) and not Path(value).is_absolute() and not _exists(Path(value)):
+                if _exists(path.parent / value):
                     data_section[split] = str((path.parent / value).resolve())
     return parse_job(data, str(path))
+
+
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except (OSError, ValueError):  # a name too long to look up, a NUL byte
+        return False

@@ -31,17 +31,18 @@ def test_text_table_tokenizes_once(tiny_bert, text_csvs, tmp_path):
 
 def test_unknown_label_is_named_with_file_and_row(tiny_bert, text_csvs, tmp_path):
     text_csvs["validation"].write_text("text,label\ngood film,pos\nbad film,meh\n")
-    with pytest.raises(ValueError, match=r"validation split\) row 1: label 'meh' is not one of the classes"):
+    with pytest.raises(ValueError, match=r"validation.csv row 1 \(validation split\): label 'meh' is not one of the "
+                                         r"classes found in train"):
         prepare_data(parse_job(text_spec(tiny_bert, text_csvs)), tmp_path / "d")
 
 
 def test_missing_column_and_empty_split(tiny_bert, text_csvs, tmp_path):
     spec = text_spec(tiny_bert, text_csvs)
     spec["data"]["text_column"] = "review"
-    with pytest.raises(ValueError, match="train.csv: no column 'review'; it has text, label"):
+    with pytest.raises(ValueError, match="train.csv: no column 'review'; it has 'text', 'label'"):
         prepare_data(parse_job(spec), tmp_path / "a")
     text_csvs["test"].write_text("text,label\n")
-    with pytest.raises(ValueError, match="the test split is empty"):
+    with pytest.raises(ValueError, match=r"test.csv \(test split\) has no samples"):
         prepare_data(parse_job(text_spec(tiny_bert, text_csvs)), tmp_path / "b")
 
 

@@ -100,7 +100,8 @@ def test_cross_field_rules(resnet_weights, tiny_bert, text_csvs):
 
 def test_missing_files_are_named(tmp_path, tiny_bert):
     spec = text_spec(tiny_bert, {"train": tmp_path / "no.csv", "validation": tmp_path / "v.csv", "test": None})
-    assert "no.csv does not exist" in problems(spec)["data"]
+    found = problems(spec)
+    assert "no.csv does not exist" in found["data.train"] and "v.csv does not exist" in found["data.validation"]
     weights = vision_spec(tmp_path / "missing.pt")
     assert "missing.pt does not exist" in problems(weights)["model.weights"]
     spec = text_spec(tmp_path, {"train": tmp_path, "validation": tmp_path})

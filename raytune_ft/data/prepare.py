@@ -5,29 +5,43 @@ Trials only load these tensors (`load_split`), so a sweep of 32 trials prepares 
 from __future__ import annotations
 
 import json
+import math
 import random
 from pathlib import Path
 
-from raytune_ft.data.base import DATA_SOURCES, SPLITS
+from raytune_ft.data.base import DATA_SOURCES, SPLITS, InputError
 
 
-def _class_names(labels, given):
-    if given:
-        return list(given)
-    uniq = set(labels)
-    return [str(x) for x in sorted(uniq, key=lambda v: (not isinstance(v, (int, float)), v if isinstance(v, (int, float)) else str(v)))]
+def _class_names(labels) -> list[str]:
+    """The distinct labels as names, numbers in numeric order ("2" before "10"), then the rest sorted."""
+    def key(name: str):
+        try:
+            value = float(name)
+        except ValueError:
+            return (1, 0.0, name)
+        return (0, value, name) if math.isfinite(value) else (1, 0.0, name)
+    return sorted({str(y) for y in labels if not _empty(y)}, key=key)
 
 
-def _encode_labels(labels, classes, split, where):
+def _empty(label) -> bool:
+    return label is None or (isinstance(label, str) and not label.strip())
+
+
+def _encode_labels(labels, classes, declared: bool, locate, split: str) -> list[int]:
+    """Label indices; a missing label or one outside the classes names its file and row."""
     index = {name: i for i, name in enumerate(classes)}
     out = []
     for row, label in enumerate(labels):
-        if label is None or (isinstance(label, str) and not label.strip()):
-            raise ValueError(f"{where} ({split} split) row {row}: the label is empty; fill it in or drop the row")
+        if _empty(label):
+            raise InputError(f"{locate(row)} ({split} split): the label is empty; fill it in or drop the row")
         key = str(label)
         if key not in index:
-            raise ValueError(f"{where} ({split} split) row {row}: label {label!r} is not one of the classes "
-                             f"{classes}; fix the row or list it in data.classes")
+            if declared:
+                raise InputError(f"{locate(row)} ({split} split): label {label!r} is not one of data.classes "
+                                 f"{classes}; fix the row or add the class to data.classes")
+            raise InputError(f"{locate(row)} ({split} split): label {label!r} is not one of the classes found in "
+                             f"train {classes}; fix the row, or give train samples of it (or list every class "
+                             "in data.classes)")
         out.append(index[key])
     return out
 
@@ -47,45 +61,64 @@ def _images_to_tensor(images, size: int):
     return out
 
 
+def _tokenizer(model_spec):
+    from raytune_ft.models.text import Transformers
+
+    try:
+        return Transformers.tokenizer(model_spec)
+    except Exception as e:  # a hub name with no network, a folder without tokenizer files, ...
+        reason = " ".join(str(e).split())
+        raise InputError(f"model.name {model_spec.name}: cannot load its tokenizer ({reason or type(e).__name__}); "
+                         "give a local Hugging Face model folder with its tokenizer files") from None
+
+
 def prepare_data(job, out_dir: Path) -> dict:
-    """Write every split's tensors and meta.json into out_dir; return the meta."""
+    """Write every split's tensors and meta.json into out_dir; return the meta.
+
+    Every label is checked in every split, against data.classes or the labels of the train file,
+    before anything is held out or subsampled: an error names the file and row as the user wrote them.
+    """
     import torch
 
-    source = DATA_SOURCES.get(job.data.source)()
-    raw = source.load(job.data)
-    where = f"data ({job.data.source})"
-    if "validation" not in raw:  # hold out part of train
-        xs, ys = raw["train"]
-        order = list(range(len(xs)))
-        random.Random(job.data.seed).shuffle(order)
-        n_val = max(1, round(len(order) * job.data.validation_fraction))
-        raw["validation"] = ([xs[i] for i in order[:n_val]], [ys[i] for i in order[:n_val]])
-        raw["train"] = ([xs[i] for i in order[n_val:]], [ys[i] for i in order[n_val:]])
-    if job.data.max_train_samples:
-        xs, ys = raw["train"]
-        order = list(range(len(xs)))
-        random.Random(job.data.seed).shuffle(order)
-        keep = sorted(order[: job.data.max_train_samples])
-        raw["train"] = ([xs[i] for i in keep], [ys[i] for i in keep])
+    config = job.data
+    source = DATA_SOURCES.get(config.source)()
+    raw = source.load(config)
     for split, (xs, _) in raw.items():
         if not xs:
-            raise ValueError(f"{where}: the {split} split is empty; give it at least one sample")
-
-    classes = _class_names([y for y in raw["train"][1] if y is not None and str(y).strip()], job.data.classes)
+            raise InputError(f"{source.describe(config, split)} has no samples; give it at least one")
+    classes = list(config.classes) if config.classes else _class_names(raw["train"][1])
     if len(classes) < 2:
-        raise ValueError(f"{where}: found {len(classes)} class(es) in train; a classifier needs at least 2")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    tokenizer = None
-    if source.family == "text":
-        from raytune_ft.models.text import Transformers
+        raise InputError(f"{source.describe(config, 'train')}: found {len(classes)} class(es) {classes}; "
+                         "a classifier needs at least 2")
+    encoded = {split: (xs, _encode_labels(ys, classes, bool(config.classes),
+                                          lambda row, split=split: source.locate(config, split, row), split))
+               for split, (xs, ys) in raw.items()}
+    if "validation" not in encoded:  # hold out part of train
+        xs, ys = encoded["train"]
+        order = list(range(len(xs)))
+        random.Random(config.seed).shuffle(order)
+        n_val = max(1, round(len(order) * config.validation_fraction))
+        if n_val >= len(order):
+            raise InputError(f"{source.describe(config, 'train')}: {len(order)} sample(s) are too few to hold out "
+                             f"data.validation_fraction {config.validation_fraction} and still train; "
+                             "give more samples or a data.validation split")
+        encoded["validation"] = ([xs[i] for i in order[:n_val]], [ys[i] for i in order[:n_val]])
+        encoded["train"] = ([xs[i] for i in order[n_val:]], [ys[i] for i in order[n_val:]])
+    if config.max_train_samples:
+        xs, ys = encoded["train"]
+        order = list(range(len(xs)))
+        random.Random(config.seed).shuffle(order)
+        keep = sorted(order[: config.max_train_samples])
+        encoded["train"] = ([xs[i] for i in keep], [ys[i] for i in keep])
 
-        tokenizer = Transformers.tokenizer(job.model)
+    tokenizer = _tokenizer(job.model) if source.family == "text" else None
+    out_dir.mkdir(parents=True, exist_ok=True)
     meta = {"family": source.family, "classes": classes, "splits": {}}
     for split in SPLITS:
-        if split not in raw:
+        if split not in encoded:
             continue
-        xs, ys = raw[split]
-        tensors = {"labels": torch.tensor(_encode_labels(ys, classes, split, where), dtype=torch.long)}
+        xs, ys = encoded[split]
+        tensors = {"labels": torch.tensor(ys, dtype=torch.long)}
         if source.family == "vision":
             tensors["pixel_values"] = _images_to_tensor(xs, job.model.image_size)
         else:

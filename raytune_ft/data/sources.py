@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from raytune_ft.data.base import (DataConfig, DataSource, FileSplitsConfig, read_table,
+from raytune_ft.data.base import (DataConfig, DataSource, FileSplitsConfig, InputError, read_table,
                                   register_data_source)
 
 
@@ -47,12 +47,13 @@ class Digits(DataSource):
         return {s: ([images[i] for i in ix], [labels[i] for i in ix]) for s, ix in splits.items()}
 
 
-def split_columns(config, sample_column: str, label_column: str):
-    """(split, path, samples, labels) for each split file the config names."""
+def split_columns(config, sample_column: str, label_column: str, text: bool = False):
+    """(split, path, samples, labels) for each split file the config names (text: CSV cells stay strings)."""
     for split in ("train", "validation", "test"):
         path = getattr(config, split)
         if path is not None:
-            table = read_table(path, [sample_column, label_column])
+            columns = [sample_column, label_column]
+            table = read_table(path, columns, text_columns=tuple(columns) if text else ())
             yield split, path, table.column(sample_column).to_pylist(), table.column(label_column).to_pylist()
 
 
@@ -60,41 +61,66 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".ti
 
 
 def _open_image(source, where: str):
-    from PIL import Image, UnidentifiedImageError
+    """An RGB PIL image, fully decoded now (a truncated or corrupt file fails here, named)."""
+    from PIL import Image
 
     try:
         with Image.open(source) as im:
             return im.convert("RGB")
-    except (UnidentifiedImageError, OSError) as e:
-        raise ValueError(f"{where}: not a readable image ({e})") from None
+    except Exception as e:  # PIL raises OSError, SyntaxError, ValueError, DecompressionBombError...
+        reason = str(e).split(" <_io.")[0] if "<_io." in str(e) else str(e)  # no BytesIO reprs
+        raise InputError(f"{where}: not a readable image ({reason or type(e).__name__})") from None
 
 
 class ImageFolderConfig(FileSplitsConfig):
     source: Literal["image_folder"] = "image_folder"
+    split_kind = "folder"
 
 
 @register_data_source
 class ImageFolder(DataSource):
-    """One folder per split, one sub-folder per class: train/cat/1.png, train/dog/2.jpg, ..."""
+    """One folder per split, one sub-folder per class: train/cat/1.png, train/dog/2.jpg, ...
+
+    Every image is read: a file that is not an image (by its name) inside a class folder, an image
+    outside one, or a nested folder is refused rather than skipped. Hidden files (.DS_Store) are ignored.
+    """
 
     name = "image_folder"
     family = "vision"
     Config = ImageFolderConfig
 
     def load(self, config):
-        out = {}
+        out, self.files = {}, {}
         for split in ("train", "validation", "test"):
             root: Path = getattr(config, split)
             if root is None:
                 continue
-            images, labels = [], []
-            for class_dir in sorted(p for p in root.iterdir() if p.is_dir()):
-                for f in sorted(class_dir.iterdir()):
-                    if f.suffix.lower() in IMAGE_SUFFIXES:
-                        images.append(_open_image(f, str(f)))
-                        labels.append(class_dir.name)
+            images, labels, files = [], [], []
+            for entry in sorted(p for p in root.iterdir() if not p.name.startswith(".")):
+                if entry.is_file() and entry.suffix.lower() in IMAGE_SUFFIXES:
+                    raise InputError(f"{entry}: an image outside any class folder; move it into "
+                                     f"{root}/<class>/ (the folder name is its label)")
+                if not entry.is_dir():
+                    continue
+                for f in sorted(p for p in entry.iterdir() if not p.name.startswith(".")):
+                    if f.is_dir():
+                        raise InputError(f"{f}: a folder inside class folder {entry.name!r}; images go directly "
+                                         f"in {root}/<class>/")
+                    if f.suffix.lower() not in IMAGE_SUFFIXES:
+                        raise InputError(f"{f}: not an image file ({', '.join(sorted(IMAGE_SUFFIXES))}); "
+                                         "remove it or convert it, so that no sample is skipped")
+                    images.append(_open_image(f, str(f)))
+                    labels.append(entry.name)
+                    files.append(f)
             out[split] = (images, labels)
+            self.files[split] = files
         return out
+
+    def locate(self, config, split, row):
+        return str(self.files[split][row])
+
+    def describe(self, config, split):
+        return f"{getattr(config, split)} ({split} split: one sub-folder of images per class)"
 
 
 class ImageParquetConfig(FileSplitsConfig):
@@ -118,7 +144,8 @@ class ImageParquet(DataSource):
             for row, cell in enumerate(cells):
                 data = cell.get("bytes") if isinstance(cell, dict) else cell
                 if not isinstance(data, (bytes, bytearray)):
-                    raise ValueError(f"{path} row {row}: column {config.image_column!r} holds no image bytes")
+                    raise InputError(f"{path} row {row}: column {config.image_column!r} holds no image bytes "
+                                     f"(found {type(data).__name__})")
                 images.append(_open_image(io.BytesIO(data), f"{path} row {row}"))
             out[split] = (images, labels)
         return out
@@ -140,9 +167,11 @@ class TextTable(DataSource):
 
     def load(self, config):
         out = {}
-        for split, path, texts, labels in split_columns(config, config.text_column, config.label_column):
+        for split, path, texts, labels in split_columns(config, config.text_column, config.label_column, text=True):
             for row, text in enumerate(texts):
                 if not isinstance(text, str) or not text.strip():
-                    raise ValueError(f"{path} row {row}: column {config.text_column!r} is empty or not text")
+                    raise InputError(f"{path} row {row}: column {config.text_column!r} is "
+                                     + ("empty" if text is None or isinstance(text, str) else
+                                        f"not text ({type(text).__name__} {text!r:.40})"))
             out[split] = (texts, labels)
         return out
