@@ -47,32 +47,81 @@ def run(
     """Run the strategy comparison and write trials.parquet and strategies.parquet."""
     import yaml
 
-    from raytune_ft.spec import InputError
-
     job = _load(spec)
     run_dir = run_dir or job.output_dir / f"{job.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     if run_dir.exists() and any(run_dir.iterdir()):
-        typer.echo(f"{run_dir} already holds a run: choose another --run-dir (nothing was overwritten)", err=True)
+        typer.echo(f"{run_dir} already holds a run: nothing was overwritten. To go on with it after a crash: "
+                   f"raytune-ft resume {run_dir}; for a new run, choose another --run-dir", err=True)
         raise typer.Exit(EXIT_BAD_INPUT)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "job.yaml").write_text(yaml.safe_dump(job.resolved(), sort_keys=False))
     typer.echo(f"run {run_dir.name}: folder {run_dir}")
+    _sweep(job, run_dir, address=address, verbose=verbose, resume=False)
+
+
+@app.command()
+def resume(
+    run: Annotated[Path, typer.Argument(help="the run folder of a sweep whose driver died")],
+    address: Annotated[Optional[str], typer.Option(help="attach to a running Ray cluster (default: a local one)")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="show Ray's own logs")] = False,
+):
+    """Go on with a sweep whose driver died: finished trials are kept, running ones go on from their
+    last epoch, the rest start. The job spec is the one saved in the run folder."""
+    from raytune_ft.spec import SpecError, parse_job
+
+    spec = run / "job.yaml"
+    if not spec.exists():
+        typer.echo(f"{run}: no job.yaml, so not a run folder made by `raytune-ft run`", err=True)
+        raise typer.Exit(EXIT_BAD_INPUT)
+    try:
+        import yaml
+
+        job = parse_job(yaml.safe_load(spec.read_text()))
+    except SpecError as e:
+        typer.echo(f"{spec}: {e}", err=True)
+        raise typer.Exit(EXIT_BAD_INPUT)
+    typer.echo(f"resuming run {run.name}: folder {run}")
+    _sweep(job, run, address=address, verbose=verbose, resume=True)
+
+
+def _sweep(job, run_dir: Path, *, address: Optional[str], verbose: bool, resume: bool) -> None:
+    """Run (or resume) the sweep with a live view on a terminal, plain lines otherwise; then the leaderboard."""
+    import contextlib
+
     from raytune_ft.driver import run_sweep
+    from raytune_ft.progress import LiveView
+    from raytune_ft.spec import InputError
 
     started = time.monotonic()
+    live = LiveView() if sys.stdout.isatty() and not verbose else None
     try:
-        rows = run_sweep(job, run_dir, address=address, verbose=verbose,
-                         printer=lambda line: print(line, flush=True))
+        with live or contextlib.nullcontext():
+            rows = run_sweep(job, run_dir, address=address, verbose=verbose, resume=resume,
+                             printer=live.line if live else (lambda line: print(line, flush=True)),
+                             on_update=live.update if live else None)
     except InputError as e:
         typer.echo(f"bad input, nothing was trained: {e}", err=True)
         raise typer.Exit(EXIT_BAD_INPUT)
     print_leaderboard(run_dir, job.search.metric)
     typer.echo(f"done in {time.monotonic() - started:.0f}s: {run_dir / 'trials.parquet'}, "
-               f"{run_dir / 'strategies.parquet'}, {run_dir / 'job.yaml'}")
+               f"{run_dir / 'strategies.parquet'}, {run_dir / 'epochs.parquet'}, {run_dir / 'job.yaml'}\n"
+               f"report: raytune-ft report {run_dir}")
     if not rows or all(r["status"] == "error" for r in rows):
-        errors = {r["error"].splitlines()[-1] for r in rows if r["error"]}
-        typer.echo("every trial failed: " + "; ".join(sorted(errors))[:2000], err=True)
+        reasons = sorted({r["error_reason"] for r in rows if r.get("error_reason")})
+        typer.echo("every trial failed: " + "; ".join(reasons)[:2000], err=True)
         raise typer.Exit(1)
+
+
+@app.command()
+def report(
+    run: Annotated[str, typer.Argument(help="run folder, or run id under runs/")],
+    output: Annotated[Optional[Path], typer.Option(help="folder for report.html and the PNGs (default: RUN/report)")] = None,
+):
+    """Write a self-contained HTML report of a run, and its figures as PNG files."""
+    from raytune_ft.report import write_report
+
+    path = write_report(find_run(run), output)
+    typer.echo(f"wrote {path} (figures beside it)")
 
 
 def print_leaderboard(run_dir: Path, metric: str) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from raytune_ft.hparams import HParams
-from raytune_ft.results import epoch_rows, strategy_rows, trial_row, write_table
+from raytune_ft.results import epoch_rows, error_reason, strategy_rows, trial_row, write_table
 from raytune_ft.space import Sampler
 from raytune_ft.spec import InputError
 
@@ -28,6 +28,9 @@ DRIVER_RESOURCE = "raytune_ft_driver"
 # Our runs make no outside calls, and Ray's own progress tables are replaced by ours.
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+# Tune saves its experiment state (trials, search) at most this often: what `resume` starts from.
+os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "5")
+SWEEP_STATE = "sweep_state.json"
 
 
 # --------------------------------------------------------------------------- search space
@@ -77,15 +80,16 @@ def optuna_space(job) -> Callable:
     return define
 
 
-def make_scheduler(job):
+def make_scheduler(job, replay: Optional[dict] = None):
+    """The early-stopping scheduler: one per strategy (default) or one shared by all trials.
+
+    `replay` ({trial_id: per-epoch metrics}) holds the trials a resumed sweep had finished: Tune
+    does not save a scheduler's state, so their results are fed to it again as Tune re-adds them.
+    """
     from ray.tune.schedulers import ASHAScheduler, AsyncHyperBandScheduler, FIFOScheduler, MedianStoppingRule
 
     sched, epochs = job.search.scheduler, job.training.epochs
-    # Per strategy, each child is built with the metric and mode; one shared scheduler gets them from
-    # TuneConfig (Tune refuses a scheduler that already has them).
-    common = dict(time_attr="epoch")
-    if sched.per_strategy:
-        common.update(metric=job.search.metric, mode=job.search.mode)
+    common = dict(time_attr="epoch", metric=job.search.metric, mode=job.search.mode)
     grace = min(sched.grace_period, epochs)
     if sched.name == "none":
         return FIFOScheduler()
@@ -97,19 +101,20 @@ def make_scheduler(job):
                                                reduction_factor=sched.reduction_factor, **common)
     else:
         make = lambda: MedianStoppingRule(grace_period=grace, min_samples_required=3, **common)  # noqa: E731
-    return per_strategy_scheduler(make) if sched.per_strategy else make()
+    return grouped_scheduler(make, per_strategy=sched.per_strategy, replay=replay or {})
 
 
-def per_strategy_scheduler(make):
-    """One early-stopping scheduler per strategy: a trial is only ever compared with its own kind.
+def grouped_scheduler(make, per_strategy: bool, replay: dict):
+    """Trials grouped by strategy (or all in one group), each group with its own scheduler from `make`.
 
-    Strategies learn at different speeds (a LoRA update starts at zero; a frozen backbone's head
-    converges in an epoch), so one shared ASHA would cut every slow starter at the first rung and
-    the leaderboard would show their first-epoch scores. Per strategy, each keeps its best trials.
+    Per strategy, a trial is only ever compared with its own kind. Strategies learn at different
+    speeds (a LoRA update starts at zero; a frozen backbone's head converges in an epoch), so one
+    shared ASHA would cut every slow starter at the first rung and the leaderboard would show
+    their first-epoch scores.
     """
     from ray.tune.schedulers import FIFOScheduler
 
-    class PerStrategy(FIFOScheduler):
+    class Grouped(FIFOScheduler):
         def __init__(self):
             super().__init__()
             self.children = {}
@@ -118,13 +123,18 @@ def per_strategy_scheduler(make):
             return True  # each child was built with the sweep's metric and mode
 
         def child(self, trial):
-            name = trial.config["strategy"]["name"]
+            name = trial.config["strategy"]["name"] if per_strategy else "all"
             if name not in self.children:
                 self.children[name] = make()
             return self.children[name]
 
         def on_trial_add(self, controller, trial):
             self.child(trial).on_trial_add(controller, trial)
+            history = replay.pop(trial.trial_id, None)
+            if history:  # a trial finished before the sweep was resumed: its rungs count again
+                for result in history:
+                    self.child(trial).on_trial_result(controller, trial, result)
+                self.child(trial).on_trial_complete(controller, trial, history[-1])
 
         def on_trial_result(self, controller, trial, result):
             return self.child(trial).on_trial_result(controller, trial, result)
@@ -141,7 +151,7 @@ def per_strategy_scheduler(make):
         def debug_string(self):
             return "; ".join(f"{k}: {v.debug_string()}" for k, v in self.children.items())
 
-    return PerStrategy()
+    return Grouped()
 
 
 # --------------------------------------------------------------------------- one trial
@@ -176,7 +186,9 @@ def _trial_driver(config: dict, *, job: dict, data_dir: str, run_dir: str) -> No
             resources_per_worker=resources),
         run_config=ray.train.RunConfig(
             name=f"train-{trial_id}", storage_path=str(Path(run_dir) / "ray"),
-            callbacks=[TuneReportCallback()], failure_config=ray.train.FailureConfig(max_failures=0)),
+            callbacks=[TuneReportCallback()],
+            # a worker that dies is started again and goes on from the trial's last epoch (worker.py)
+            failure_config=ray.train.FailureConfig(max_failures=res.get("max_worker_restarts", 2))),
     )
     trainer.fit()
 
@@ -186,11 +198,34 @@ def _trial_driver(config: dict, *, job: dict, data_dir: str, run_dir: str) -> No
 @dataclass
 class TrialRecord:
     strategy: dict
-    started: float = field(default_factory=time.monotonic)
     history: list = field(default_factory=list)
     status: str = "running"
     error: str = ""
+    wall_before: float = 0.0  # seconds this trial ran under an earlier driver (a resumed sweep)
+    started: float = field(default_factory=time.monotonic)
     ended: Optional[float] = None
+
+    def wall_seconds(self, now: Optional[float] = None) -> float:
+        return self.wall_before + (self.ended or now or time.monotonic()) - self.started
+
+    def to_json(self) -> dict:
+        return {"strategy": self.strategy, "history": self.history, "status": self.status, "error": self.error,
+                "wall_seconds": self.wall_seconds()}
+
+    @classmethod
+    def from_json(cls, d: dict) -> "TrialRecord":
+        rec = cls(strategy=d["strategy"], history=d["history"], status=d["status"], error=d["error"],
+                  wall_before=d["wall_seconds"])
+        if rec.status != "running":
+            rec.ended = rec.started
+        return rec
+
+
+def load_sweep_state(run_dir: Path) -> dict[str, TrialRecord]:
+    path = run_dir / SWEEP_STATE
+    if not path.exists():
+        return {}
+    return {tid: TrialRecord.from_json(d) for tid, d in json.loads(path.read_text()).items()}
 
 
 def free_placement_group(pg_hex: str) -> bool:
@@ -219,16 +254,23 @@ def live_placement_groups(ids: Optional[set[str]] = None) -> list[dict]:
             if v["state"] != "REMOVED" and (ids is None or k in ids)]
 
 
-def _make_callback(job, run_id: str, run_dir: Path, printer: Callable[[str], None]):
+def _make_callback(job, run_id: str, run_dir: Path, printer: Callable[[str], None], *,
+                   records: Optional[dict] = None, concurrency: int = 1, on_update: Optional[Callable] = None):
     from ray.tune import Callback
 
+    from raytune_ft.progress import snapshot, summary_line
+
     metric, mode, epochs = job.search.metric, job.search.mode, job.training.epochs
+    total = job.search.num_samples * len(job.strategies)
 
     class SweepCallback(Callback):
-        """Tracks every trial, prints progress, frees stopped trials' resources, rewrites the tables."""
+        """Tracks every trial, shows progress, frees stopped trials' resources, rewrites the tables.
+
+        Its records are saved to sweep_state.json at every event, so a resumed sweep starts from them.
+        """
 
         def __init__(self):
-            self.records: dict[str, TrialRecord] = {}
+            self.records: dict[str, TrialRecord] = dict(records or {})
             self.pg_ids: set[str] = set()
             self.t0 = time.monotonic()
 
@@ -241,17 +283,21 @@ def _make_callback(job, run_id: str, run_dir: Path, printer: Callable[[str], Non
 
         def on_trial_result(self, iteration, trials, trial, result, **info):
             rec = self.record(trial)
+            # a worker group started again after a failure goes on from its last saved epoch
+            rec.history = [m for m in rec.history if m["epoch"] < result["epoch"]]
             rec.history.append({k: result[k] for k in (
                 "epoch", "train_loss", "val_loss", "val_accuracy", "val_f1", "trainable_params", "total_params",
                 "samples_per_sec", "train_seconds", "first_step_s", "peak_memory_mb", "checkpoint_path", "pg_id",
-                "lr") if k in result})
+                "lr", "resumes") if k in result})
             self.write_epochs()
-            printer(f"{self._clock()} {trial.trial_id} {rec.strategy['name']:<20} epoch {result['epoch']}/{epochs}"
-                    f"  {metric} {result[metric]:.4f}   {self._summary()}")
+            self.save_state()
+            self.show(f"{self._clock()} {trial.trial_id} {rec.strategy['name']:<20} epoch {result['epoch']}/{epochs}"
+                      f"  {metric} {result[metric]:.4f}")
 
         def on_trial_complete(self, iteration, trials, trial, **info):
             rec = self.record(trial)
-            rec.status = "completed" if len(rec.history) >= epochs else "stopped_early"
+            last_epoch = rec.history[-1]["epoch"] if rec.history else 0
+            rec.status = "completed" if last_epoch >= epochs else "stopped_early"
             self._end(trial, rec)
 
         def on_trial_error(self, iteration, trials, trial, **info):
@@ -267,13 +313,38 @@ def _make_callback(job, run_id: str, run_dir: Path, printer: Callable[[str], Non
                 free_placement_group(rec.history[-1].get("pg_id", ""))
             word = {"completed": "completed", "stopped_early": "stopped early", "error": "FAILED"}[rec.status]
             line = f"{self._clock()} {trial.trial_id} {rec.strategy['name']:<20} {word} after {len(rec.history)} epoch(s)"
-            printer(line + (f": {rec.error.splitlines()[-1][:200]}" if rec.error else "") + f"   {self._summary()}")
+            self.save_state()
             self.write_tables()
+            self.show(line + (f": {error_reason(rec.error)[:200]}" if rec.error else ""))
+
+        def show(self, line: str) -> None:
+            snap = snapshot(self.records, t0=self.t0, total=total, concurrency=concurrency, metric=metric,
+                            mode=mode, epochs=epochs)
+            printer(f"{line}   {summary_line(snap)}")
+            if on_update:
+                on_update(snap)
+
+        def save_state(self) -> None:
+            tmp = run_dir / f".{SWEEP_STATE}.tmp"
+            tmp.write_text(json.dumps({tid: rec.to_json() for tid, rec in self.records.items()}))
+            os.replace(tmp, run_dir / SWEEP_STATE)
+
+        def on_experiment_end(self, trials, **info):
+            # A trial started after Tune last saved its state, before the driver died, is unknown to the
+            # resumed Tune (its search generator makes that sample again under a new id): drop its record.
+            known = {t.trial_id for t in trials}
+            lost = [tid for tid, rec in self.records.items() if rec.status == "running" and tid not in known]
+            for tid in lost:
+                del self.records[tid]
+            if lost:
+                printer(f"{len(lost)} trial(s) that started after Tune's last saved state ran again under new "
+                        f"ids: {', '.join(lost)}")
 
         def rows(self) -> list[dict]:
             return [trial_row(job=job.name, run_id=run_id, trial_id=tid, strategy=rec.strategy,
                               status=rec.status, history=rec.history, metric=metric, mode=mode,
-                              wall_seconds=(rec.ended or time.monotonic()) - rec.started, error=rec.error)
+                              wall_seconds=rec.wall_seconds(), error=rec.error,
+                              resumes=max((m.get("resumes", 0) for m in rec.history), default=0))
                     for tid, rec in self.records.items() if rec.status != "running"]
 
         def write_tables(self) -> list[dict]:
@@ -292,20 +363,6 @@ def _make_callback(job, run_id: str, run_dir: Path, printer: Callable[[str], Non
 
         def _clock(self) -> str:
             return f"[{time.monotonic() - self.t0:6.0f}s]"
-
-        def _summary(self) -> str:
-            counts = {s: 0 for s in ("running", "completed", "stopped_early", "error")}
-            best: dict[str, float] = {}
-            sign = 1 if mode == "max" else -1
-            for rec in self.records.values():
-                counts[rec.status] += 1
-                for m in rec.history:
-                    name = rec.strategy["name"]
-                    if name not in best or sign * m[metric] > sign * best[name]:
-                        best[name] = m[metric]
-            bests = ", ".join(f"{k} {v:.3f}" for k, v in sorted(best.items(), key=lambda kv: -sign * kv[1]))
-            return (f"running {counts['running']} done {counts['completed']} stopped {counts['stopped_early']} "
-                    f"failed {counts['error']} | best: {bests}")
 
     return SweepCallback()
 
@@ -385,59 +442,111 @@ def concurrency(job) -> int:
 
 
 def run_sweep(job, run_dir: Path, *, address: Optional[str] = None, verbose: bool = False,
-              printer: Callable[[str], None] = print, num_cpus: Optional[int] = None) -> list[dict]:
-    """Prepare the data once, run the whole sweep, write the tables; return the trials' rows."""
-    from ray import tune
-    from ray.tune.search.basic_variant import BasicVariantGenerator
+              printer: Callable[[str], None] = print, num_cpus: Optional[int] = None, resume: bool = False,
+              on_update: Optional[Callable] = None) -> list[dict]:
+    """Prepare the data once, run the whole sweep, write the tables; return the trials' rows.
 
-    from raytune_ft.data import prepare_data
+    resume=True goes on with the sweep in `run_dir` after its driver died: finished trials stay as
+    they are, trials that were running go on from their last epoch, the others start.
+    """
+    from ray import tune
+
+    from raytune_ft.data import load_meta, prepare_data
 
     run_dir = run_dir.resolve()
     t0 = time.monotonic()
-    try:
-        meta = prepare_data(job, run_dir / "data")
-    except (ValueError, OSError) as e:
-        raise InputError(str(e)) from e
-    printer(f"data prepared once in {time.monotonic() - t0:.1f}s: "
-            + ", ".join(f"{s} {v['samples']}" for s, v in meta["splits"].items()) + f", {len(meta['classes'])} classes")
+    if resume and (run_dir / "data" / "meta.json").exists():
+        meta = load_meta(run_dir / "data")
+    else:
+        try:
+            meta = prepare_data(job, run_dir / "data")
+        except (ValueError, OSError) as e:
+            raise InputError(str(e)) from e
+        printer(f"data prepared once in {time.monotonic() - t0:.1f}s: "
+                + ", ".join(f"{s} {v['samples']}" for s, v in meta["splits"].items()) + f", {len(meta['classes'])} classes")
     preflight(job, len(meta["classes"]))
     init_ray(address, verbose, num_cpus)
     n_concurrent = concurrency(job)
-    callback = _make_callback(job, run_dir.name, run_dir, printer)
-    resolved = job.resolved()
-    n_strategies = len(job.strategies)
-    if job.search.algorithm == "optuna":
-        from ray.tune.search.optuna import OptunaSearch
-
-        search_alg = OptunaSearch(space=optuna_space(job), metric=job.search.metric, mode=job.search.mode,
-                                  seed=job.search.seed)
-        param_space, num_samples = {}, job.search.num_samples * n_strategies
-    else:
-        search_alg = BasicVariantGenerator(random_state=job.search.seed, max_concurrent=n_concurrent)
-        param_space, num_samples = tune_param_space(job), job.search.num_samples
-    printer(f"sweep: {n_strategies} strategies x {job.search.num_samples} samples, search {job.search.algorithm}, "
-            f"scheduler {job.search.scheduler.name}, {n_concurrent} trial(s) at a time")
+    records = load_sweep_state(run_dir) if resume else {}
+    callback = _make_callback(job, run_dir.name, run_dir, printer, records=records, concurrency=n_concurrent,
+                              on_update=on_update)
+    finished = {tid: rec.history for tid, rec in records.items() if rec.status != "running"}
+    scheduler = make_scheduler(job, replay=finished)
     trainable = tune.with_parameters(
         tune.with_resources(_trial_driver, driver_resources()),
-        job=resolved, data_dir=str(run_dir / "data"), run_dir=str(run_dir))
-    tuner = tune.Tuner(
-        trainable,
-        param_space=param_space,
-        tune_config=tune.TuneConfig(
-            metric=job.search.metric, mode=job.search.mode, num_samples=num_samples,
-            scheduler=make_scheduler(job), search_alg=search_alg,
-            # the basic generator limits concurrency itself (max_concurrent above)
-            max_concurrent_trials=n_concurrent if job.search.algorithm == "optuna" else None),
-        run_config=tune.RunConfig(
-            name="tune", storage_path=str(run_dir / "ray"), callbacks=[callback], verbose=0,
-            failure_config=tune.FailureConfig(max_failures=0, fail_fast=False)),
-    )
+        job=job.resolved(), data_dir=str(run_dir / "data"), run_dir=str(run_dir))
+    tune_dir = run_dir / "ray" / "tune"
+    if resume and tune.Tuner.can_restore(str(tune_dir)):
+        tuner = tune.Tuner.restore(str(tune_dir), trainable, resume_unfinished=True, resume_errored=False)
+        # Tune restores its trials and search state, not our callback nor the scheduler's rungs: put
+        # ours back (records from sweep_state.json, rungs replayed from the finished trials).
+        tuner._local_tuner.get_run_config().callbacks = [callback, *tracking_callbacks(job, run_dir)]
+        tuner._local_tuner._tune_config.scheduler = scheduler
+        printer(f"resuming: {len(finished)} trial(s) had ended, "
+                f"{sum(r.status == 'running' for r in records.values())} were running; {n_concurrent} at a time")
+    else:
+        if resume:
+            printer("resuming: Tune saved no state before the driver stopped; the sweep starts over in this folder")
+            callback.records.clear()
+        tuner = _new_tuner(job, trainable, scheduler, callback, run_dir, n_concurrent)
+        printer(f"sweep: {len(job.strategies)} strategies x {job.search.num_samples} samples, search "
+                f"{job.search.algorithm}, scheduler {job.search.scheduler.name}, {n_concurrent} trial(s) at a time")
     tuner.fit()
+    callback.save_state()
     rows = callback.write_tables()
     _wait_for_release(callback.pg_ids - {""})
     if rows:
         add_test_metrics(run_dir, job.search.mode, printer)
     return rows
+
+
+def _new_tuner(job, trainable, scheduler, callback, run_dir: Path, n_concurrent: int):
+    from ray import tune
+    from ray.tune.search.basic_variant import BasicVariantGenerator
+
+    if job.search.algorithm == "optuna":
+        from ray.tune.search.optuna import OptunaSearch
+
+        search_alg = OptunaSearch(space=optuna_space(job), metric=job.search.metric, mode=job.search.mode,
+                                  seed=job.search.seed)
+        param_space, num_samples = {}, job.search.num_samples * len(job.strategies)
+    else:
+        search_alg = BasicVariantGenerator(random_state=job.search.seed, max_concurrent=n_concurrent)
+        param_space, num_samples = tune_param_space(job), job.search.num_samples
+    return tune.Tuner(
+        trainable,
+        param_space=param_space,
+        tune_config=tune.TuneConfig(
+            metric=job.search.metric, mode=job.search.mode, num_samples=num_samples,
+            scheduler=scheduler, search_alg=search_alg,
+            # the basic generator limits concurrency itself (max_concurrent above)
+            max_concurrent_trials=n_concurrent if job.search.algorithm == "optuna" else None),
+        run_config=tune.RunConfig(
+            name="tune", storage_path=str(run_dir / "ray"), callbacks=[callback, *tracking_callbacks(job, run_dir)],
+            verbose=0, failure_config=tune.FailureConfig(max_failures=0, fail_fast=False)),
+    )
+
+
+def tracking_callbacks(job, run_dir: Path) -> list:
+    """Tune's own logger callbacks for MLflow and TensorBoard, when the spec switches them on."""
+    tracking = getattr(job, "tracking", None)
+    out = []
+    if tracking is None:
+        return out
+    if tracking.mlflow:
+        from ray.air.integrations.mlflow import MLflowLoggerCallback
+
+        uri = tracking.mlflow_uri
+        if uri is None:  # a file store inside the run folder; MLflow 3 asks for this opt-in to keep one
+            os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+            uri = (run_dir / "mlruns").as_uri()
+        out.append(MLflowLoggerCallback(tracking_uri=uri, experiment_name=tracking.mlflow_experiment or job.name,
+                                        save_artifact=False))
+    if tracking.tensorboard:
+        from ray.tune.logger import TBXLoggerCallback
+
+        out.append(TBXLoggerCallback())
+    return out
 
 
 def add_test_metrics(run_dir: Path, mode: str, printer: Callable[[str], None] = print) -> None:

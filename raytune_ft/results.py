@@ -18,7 +18,7 @@ STATUSES = ("completed", "stopped_early", "error")
 
 
 def trial_row(*, job: str, run_id: str, trial_id: str, strategy: dict, status: str, history: list[dict],
-              metric: str, mode: str, wall_seconds: float, error: str = "") -> dict:
+              metric: str, mode: str, wall_seconds: float, error: str = "", resumes: int = 0) -> dict:
     """One trials.parquet row from a trial's per-epoch metrics."""
     knobs = {k: v for k, v in strategy.items() if k not in ("name", "hparams")}
     row = {"job": job, "run_id": run_id, "trial_id": trial_id, "strategy": strategy["name"]}
@@ -48,6 +48,8 @@ def trial_row(*, job: str, run_id: str, trial_id: str, strategy: dict, status: s
         "samples_per_sec": sum(m["samples_per_sec"] for m in history) / len(history) if history else None,
         "peak_memory_mb": max(m["peak_memory_mb"] for m in history) if history else None,
         "checkpoint_path": last.get("checkpoint_path") or None,
+        "resumes": resumes,
+        "error_reason": error_reason(error) or None,
         "error": error or None,
     })
     return row
@@ -61,6 +63,15 @@ def epoch_rows(*, run_id: str, trial_id: str, strategy: str, status: str, histor
     """epochs.parquet rows of one trial: its per-epoch metrics, and its status at the time of writing."""
     return [{"run_id": run_id, "trial_id": trial_id, "strategy": strategy, "trial_status": status,
              **{k: m.get(k) for k in EPOCH_COLUMNS}} for m in history]
+
+
+def error_reason(error: str) -> str:
+    """The line of a trial's error text that says what went wrong (Ray wraps it in its own lines)."""
+    lines = [ln.strip() for ln in error.strip().splitlines() if ln.strip()]
+    for ln in reversed(lines):
+        if ln.split(":")[0].endswith(("Error", "Exception", "Interrupt")) and not ln.startswith(("ray.", "During")):
+            return ln
+    return lines[-1] if lines else ""
 
 
 def _cell(value):

@@ -3,8 +3,10 @@
     metrics = train_trial(trial_config(job, data_dir, trial_dir, strategy, hparams))  # no Ray
 
 Accelerate handles the device, mixed precision, gradient accumulation and the distributed data
-split; the strategy decides what trains. Each epoch ends with a validation pass and one report:
-to Ray Train (and so to Tune) under Ray, to the `report` callable otherwise.
+split; the strategy decides what trains. Each epoch ends with a validation pass, a resumable
+checkpoint (`<trial_dir>/last`) and one report: to Ray Train (and so to Tune) under Ray, to the
+`report` callable otherwise. A trial started again on the same trial folder (a Train worker group
+restarted after a failure, or a sweep resumed after its driver died) goes on from `last`.
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ from raytune_ft.optim import build_optimizer, lr_schedule, set_lr, set_scales, t
 from raytune_ft.strategies import get_strategy
 
 CHECKPOINT_FILE = "model.safetensors"
+RESUME_FILE = "resume.pt"
 
 
 def trial_config(job, data_dir, trial_dir, strategy: dict, hparams: dict, seed: Optional[int] = None) -> dict:
@@ -184,8 +187,29 @@ def _in_ray_train() -> bool:
         return False
 
 
+# Errors that come back the same on a retry (a bad value, a diverging loss, a batch too big for the
+# device): a trial that raised one is not trained again when Ray Train restarts its worker group.
+# A worker that died (killed, lost node) leaves no such mark and goes on from its last epoch.
+DETERMINISTIC_ERRORS = (ValueError, TypeError, KeyError, AttributeError, FloatingPointError, MemoryError)
+FAILED_FILE = "failed.json"
+
+
 def train_trial(config: dict, report: Optional[Callable[[dict], None]] = None) -> list[dict]:
     """Train one trial; return (and report) one metrics dict per epoch."""
+    import torch
+
+    failed = Path(config["trial_dir"]) / FAILED_FILE
+    if failed.exists() and json.loads(failed.read_text())["key"] == _resume_key(config):
+        raise RuntimeError("not retried, the same error would come back: " + json.loads(failed.read_text())["error"])
+    try:
+        return _train(config, report)
+    except (*DETERMINISTIC_ERRORS, torch.OutOfMemoryError) as e:
+        failed.parent.mkdir(parents=True, exist_ok=True)
+        failed.write_text(json.dumps({"key": _resume_key(config), "error": f"{type(e).__name__}: {e}"}))
+        raise
+
+
+def _train(config: dict, report: Optional[Callable[[dict], None]]) -> list[dict]:
     import torch
     import torch.nn.functional as F
     from accelerate import Accelerator
@@ -235,12 +259,13 @@ def train_trial(config: dict, report: Optional[Callable[[dict], None]] = None) -
                    if p.requires_grad and not n.startswith("head.")}
     params = dict(plain.named_parameters())
 
-    # Fault injection for tests of failure handling: RAYTUNE_FT_INJECT_FAULT=<strategy>:raise|nan
+    # Fault injection for tests of failure handling: RAYTUNE_FT_INJECT_FAULT=<strategy>:<fault>, where
+    # fault is raise (at start), nan (loss), or exit_once (the process dies after epoch 1, first time only)
     target, _, fault = os.environ.get("RAYTUNE_FT_INJECT_FAULT", "").partition(":")
     if target != config["strategy"]["name"]:
         fault = ""
     elif fault == "raise":
-        raise RuntimeError(f"fault injected by RAYTUNE_FT_INJECT_FAULT for strategy {target}")
+        raise ValueError(f"fault injected by RAYTUNE_FT_INJECT_FAULT for strategy {target}")
     extra = {}
     if in_ray:
         import ray.util
@@ -250,7 +275,21 @@ def train_trial(config: dict, report: Optional[Callable[[dict], None]] = None) -
     sign = 1.0 if config["mode"] == "max" else -1.0
     best_score, best_epoch, history, first_step_s, step, trainable = -math.inf, 0, [], None, 0, 0
     trial_dir = Path(config["trial_dir"])
-    for epoch in range(1, training["epochs"] + 1):
+    resumes, start_epoch = 0, 1
+    saved = load_resume_state(trial_dir, config)
+    if saved is not None:  # go on from the last finished epoch
+        plain.load_state_dict(saved["model"], strict=False)
+        optimizer.load_state_dict(saved["optimizer"])
+        best_score, best_epoch, step, trainable = saved["best_score"], saved["best_epoch"], saved["step"], saved["trainable"]
+        history, resumes = saved["history"], saved["resumes"] + 1
+        start_epoch = history[-1]["epoch"] + 1
+        # The last saved epoch's report may not have reached Ray before the process died: send it
+        # again (the sweep keeps one row per epoch; the schedulers record a rung once per trial).
+        report({**history[-1], **extra, "resumes": resumes})
+    for epoch in range(start_epoch, training["epochs"] + 1):
+        if fault == "exit_once" and epoch == 2 and not (trial_dir / ".fault_injected").exists():
+            (trial_dir / ".fault_injected").touch()
+            os._exit(3)  # as a worker killed by the OS would: no exception, no cleanup
         scales = set_scales(optimizer, strategy, knobs, epoch, hp.get("head_lr_mult", 1.0))
         trainable = max(trainable, trainable_now(optimizer))
         model.train()
@@ -306,9 +345,14 @@ def train_trial(config: dict, report: Optional[Callable[[dict], None]] = None) -
             "lr": optimizer.param_groups[0]["lr"],
             "lr_scales": scales,
             "checkpoint_path": str(trial_dir / "best") if best_epoch and training.get("keep_checkpoint", True) else "",
+            "resumes": resumes,
             **extra,
         }
         history.append(metrics)
+        if accelerator.is_main_process and training.get("keep_checkpoint", True):
+            _save_resume_state(trial_dir, config, plain, optimizer, history=history, step=step,
+                               best_score=best_score, best_epoch=best_epoch, trainable=trainable, resumes=resumes)
+        accelerator.wait_for_everyone()  # no worker reports an epoch before its checkpoint is complete
         report(metrics)
         patience = training.get("patience")
         if patience and epoch - best_epoch >= patience:
@@ -316,10 +360,55 @@ def train_trial(config: dict, report: Optional[Callable[[dict], None]] = None) -
     return history
 
 
-def _save_best(model, trial_dir: Path, config: dict, meta: dict, epoch: int, val: dict) -> None:
-    """Write the best weights into a new folder, then swap the `best` link to it in one rename."""
+def _resume_key(config: dict) -> str:
+    """What must match for a saved state to be this trial's: its strategy, hyperparameters and seed."""
+    return json.dumps([config["strategy"], config["hparams"], config["seed"], config["model"]], sort_keys=True,
+                      default=str)
+
+
+def _save_resume_state(trial_dir: Path, config: dict, model, optimizer, **state) -> None:
+    """Trainable weights, optimizer state and the loop's counters after an epoch, swapped in atomically."""
+    import torch
+
+    trial_dir.mkdir(parents=True, exist_ok=True)
+    epoch = state["history"][-1]["epoch"]
+    folder = trial_dir / f"last-epoch{epoch}"
+    folder.mkdir(exist_ok=True)
+    history = [{k: v for k, v in m.items() if k != "lr_scales"} for m in state["history"]]
+    torch.save({"model": trainable_state(model), "optimizer": optimizer.state_dict()}, folder / RESUME_FILE)
+    (folder / "state.json").write_text(json.dumps({**state, "history": history, "key": _resume_key(config)}))
+    _swap_link(trial_dir, "last", folder)
+
+
+def load_resume_state(trial_dir: Path, config: dict) -> Optional[dict]:
+    """The state `_save_resume_state` left for this trial, or None (none there, or another trial's)."""
+    import torch
+
+    folder = Path(trial_dir) / "last"
+    if not (folder / "state.json").exists():
+        return None
+    state = json.loads((folder / "state.json").read_text())
+    if state.pop("key") != _resume_key(config):
+        return None
+    tensors = torch.load(folder / RESUME_FILE, map_location="cpu", weights_only=True)
+    return {**state, **tensors}
+
+
+def _swap_link(trial_dir: Path, name: str, folder: Path) -> None:
+    """Point `trial_dir/name` at `folder` in one rename, then remove the folders it pointed at before."""
     import shutil
 
+    link = trial_dir / f".{name}.{os.getpid()}"
+    link.unlink(missing_ok=True)
+    link.symlink_to(folder.name)
+    os.replace(link, trial_dir / name)  # atomic: `name` always points at a complete folder
+    for old in trial_dir.glob(f"{name}-epoch*"):
+        if old != folder:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def _save_best(model, trial_dir: Path, config: dict, meta: dict, epoch: int, val: dict) -> None:
+    """Write the best weights into a new folder, then swap the `best` link to it in one rename."""
     from safetensors.torch import save_file
 
     folder = trial_dir / f"best-epoch{epoch}"
@@ -330,10 +419,4 @@ def _save_best(model, trial_dir: Path, config: dict, meta: dict, epoch: int, val
         "validation": val,
         "config": {**config, "classes": meta["classes"]},
     }, indent=1))
-    link = trial_dir / f".best.{os.getpid()}"
-    link.unlink(missing_ok=True)
-    link.symlink_to(folder.name)
-    os.replace(link, trial_dir / "best")  # atomic: `best` is always a complete checkpoint
-    for old in trial_dir.glob("best-epoch*"):
-        if old != folder:
-            shutil.rmtree(old, ignore_errors=True)
+    _swap_link(trial_dir, "best", folder)

@@ -90,7 +90,7 @@ def test_asha_sweep_finishes_and_frees_everything(resnet_weights, tmp_path, ray_
     assert ray.available_resources().get("CPU") == ray.cluster_resources()["CPU"] == 2
 
 
-def test_cli_run_on_text_survives_failing_trials(tiny_bert, text_csvs, tmp_path):
+def test_cli_run_on_text_survives_failing_trials(tiny_bert, text_csvs, tmp_path, monkeypatch):
     """The CLI end to end on a tiny BERT; one strategy's trials fail, the sweep and its tables don't."""
     import os
 
@@ -98,6 +98,7 @@ def test_cli_run_on_text_survives_failing_trials(tiny_bert, text_csvs, tmp_path)
     spec["strategies"] = [{"name": "full"}, {"name": "lora", "r": 2}, {"name": "feature_extraction"}]
     spec["search"] = {"num_samples": 2, "metric": "val_f1", "scheduler": {"name": "none"},
                       "hparams": {"lr": {"choice": [3e-3, 1e-3]}, "batch_size": 16}}
+    spec["tracking"] = {"mlflow": True, "tensorboard": True}
     path = tmp_path / "job.yaml"
     path.write_text(yaml.safe_dump(spec))
     run_dir = tmp_path / "runs" / "r1"
@@ -116,6 +117,19 @@ def test_cli_run_on_text_survives_failing_trials(tiny_bert, text_csvs, tmp_path)
     assert table["lora"]["errored"] == 2 and table["lora"]["best_score"] is None
     assert table["full"]["completed"] == 2 and table["full"]["best_score"] >= table["full"]["mean_score"]
     assert yaml.safe_load((run_dir / "job.yaml").read_text())["search"]["metric"] == "val_f1"
+    assert all(t["error_reason"].startswith("FloatingPointError: training loss became nan") for t in by["lora"])
+    progress = [ln for ln in out.stdout.splitlines() if " epoch 2/2 " in ln]
+    assert len(progress) == 4 and all("ended" in ln and "| best:" in ln for ln in progress)
+    assert "\x1b[" not in "".join(progress)  # not a terminal: plain lines, no live view
+
+    # tracking: one MLflow run per trial (a file store in the run folder), TensorBoard event files
+    import mlflow
+
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    client = mlflow.tracking.MlflowClient((run_dir / "mlruns").as_uri())
+    runs = client.search_runs([client.get_experiment_by_name(spec["name"]).experiment_id])
+    assert len(runs) == 6 and sum("val_f1" in r.data.metrics for r in runs) == 4
+    assert len(list((run_dir / "ray" / "tune").glob("*/events.out.tfevents.*"))) == 6
     again = subprocess.run([sys.executable, "-m", "raytune_ft.cli", "run", str(path), "--run-dir", str(run_dir)],
                            capture_output=True, text=True, timeout=120)
     assert again.returncode == 2 and "already holds a run" in again.stderr
@@ -178,3 +192,74 @@ def test_two_workers_per_trial(tiny_bert, text_csvs, tmp_path, ray_session):
     assert [(r["status"], r["epochs_run"]) for r in rows] == [("completed", 2)], rows[0]["error"]
     # val_loss is a mean per sample over the whole validation split, not a sum over workers
     assert 0.3 < rows[0]["best_val_loss"] < 1.5
+
+
+def test_a_worker_that_dies_goes_on_from_its_last_epoch(resnet_weights, tmp_path, ray_session, monkeypatch):
+    """Ray Train starts the dead worker group again; the trial goes on from epoch 2, not from scratch."""
+    from raytune_ft.driver import run_sweep
+
+    monkeypatch.setenv("RAYTUNE_FT_INJECT_FAULT", "full:exit_once")  # os._exit at epoch 2, first time only
+    spec = vision_spec(resnet_weights, training={"epochs": 3})
+    spec["strategies"] = [{"name": "full"}]
+    spec["search"] = {"num_samples": 1, "scheduler": {"name": "none"}, "hparams": {"lr": 1e-3, "batch_size": 32}}
+    rows = run_sweep(parse_job(spec), tmp_path / "run", printer=lambda line: None, num_cpus=2)
+    assert [(r["status"], r["epochs_run"], r["resumes"]) for r in rows] == [("completed", 3, 1)], rows[0]["error"]
+    curves = read_table(tmp_path / "run" / "epochs.parquet")
+    assert [c["epoch"] for c in curves] == [1, 2, 3]
+    assert (tmp_path / "run" / "trials" / rows[0]["trial_id"] / ".fault_injected").exists()
+
+
+def test_sigkilled_sweep_resumes_without_rerunning_finished_trials(resnet_weights, tmp_path):
+    """The driver and its local Ray are SIGKILLed mid-sweep (as in a reboot); `resume` finishes the sweep."""
+    import json
+    import os
+    import signal
+
+    spec = vision_spec(resnet_weights, training={"epochs": 3}, output_dir=str(tmp_path / "runs"))
+    spec["strategies"] = [{"name": "feature_extraction"}, {"name": "full"}]
+    spec["search"] = {"num_samples": 2, "seed": 3, "scheduler": {"name": "asha", "grace_period": 1},
+                      "hparams": {"lr": {"choice": [1e-3, 3e-3]}, "batch_size": 32}}
+    path = tmp_path / "job.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    run_dir = tmp_path / "run"
+    cli = [sys.executable, "-m", "raytune_ft.cli"]
+    driver = subprocess.Popen([*cli, "run", str(path), "--run-dir", str(run_dir)], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, start_new_session=True)
+    state_file, deadline = run_dir / "sweep_state.json", time.monotonic() + 600
+    try:
+        while time.monotonic() < deadline:  # kill once a trial has ended and another is part-way through
+            state = json.loads(state_file.read_text()) if state_file.exists() else {}
+            ended = [t for t, r in state.items() if r["status"] != "running"]
+            midway = [t for t, r in state.items() if r["status"] == "running" and 1 <= len(r["history"]) < 3]
+            if ended and midway:
+                break
+            assert driver.poll() is None, "the sweep ended before it could be killed"
+            time.sleep(0.5)
+        else:
+            pytest.fail("no trial ended within 10 minutes")
+    finally:
+        os.killpg(driver.pid, signal.SIGKILL)  # the driver and every Ray process it started, at once
+        driver.wait()
+    before = {t["trial_id"]: t for t in read_table(run_dir / "trials.parquet")}
+    assert set(ended) <= set(before)
+
+    again = subprocess.run([*cli, "run", str(path), "--run-dir", str(run_dir)], capture_output=True, text=True,
+                           timeout=120)
+    assert again.returncode == 2 and f"raytune-ft resume {run_dir}" in again.stderr
+
+    out = subprocess.run([*cli, "resume", str(run_dir)], capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "resuming:" in out.stdout
+    trials = read_table(run_dir / "trials.parquet")
+    ids = [t["trial_id"] for t in trials]
+    assert len(ids) == len(set(ids)) == 4  # exactly one row per trial
+    assert all(t["status"] in ("completed", "stopped_early") for t in trials), [t["error"] for t in trials]
+    by_id = {t["trial_id"]: t for t in trials}
+    for tid, row in before.items():  # trials that had ended are not run again
+        assert {k: by_id[tid][k] for k in ("status", "score", "epochs_run", "wall_seconds")} == \
+               {k: row[k] for k in ("status", "score", "epochs_run", "wall_seconds")}
+    resumed = [by_id[t] for t in midway if t in by_id]
+    assert resumed and all(t["resumes"] >= 1 for t in resumed)  # went on from its last epoch
+    curves = read_table(run_dir / "epochs.parquet")
+    pairs = [(c["trial_id"], c["epoch"]) for c in curves]
+    assert len(pairs) == len(set(pairs)) == sum(t["epochs_run"] for t in trials)

@@ -136,3 +136,32 @@ def test_best_trials_are_evaluated_on_the_test_split(vision_job, tmp_path):
     assert [r["support"] for r in report["per_class"]] == [sum(r) for r in report["confusion_matrix"]]
     csv = (tmp_path / "reports" / "full" / "confusion_matrix.csv").read_text().splitlines()
     assert csv[0].startswith("true/predicted,0,1") and len(csv) == 11
+
+
+def test_a_trial_started_again_goes_on_from_its_last_epoch(resnet_weights, tmp_path):
+    job = parse_job(vision_spec(resnet_weights, training={"epochs": 3}))
+    prepare_data(job, tmp_path / "data")
+    config = trial_config(job, tmp_path / "data", tmp_path / "t", {"name": "full"}, HP)
+
+    def crash_at_epoch_2(m):
+        if m["epoch"] == 2:
+            raise KeyboardInterrupt("the process dies after epoch 2 was saved")
+
+    with pytest.raises(KeyboardInterrupt):
+        train_trial(config, report=crash_at_epoch_2)
+    saved = torch.load(tmp_path / "t" / "last" / "resume.pt", weights_only=True)
+    adam_steps = {float(s["step"]) for s in saved["optimizer"]["state"].values()}
+
+    reports = []
+    history = train_trial(config, report=reports.append)
+    assert [m["epoch"] for m in reports] == [2, 3]  # the last saved epoch again, then the one not run before
+    assert [m["epoch"] for m in history] == [1, 2, 3] and history[-1]["resumes"] == 1
+    after = torch.load(tmp_path / "t" / "last" / "resume.pt", weights_only=True)
+    steps_per_epoch = max(adam_steps) / 2
+    assert {float(s["step"]) for s in after["optimizer"]["state"].values()} == {max(adam_steps) + steps_per_epoch}
+    assert sorted(p.name for p in (tmp_path / "t").iterdir() if p.name.startswith("last")) == ["last", "last-epoch3"]
+
+    # a finished trial started again only reports its last epoch again; another trial's state is never taken
+    assert train_trial(config, report=reports.append)[-1]["epoch"] == 3 and [m["epoch"] for m in reports] == [2, 3, 3]
+    other = trial_config(job, tmp_path / "data", tmp_path / "t", {"name": "full"}, {**HP, "lr": 1e-4})
+    assert [m["epoch"] for m in train_trial(other)] == [1, 2, 3]
