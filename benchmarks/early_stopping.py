@@ -9,6 +9,7 @@ strategy and overall, and writes the table to benchmarks/results/early_stopping.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -41,24 +42,31 @@ def main() -> None:
     parser.add_argument("--num-samples", type=int, default=4)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench_es_"))
+    load_before = os.getloadavg()[0]
     results = {name: sweep(sched, args.num_samples, work) for name, sched in (
         ("asha", {"name": "asha", "grace_period": 1, "reduction_factor": 2}), ("none", {"name": "none"}))}
 
     lines = ["# Early stopping: quickstart space, ASHA (per strategy) vs FIFO, "
              f"{args.num_samples} samples per strategy, same seed", "",
-             "| scheduler | trials | stopped early | compute s | wall s | best overall | "
+             f"Load average (1 min) before: {load_before:.1f}, after: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores. "
+             "Compute s: the sum of the trials' wall seconds (Ray start-up included); training s: the sum of "
+             "their training steps' seconds.", "",
+             "| scheduler | trials | stopped early | epochs run | compute s | training s | wall s | best overall | "
              + " | ".join(f"best {r['strategy']}" for r in results["none"][1]) + " |",
-             "|---" * (6 + len(results["none"][1])) + "|"]
+             "|---" * (8 + len(results["none"][1])) + "|"]
     for name, (rows, table, wall) in results.items():
         best = {r["strategy"]: r["best_score"] for r in table}
         compute = sum(r["wall_seconds"] for r in rows)
-        lines.append(f"| {name} | {len(rows)} | {sum(r['status'] == 'stopped_early' for r in rows)} | {compute:.0f} | "
+        lines.append(f"| {name} | {len(rows)} | {sum(r['status'] == 'stopped_early' for r in rows)} | "
+                     f"{sum(r['epochs_run'] for r in rows)} | {compute:.0f} | {sum(r['train_seconds'] or 0 for r in rows):.0f} | "
                      f"{wall:.0f} | {max(best.values()):.4f} | "
                      + " | ".join(f"{best[r['strategy']]:.4f}" for r in results["none"][1]) + " |")
     (a_rows, a_table, a_wall), (f_rows, f_table, f_wall) = results["asha"], results["none"]
     a_c, f_c = sum(r["wall_seconds"] for r in a_rows), sum(r["wall_seconds"] for r in f_rows)
     a_best, f_best = max(r["best_score"] for r in a_table), max(r["best_score"] for r in f_table)
-    lines += ["", f"- compute saved by ASHA: **{f_c / a_c:.2f}x** less (target >= 3x); wall time {f_wall / a_wall:.2f}x",
+    a_t, f_t = (sum(r["train_seconds"] or 0 for r in rows) for rows in (a_rows, f_rows))
+    lines += ["", f"- compute saved by ASHA: **{f_c / a_c:.2f}x** less (target >= 3x); training seconds "
+              f"{f_t / a_t:.2f}x less; wall time {f_wall / a_wall:.2f}x",
               f"- best score: ASHA {a_best:.4f} vs FIFO {f_best:.4f} ({(a_best - f_best) * 100:+.2f} points; target within 1)"]
     text = "\n".join(lines)
     print(text)

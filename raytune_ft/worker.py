@@ -226,9 +226,11 @@ def _train(config: dict, report: Optional[Callable[[dict], None]]) -> list[dict]
         cpu=resources["gpus_per_worker"] == 0,
     )
     set_seed(config["seed"])
+    load_start = time.perf_counter()
     meta = load_meta(config["data_dir"])
     num_classes = len(meta["classes"])
     train_set, val_set = load_split(config["data_dir"], "train"), load_split(config["data_dir"], "validation")
+    data_load_s = time.perf_counter() - load_start  # the data were prepared once per job, before any trial
     batch_size, accum = int(hp["batch_size"]), training["grad_accum_steps"]
     per_process = math.ceil(len(train_set["labels"]) / accelerator.num_processes)
     batches = per_process // batch_size if per_process > batch_size else 1
@@ -323,7 +325,9 @@ def _train(config: dict, report: Optional[Callable[[dict], None]]) -> list[dict]
         train_seconds = time.perf_counter() - epoch_start
         totals = accelerator.reduce(torch.tensor([loss_sum, float(seen)], device=accelerator.device), "sum")
         loss_sum, seen = float(totals[0]), int(totals[1])  # over every worker
+        eval_start = time.perf_counter()
         val = evaluate(model, val_loader, meta, accelerator, num_classes)
+        eval_seconds, save_start = time.perf_counter() - eval_start, time.perf_counter()
         score = val["accuracy"] if config["metric"] == "val_accuracy" else val["f1"] if config["metric"] == "val_f1" else val["loss"]
         if sign * score > best_score:
             best_score, best_epoch = sign * score, epoch
@@ -340,7 +344,11 @@ def _train(config: dict, report: Optional[Callable[[dict], None]]) -> list[dict]
             "total_params": total,
             "samples_per_sec": seen / max(train_seconds, 1e-9),
             "train_seconds": train_seconds,
+            "eval_seconds": eval_seconds,
             "first_step_s": first_step_s,
+            "data_load_s": data_load_s,
+            "world_size": accelerator.num_processes,
+            "distributed_type": str(accelerator.distributed_type),
             "peak_memory_mb": _peak_memory_mb(accelerator.device),
             "lr": optimizer.param_groups[0]["lr"],
             "lr_scales": scales,
@@ -352,6 +360,7 @@ def _train(config: dict, report: Optional[Callable[[dict], None]]) -> list[dict]
         if accelerator.is_main_process and training.get("keep_checkpoint", True):
             _save_resume_state(trial_dir, config, plain, optimizer, history=history, step=step,
                                best_score=best_score, best_epoch=best_epoch, trainable=trainable, resumes=resumes)
+        metrics["checkpoint_seconds"] = time.perf_counter() - save_start  # best + resumable state
         accelerator.wait_for_everyone()  # no worker reports an epoch before its checkpoint is complete
         report(metrics)
         patience = training.get("patience")
