@@ -10,8 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal, Optional, Union
 
-import yaml
+import difflib
 import re
+
+import yaml
 
 from pydantic import (BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator,
                       model_validator)
@@ -216,16 +218,61 @@ class SpecError(Exception):
         super().__init__("\n".join(lines))
 
 
+_UNIONS = {"model": (1, SOURCES), "data": (1, DATA_SOURCES), "strategies": (2, STRATEGIES)}  # tag's place in loc
+
+
+def _is_tag(loc: tuple, i: int) -> bool:
+    """Whether loc[i] is the tag pydantic adds for a union member (nothing a user would type)."""
+    place, registry = _UNIONS.get(loc[0], (None, None)) if loc else (None, None)
+    return (i == place and isinstance(loc[i], str) and loc[i] in registry) or "[" in str(loc[i])
+
+
 def _loc(loc: tuple) -> str:
     out = ""
-    for part in loc:
+    for i, part in enumerate(loc):
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part in STRATEGIES or part in SOURCES or part in DATA_SOURCES or "[" in str(part):
-            continue  # the union's tag adds nothing a user would type
+        elif _is_tag(loc, i):
+            continue
+        elif not re.fullmatch(r"[A-Za-z0-9_-]+", str(part)):  # a key no field could have: show it exactly
+            out += f"[{str(part)!r}]"
         else:
             out += f".{part}" if out else str(part)
     return out or "(top level)"
+
+
+def _model_at(loc: tuple):
+    """The pydantic model whose field loc[-1] would be (for listing its fields), or None."""
+    import typing
+
+    def models_in(annotation):
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            return [annotation]
+        return [m for arg in typing.get_args(annotation) for m in models_in(arg)]
+
+    model = JobSpec
+    for i, part in enumerate(loc[:-1]):
+        if isinstance(part, int):
+            continue
+        if _is_tag(loc, i):
+            model = _UNIONS[loc[0]][1].get(part).Config
+            continue
+        field = model.model_fields.get(part) if model else None
+        if field is None:
+            return None
+        found = models_in(field.annotation)
+        model = found[0] if len(found) == 1 else None  # None: a union, its member comes next in loc
+    return model
+
+
+def _unknown_field(err: dict) -> str:
+    model, key = _model_at(err["loc"]), str(err["loc"][-1])
+    if model is None:
+        return "unknown field: remove it or check its spelling"
+    fields = list(model.model_fields)
+    close = difflib.get_close_matches(key, fields, n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    return f"unknown field: {hint}the fields here are {', '.join(fields)}"
 
 
 def _short(value, limit: int = 60) -> str:
@@ -236,12 +283,17 @@ def _short(value, limit: int = 60) -> str:
 def _message(err: dict) -> str:
     kind, msg = err["type"], err["msg"]
     if kind == "extra_forbidden":
-        return "unknown field: remove it or check its spelling (raytune-ft validate shows the schema's fields)"
+        return _unknown_field(err)
     if kind == "missing":
         return "required: add this field"
     if kind == "union_tag_invalid":
         field = err["ctx"]["discriminator"].strip("'")
-        return f"{field} {err['ctx']['tag']!r} is not known; use one of {err['ctx']['expected_tags']}"
+        tag = err["input"].get(field) if isinstance(err.get("input"), dict) else err["ctx"]["tag"]
+        if not isinstance(tag, str):
+            return f"{field} must be a name, one of {err['ctx']['expected_tags']}; got {_short(tag)}"
+        close = difflib.get_close_matches(tag, re.findall(r"'([^']+)'", err["ctx"]["expected_tags"]), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        return f"{field} {_short(tag)} is not known{hint}; use one of {err['ctx']['expected_tags']}"
     if kind == "union_tag_not_found":
         return f"needs its '{err['ctx']['discriminator'].strip(chr(39))}' field to say which kind it is"
     msg = msg.removeprefix("Value error, ").removeprefix("Assertion failed, ")
@@ -281,7 +333,9 @@ def parse_job(data, source: str = "job spec") -> JobSpec:
         raise SpecError(source, problems) from None
     except (OSError, TypeError, KeyError, AttributeError, RecursionError) as e:
         # A check that could not even run on this value (say a path too long for the OS to look up).
-        raise SpecError(source, [(_section_of_crash(data), f"cannot be checked: {type(e).__name__}: {e}")]) from None
+        reason = f"{type(e).__name__}: {e}"
+        reason = reason if len(reason) <= 200 else reason[:197] + "..."
+        raise SpecError(source, [(_section_of_crash(data), f"cannot be checked ({reason}); fix this section")]) from None
 
 
 def load_job(path) -> JobSpec:

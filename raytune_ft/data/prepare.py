@@ -72,6 +72,21 @@ def _tokenizer(model_spec):
                          "give a local Hugging Face model folder with its tokenizer files") from None
 
 
+def _check_vocabulary(tokenizer, tensors, model_name: str) -> None:
+    """A model folder without tokenizer files still loads a tokenizer, with no words: every text is [UNK]."""
+    import torch
+
+    unk = getattr(tokenizer, "unk_token_id", None)
+    if unk is None:
+        return
+    special = torch.tensor([i for i in tokenizer.all_special_ids if i != unk] or [-1])
+    words = tensors["attention_mask"].bool() & ~torch.isin(tensors["input_ids"], special)
+    if words.any() and bool((tensors["input_ids"][words] == unk).all()):
+        raise InputError(f"model.name {model_name}: its tokenizer turns every word of train into "
+                         f"{tokenizer.unk_token}: the folder has no usable vocabulary (vocab.txt / tokenizer.json); "
+                         "save the tokenizer there with save_pretrained")
+
+
 def prepare_data(job, out_dir: Path) -> dict:
     """Write every split's tensors and meta.json into out_dir; return the meta.
 
@@ -126,6 +141,8 @@ def prepare_data(job, out_dir: Path) -> dict:
                             return_tensors="pt")
             tensors["input_ids"] = enc["input_ids"]
             tensors["attention_mask"] = enc["attention_mask"]
+            if split == "train":
+                _check_vocabulary(tokenizer, tensors, job.model.name)
         tmp = out_dir / f".{split}.pt.tmp"
         torch.save(tensors, tmp)
         tmp.replace(out_dir / f"{split}.pt")
