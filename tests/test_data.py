@@ -83,3 +83,19 @@ def test_image_parquet(resnet_weights, tmp_path):
     pq.write_table(pa.table({"image": [b"junk"], "label": ["a"]}), tmp_path / "validation.parquet")
     with pytest.raises(ValueError, match=r"validation.parquet row 0: not a readable image"):
         prepare_data(parse_job(spec), tmp_path / "out2")
+
+
+def test_csv_labels_stay_text_in_numeric_order_and_rows_count_in_file_order(tiny_bert, text_csvs, tmp_path):
+    """CSV cells are read as text ("007" stays "007"); numeric class names sort as numbers. With
+    validation_fraction, a bad label is still reported by its row in the file (checked before the hold-out)."""
+    rows = [("good film", "10"), ("bad film", "2"), ("nice plot", "10"), ("sad plot", "2")] * 3
+    text_csvs["train"].write_text("text,label\n" + "".join(f"{t},{lab}\n" for t, lab in rows) + "007,2\n")
+    spec = text_spec(tiny_bert, {"train": text_csvs["train"], "validation": None, "test": None})
+    spec["data"]["validation_fraction"] = 0.25
+    meta = prepare_data(parse_job(spec), tmp_path / "a")
+    assert meta["classes"] == ["2", "10"]
+    assert sum(v["samples"] for v in meta["splits"].values()) == 13
+    text_csvs["train"].write_text(text_csvs["train"].read_text() + "odd one,3\n")
+    spec["data"]["classes"] = ["2", "10"]
+    with pytest.raises(ValueError, match=r"train.csv row 13 \(train split\): label '3' is not one of data.classes"):
+        prepare_data(parse_job(spec), tmp_path / "b")
