@@ -48,6 +48,8 @@ def run(
     import yaml
 
     job = _load(spec)
+    import shutil
+
     run_dir = run_dir or job.output_dir / f"{job.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     if run_dir.exists() and any(run_dir.iterdir()):
         typer.echo(f"{run_dir} already holds a run: nothing was overwritten. To go on with it after a crash: "
@@ -56,7 +58,12 @@ def run(
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "job.yaml").write_text(yaml.safe_dump(job.resolved(), sort_keys=False))
     typer.echo(f"run {run_dir.name}: folder {run_dir}")
-    _sweep(job, run_dir, address=address, verbose=verbose, resume=False)
+    try:
+        _sweep(job, run_dir, address=address, verbose=verbose, resume=False)
+    except typer.Exit as e:
+        if e.exit_code == EXIT_BAD_INPUT and not (run_dir / "ray").exists():
+            shutil.rmtree(run_dir, ignore_errors=True)  # refused before any trial: leave no half-made run behind
+        raise
 
 
 @app.command()
@@ -221,6 +228,101 @@ def init(
         raise typer.Exit(EXIT_BAD_INPUT)
     output.write_text(files("raytune_ft").joinpath("templates", f"{kind}.yaml").read_text())
     typer.echo(f"wrote {output}: edit the data paths, then raytune-ft validate {output}")
+
+
+# --------------------------------------------------------------------------- a real cluster (raytune_ft/cluster.py)
+
+def _cluster_call(fn, *args, **kwargs):
+    """Run a cluster action; a bad spec, address, run id or token exits 2 with its message, no traceback."""
+    from raytune_ft.cluster import ClusterError
+    from raytune_ft.spec import SpecError
+
+    try:
+        return fn(*args, **kwargs)
+    except (ClusterError, SpecError) as e:
+        typer.echo(str(e), err=True)
+        raise typer.Exit(EXIT_BAD_INPUT)
+
+
+_ADDRESS_HELP = "the cluster's dashboard, e.g. http://127.0.0.1:8265 (default: where RUN was submitted, or RAY_ADDRESS)"
+
+
+@app.command()
+def submit(
+    spec: Annotated[Path, typer.Argument(help="job spec YAML")],
+    address: Annotated[Optional[str], typer.Option(help="the cluster's dashboard, e.g. http://127.0.0.1:8265 "
+                                                       "(through `ray dashboard cluster.yaml`)")] = None,
+    storage: Annotated[Optional[str], typer.Option(help="where run folders go: a path every node sees, or "
+                                                       "s3:// gs:// file:// (default RAYTUNE_FT_STORAGE)")] = None,
+    run_id: Annotated[Optional[str], typer.Option(help="default: <name>-<time>-<4 hex>")] = None,
+    project: Annotated[Optional[Path], typer.Option(help="folder shipped as the job's working dir")] = None,
+):
+    """Submit the sweep to a running Ray cluster (Ray Jobs API) and print its run id at once."""
+    import os
+
+    from raytune_ft.cluster import submit as submit_run
+
+    _load(spec)
+    address = address or os.environ.get("RAY_API_SERVER_ADDRESS") or os.environ.get("RAY_ADDRESS")
+    if not address:
+        typer.echo("give the cluster with --address http://HEAD:8265 (or set RAY_ADDRESS)", err=True)
+        raise typer.Exit(EXIT_BAD_INPUT)
+    rid = _cluster_call(submit_run, spec, address, run_id=run_id, storage=storage, project=project)
+    typer.echo(rid)
+    typer.echo(f"follow it: raytune-ft logs {rid} --follow | raytune-ft status {rid} | raytune-ft stop {rid}",
+               err=True)
+
+
+@app.command()
+def status(
+    run: Annotated[str, typer.Argument(help="run id printed by submit")],
+    address: Annotated[Optional[str], typer.Option(help=_ADDRESS_HELP)] = None,
+):
+    """A submitted run's state: PENDING, RUNNING, SUCCEEDED, FAILED or STOPPED."""
+    from raytune_ft.cluster import status as run_status
+
+    s = _cluster_call(run_status, run, address)
+    typer.echo(f"{run}: {s['status']}" + (f"  {s['message']}" if s["message"] else "")
+               + (f"\nrun folder: {s['run_dir']}" if s["run_dir"] else ""))
+
+
+@app.command()
+def logs(
+    run: Annotated[str, typer.Argument(help="run id printed by submit")],
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="keep printing until the run ends")] = False,
+    address: Annotated[Optional[str], typer.Option(help=_ADDRESS_HELP)] = None,
+):
+    """A submitted run's driver output (the progress lines and the leaderboard)."""
+    from raytune_ft.cluster import logs as run_logs
+
+    _cluster_call(run_logs, run, address, follow=follow)
+
+
+@app.command()
+def stop(
+    run: Annotated[str, typer.Argument(help="run id printed by submit")],
+    address: Annotated[Optional[str], typer.Option(help=_ADDRESS_HELP)] = None,
+):
+    """Stop a submitted run and wait until it has ended."""
+    from raytune_ft.cluster import stop as stop_run
+
+    s = _cluster_call(stop_run, run, address)
+    typer.echo(f"{run}: {s['status']}")
+
+
+@app.command()
+def fetch(
+    run: Annotated[str, typer.Argument(help="run id printed by submit")],
+    output: Annotated[Optional[Path], typer.Option(help="local folder (default runs/<run id>)")] = None,
+    storage: Annotated[Optional[str], typer.Option(help="the run's storage, if not submitted from here")] = None,
+    address: Annotated[Optional[str], typer.Option(help=_ADDRESS_HELP)] = None,
+):
+    """Bring a run's trials.parquet, strategies.parquet, epochs.parquet, job.yaml and reports/ home."""
+    from raytune_ft.cluster import fetch as fetch_run
+
+    dest, found = _cluster_call(fetch_run, run, output, address=address, storage=storage)
+    typer.echo(f"{dest}: {', '.join(found)}")
+
 
 
 if __name__ == "__main__":

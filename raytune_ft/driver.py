@@ -377,12 +377,18 @@ def _error_text(trial) -> str:
 # --------------------------------------------------------------------------- the sweep
 
 def preflight(job, num_classes: int) -> None:
-    """Build the model once per strategy and apply it (knobs at their first value), before Ray
-    starts: a target module that does not exist, a method that does not fit this model, or a block
-    structure that cannot be found fails here, naming the strategy, instead of in every trial."""
+    """Build the model, then apply each strategy to it (knobs at their first value), before Ray
+    starts: weights that cannot be read, a target module that does not exist, a method that does
+    not fit this model, or a block structure that cannot be found fails here, naming the model
+    or the strategy, instead of in every trial."""
+    from raytune_ft.models import SOURCES, build_model
     from raytune_ft.worker import build_trial_model
 
     resolved = job.resolved()
+    try:
+        build_model(SOURCES.get(job.model.source).Config.model_validate(resolved["model"]), num_classes)
+    except Exception as e:  # noqa: BLE001 - a missing or corrupt weights file, a broken model folder
+        raise InputError(f"model {job.model.name}: cannot be built: {type(e).__name__}: {e}") from e
     for i, space in enumerate(strategy_spaces(job)):
         first = {k: (v.values[0] if isinstance(v, Sampler) else v) for k, v in space.items() if k != "hparams"}
         hp = {k: (v.values[0] if isinstance(v, Sampler) else v) for k, v in space["hparams"].items()}
@@ -390,8 +396,9 @@ def preflight(job, num_classes: int) -> None:
             model, strategy = build_trial_model({"model": resolved["model"], "strategy": first, "hparams": hp},
                                                 num_classes)
             strategy.groups(model, {k: v for k, v in first.items() if k != "name"})
-        except (ValueError, KeyError, TypeError, AttributeError) as e:
-            raise InputError(f"strategies[{i}] ({first['name']}) does not fit model {job.model.name}: {e}") from e
+        except Exception as e:  # noqa: BLE001 - whatever a strategy's apply raises, said before any trial
+            raise InputError(f"strategies[{i}] ({first['name']}) does not fit model {job.model.name}: "
+                             f"{type(e).__name__}: {e}") from e
 
 
 def init_ray(address: Optional[str] = None, verbose: bool = False, num_cpus: Optional[int] = None):

@@ -296,11 +296,6 @@ def test_bad_data_is_refused_before_ray(case, tmp_path, tiny_bert, resnet_weight
     assert not (tmp_path / "run" / "ray").exists() and not (tmp_path / "run" / "trials").exists()
 
 
-PREFLIGHT_GAP = ("driver.preflight turns only ValueError/KeyError/TypeError/AttributeError into InputError: "
-                 "an OSError or UnpicklingError from loading the weights escapes as a traceback, exit 1")
-
-
-@pytest.mark.xfail(reason=PREFLIGHT_GAP, strict=False)
 @pytest.mark.parametrize("case", ["model folder without weights", "corrupt weights file"])
 def test_bad_model_files_are_refused_before_ray(case, tmp_path, tiny_bert):
     if case == "model folder without weights":
@@ -312,6 +307,14 @@ def test_bad_model_files_are_refused_before_ray(case, tmp_path, tiny_bert):
         spec, expected = vision_spec(tmp_path / "bad.pt"), "bad.pt"
     result = invoke(tmp_path, spec, "run")
     assert result.exit_code == 2 and "bad input, nothing was trained: " in result.output and expected in result.output
+    assert "Traceback" not in result.output
+
+
+def test_a_weights_enum_of_another_model_is_refused_at_validate(tmp_path, resnet_weights):
+    spec = vision_spec(resnet_weights)
+    spec["model"]["weights"] = "ResNet50_Weights.IMAGENET1K_V2"
+    result = invoke(tmp_path, spec, "validate")
+    assert result.exit_code == 2 and "model" in result.output and "ResNet18_Weights.IMAGENET1K_V1" in result.output
 
 
 # --------------------------------------------------------------------------- random specs

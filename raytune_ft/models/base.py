@@ -78,5 +78,9 @@ def load_state_dict(path: Path) -> dict:
         return load_file(str(path))
     import torch
 
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # a truncated file, a pickle with code in it, not a torch file at all
+        raise ValueError(f"weights file {path} is not a readable state dict (only tensors are loaded, never "
+                         f"code): {type(e).__name__}: {str(e).splitlines()[0][:300]}") from e
     return state.get("state_dict", state) if isinstance(state, dict) else state

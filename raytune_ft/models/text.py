@@ -25,7 +25,10 @@ class TransformersConfig(ModelConfig):
     @classmethod
     def _local(cls, name):
         resolved = packaged.resolve(name)
-        looks_local = resolved.startswith((".", "/", "~")) or Path(resolved).exists()
+        try:
+            looks_local = resolved.startswith((".", "/", "~")) or Path(resolved).exists()
+        except OSError:  # a name too long for a path
+            looks_local = False
         if looks_local and not (Path(resolved).expanduser() / "config.json").is_file():
             raise ValueError(f"{resolved} is not a Hugging Face model folder (no config.json there)")
         return name

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import field_validator
+from pydantic import field_validator, model_validator
 
 from raytune_ft.models.base import Source, VisionModelConfig, load_state_dict, register_source
 from raytune_ft.models.classifier import Classifier, strip_head
@@ -34,6 +34,23 @@ class TorchvisionConfig(VisionModelConfig):
             raise ValueError(f"torchvision has no classification model {name!r}; "
                              f"e.g. resnet18, mobilenet_v3_small, efficientnet_b0, vit_b_16")
         return name
+
+    @model_validator(mode="after")
+    def _enum_fits(self):
+        """A weights enum must exist and belong to this model (checked offline: nothing is downloaded)."""
+        from torchvision import models
+
+        if self.weights is None or self.weights_file() is not None:
+            return self
+        try:
+            weights = models.get_weight(self.weights)
+        except (ValueError, KeyError, AttributeError):
+            weights = None
+        allowed = [f"{w.__class__.__name__}.{w.name}" for w in models.get_model_weights(self.name)]
+        if weights is None or f"{weights.__class__.__name__}.{weights.name}" not in allowed:
+            raise ValueError(f"weights: {self.weights!r} is not a torchvision weights enum of {self.name}; "
+                             f"use one of {', '.join(allowed) or '(none: give a state-dict file or null)'}")
+        return self
 
 
 @register_source
