@@ -139,7 +139,9 @@ def submission(spec_path, run_id: str, storage: str, project=None, excludes: Ite
                env: Optional[dict] = None) -> dict:
     """The Jobs API request for a run (entrypoint, runtime_env, metadata), without sending it."""
     spec_path, project = Path(spec_path).resolve(), Path(project or Path.cwd()).resolve()
-    env_vars = {"RAY_USAGE_STATS_ENABLED": "0", "PYTHONUNBUFFERED": "1", **(env or {})}
+    env_vars = {"RAY_USAGE_STATS_ENABLED": "0", "PYTHONUNBUFFERED": "1",
+                # GPU workers autoscale from zero: a trial's worker group may wait minutes for a node
+                "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S": "900", **(env or {})}
     if st.is_uri(storage):
         run_dir = f"{LOCAL_RUNS_ON_HEAD}/{run_id}"
         env_vars.update({st.URI_ENV: run_location(storage, run_id), st.LOCAL_ENV: run_dir})

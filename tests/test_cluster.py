@@ -1,0 +1,439 @@
+"""The cluster path: storage mirroring, the Jobs API client, cluster.yaml, and a real two-node Ray
+cluster on this machine (`ray start --head` + `ray start --address`, loopback only, token auth)."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from raytune_ft import storage
+from raytune_ft.cluster import submission
+from tests.conftest import ROOT, vision_spec
+
+# --------------------------------------------------------------------------- storage (file:// URIs)
+
+
+def _tree(root: Path) -> dict:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_mirror_keeps_the_layout_and_copies_only_what_changed(tmp_path):
+    run = tmp_path / "run"
+    (run / "trials" / "t1" / "best").mkdir(parents=True)
+    (run / "trials.parquet").write_bytes(b"v1")
+    (run / "job.yaml").write_text("name: x\n")
+    (run / "trials" / "t1" / "best" / "model.safetensors").write_bytes(b"w" * 1000)
+    (run / ".trials.parquet.tmp").write_bytes(b"half")  # a temporary being written: never mirrored
+    uri = (tmp_path / "bucket" / "runs" / "r1").as_uri()  # file:///..., pyarrow's LocalFileSystem
+
+    assert sorted(storage.mirror(run, uri)) == ["job.yaml", "trials.parquet", "trials/t1/best/model.safetensors"]
+    remote = tmp_path / "bucket" / "runs" / "r1"
+    assert _tree(remote) == {k: v for k, v in _tree(run).items() if not k.startswith(".")}
+    assert storage.mirror(run, uri) == []  # nothing changed
+    time.sleep(0.01)
+    (run / "trials.parquet").write_bytes(b"v2 longer")
+    assert storage.mirror(run, uri) == ["trials.parquet"]
+    assert (remote / "trials.parquet").read_bytes() == b"v2 longer"
+
+    (run / "reports").mkdir()
+    (run / "reports" / "full.json").write_text("{}")
+    storage.mirror(run, uri)
+    home = tmp_path / "home"
+    assert sorted(storage.fetch(uri, home)) == ["job.yaml", "reports", "trials.parquet"]
+    assert (home / "reports" / "full.json").read_text() == "{}" and not (home / "trials").exists()
+    with pytest.raises(FileNotFoundError):
+        storage.fetch((tmp_path / "nothing").as_uri(), home)
+
+
+def test_workers_sync_their_folders_through_the_job_environment(tmp_path, monkeypatch):
+    local, uri = tmp_path / "head" / "r1", (tmp_path / "bucket" / "r1").as_uri()
+    trial = local / "trials" / "t1"
+    trial.mkdir(parents=True)
+    (trial / "last").write_text("epoch 3")
+    assert storage.sync_up(trial) == []  # no URI in the environment: local run, nothing to do
+    monkeypatch.setenv(storage.URI_ENV, uri)
+    monkeypatch.setenv(storage.LOCAL_ENV, str(local))
+    assert storage.sync_up(trial) == ["last"]
+    assert (tmp_path / "bucket" / "r1" / "trials" / "t1" / "last").read_text() == "epoch 3"
+    assert storage.sync_up(tmp_path / "elsewhere") == []
+
+    # another node: the folder is not there, so it comes from the URI
+    import shutil
+    shutil.rmtree(local)
+    assert storage.ensure_local(trial) and (trial / "last").read_text() == "epoch 3"
+    assert not storage.ensure_local(local / "data")  # nothing mirrored there
+
+
+def test_mirror_thread_copies_while_running_and_at_the_end(tmp_path):
+    run, uri = tmp_path / "run", (tmp_path / "out").as_uri()
+    run.mkdir()
+    with storage.Mirror(run, uri, interval_s=0.2):
+        (run / "epochs.parquet").write_bytes(b"1")
+        deadline = time.monotonic() + 10
+        while not (tmp_path / "out" / "epochs.parquet").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert (tmp_path / "out" / "epochs.parquet").exists()
+        (run / "strategies.parquet").write_bytes(b"2")
+    assert (tmp_path / "out" / "strategies.parquet").read_bytes() == b"2"
+
+
+# --------------------------------------------------------------------------- the request sent to the Jobs API
+
+
+def test_submission_ships_the_project_and_the_spec(tmp_path):
+    inside = submission(ROOT / "jobs" / "quickstart.yaml", "r1", "/shared/runs", project=ROOT)
+    assert inside["entrypoint"] == ("python -m raytune_ft.cli run jobs/quickstart.yaml --address auto "
+                                    "--run-dir /shared/runs/r1")
+    env = inside["runtime_env"]
+    assert env["working_dir"] == str(ROOT) and {".venv/", ".git/", "runs/"} <= set(env["excludes"])
+    assert env["env_vars"]["RAY_USAGE_STATS_ENABLED"] == "0" and storage.URI_ENV not in env["env_vars"]
+
+    spec = tmp_path / "job.yaml"
+    spec.write_text("name: x\n")
+    outside = submission(spec, "r2", "s3://bucket/runs", project=ROOT)
+    assert outside["entrypoint"] == ("python -m raytune_ft.cluster --run-dir /tmp/raytune_ft_runs/r2 "
+                                     "--storage-uri s3://bucket/runs/r2")
+    env = outside["runtime_env"]["env_vars"]
+    assert env["RAYTUNE_FT_SPEC_YAML"] == "name: x\n"
+    assert env[storage.URI_ENV] == "s3://bucket/runs/r2" and env[storage.LOCAL_ENV] == "/tmp/raytune_ft_runs/r2"
+
+
+def _cli(*args, env=None, timeout=120):
+    return subprocess.run([sys.executable, "-m", "raytune_ft.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=ROOT, env={**os.environ, **(env or {})})
+
+
+def test_cluster_commands_refuse_bad_input_with_exit_2(tmp_path, resnet_weights):
+    home = {"RAYTUNE_FT_HOME": str(tmp_path / "home")}
+    out = _cli("submit", str(tmp_path / "missing.yaml"), "--address", "http://127.0.0.1:9", env=home)
+    assert out.returncode == 2 and "no such file" in out.stderr and "Traceback" not in out.stderr
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({**vision_spec(resnet_weights), "training": {"epochs": 0}}))
+    out = _cli("submit", str(bad), "--address", "http://127.0.0.1:9", "--storage", str(tmp_path), env=home)
+    assert out.returncode == 2 and "training.epochs" in out.stderr and "Traceback" not in out.stderr
+
+    good = tmp_path / "good.yaml"
+    good.write_text(yaml.safe_dump(vision_spec(resnet_weights)))
+    port = _free_port()  # nothing listens there
+    out = _cli("submit", str(good), "--address", f"http://127.0.0.1:{port}", "--storage", str(tmp_path), env=home)
+    assert out.returncode == 2 and "cannot reach the Ray Jobs API" in out.stderr and "Traceback" not in out.stderr
+    out = _cli("submit", str(good), "--address", f"http://127.0.0.1:{port}", env={**home, "RAYTUNE_FT_STORAGE": ""})
+    assert out.returncode == 2 and "--storage" in out.stderr
+
+    for command in ("status", "logs", "stop", "fetch"):
+        out = _cli(command, "no-such-run", env={**home, "RAY_ADDRESS": "", "RAY_API_SERVER_ADDRESS": ""})
+        assert out.returncode == 2 and "--address" in out.stderr and "Traceback" not in out.stderr, command
+
+
+# --------------------------------------------------------------------------- cluster.yaml
+
+
+def test_cluster_yaml_passes_ray_validation():
+    """What `ray up cluster.yaml --no-config-cache` checks before it calls AWS: Ray's own defaults
+    merge and JSON-schema validation (ray.autoscaler._private.util), offline."""
+    from ray.autoscaler._private.util import prepare_config, validate_config
+
+    raw = yaml.safe_load((ROOT / "cluster.yaml").read_text())
+    config = prepare_config(raw)
+    validate_config(config)
+
+    assert config["provider"]["type"] == "aws"
+    head = config["available_node_types"][config["head_node_type"]]
+    assert head["resources"]["raytune_ft_driver"] >= 100 and head["resources"]["CPU"] == 0
+    workers = [t for name, t in config["available_node_types"].items() if name != config["head_node_type"]]
+    assert workers and all(t["min_workers"] == 0 and t["resources"]["GPU"] >= 1 for t in workers)
+    assert any(t["node_config"].get("InstanceMarketOptions", {}).get("MarketType") == "spot" for t in workers)
+
+    # Our own security group on every node: Ray's default group would open SSH to 0.0.0.0/0.
+    assert all(t["node_config"].get("SecurityGroupIds") for t in config["available_node_types"].values())
+    for rule in config["provider"].get("security_group", {}).get("IpPermissions", []):
+        open_to_all = any(r.get("CidrIp") == "0.0.0.0/0" for r in rule.get("IpRanges", []))
+        assert not open_to_all or (rule["FromPort"], rule["ToPort"]) == (22, 22), rule
+
+    head_start = " ".join(config["head_start_ray_commands"])
+    assert "RAY_AUTH_MODE=token" in head_start and "--dashboard-host=127.0.0.1" in head_start
+    assert "raytune_ft_driver" in head_start and "--disable-usage-stats" in head_start
+    assert "RAY_AUTH_MODE=token" in " ".join(config["worker_start_ray_commands"])
+    assert "~/.ray/auth_token" in config["file_mounts"]
+    setup = " ".join(config["setup_commands"])
+    pins = [d for d in _pyproject_dependencies() if d.split("==")[0].split("[")[0] in
+            ("torch", "torchvision", "ray", "accelerate", "peft", "transformers")]
+    assert pins and all(p in setup for p in pins), pins
+
+
+def _pyproject_dependencies() -> list[str]:
+    import tomllib
+
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+
+
+# --------------------------------------------------------------------------- a real two-node cluster
+
+# `ray start` swaps 127.0.0.1 for this machine's LAN address (services.resolve_ip_for_localhost), and
+# then every node, the GCS included, serves on that address. This launcher keeps 127.0.0.1, and the
+# environment variable below makes every process the nodes start (agents, job drivers) keep it too.
+LAUNCHER = """
+import sys
+import ray._private.ray_constants as rc
+import ray._private.services as services
+rc.ENABLE_RAY_CLUSTER = True  # RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 would refuse a joining node here
+_resolve = services.resolve_ip_for_localhost
+services.resolve_ip_for_localhost = lambda host: host if host in ("127.0.0.1", "localhost") else _resolve(host)
+from ray.scripts.scripts import main
+sys.argv[0] = "ray"
+sys.exit(main())
+"""
+RAY_SINGLETONS = {"_AutoscalingCoordinatorActor"}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _node_ports() -> list[str]:
+    # every port a node opens, chosen here: other agents' Ray clusters on this machine hold the defaults
+    return [f"--{k}={_free_port()}" for k in ("node-manager-port", "object-manager-port", "dashboard-agent-listen-port",
+                                               "dashboard-agent-grpc-port", "metrics-export-port",
+                                               "runtime-env-agent-port")]
+
+
+class LocalCluster:
+    def __init__(self, tmp: Path):
+        self.tmp = tmp
+        self.temp_dir = tmp / "ray"  # the session folder: every process of this cluster writes under it
+        self.gcs_port, self.dash_port = _free_port(), _free_port()
+        self.address = f"http://127.0.0.1:{self.dash_port}"
+        self.env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_USAGE_STATS_ENABLED": "0",
+                    "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+                    "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+        for k in ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS"):
+            self.env.pop(k, None)
+        self.procs: list[subprocess.Popen] = []
+
+    def _start(self, args: list[str], log: str) -> None:
+        self.procs.append(subprocess.Popen(
+            [sys.executable, "-c", LAUNCHER, "start", "--block", "--node-ip-address=127.0.0.1", "--num-cpus=1",
+             f"--temp-dir={self.temp_dir}", "--disable-usage-stats", *_node_ports(), *args],
+            env=self.env, stdout=open(self.tmp / log, "w"), stderr=subprocess.STDOUT, start_new_session=True))
+
+    def start(self) -> None:
+        self._start(["--head", f"--port={self.gcs_port}", "--dashboard-host=127.0.0.1",
+                     f"--dashboard-port={self.dash_port}", f"--ray-client-server-port={_free_port()}",
+                     '--resources={"raytune_ft_driver": 100}'], "head.log")
+        self.wait_for(lambda: len(self.nodes()) == 1, 300, "the head")
+        self._start([f"--address=127.0.0.1:{self.gcs_port}", '--resources={"worker_node": 1}'], "node.log")
+        self.wait_for(lambda: len(self.nodes()) == 2, 300, "the second node")
+
+    def wait_for(self, ok, timeout_s: float, what: str) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if any(p.poll() is not None for p in self.procs):
+                raise RuntimeError(f"a `ray start` exited while waiting for {what}: "
+                                   + (self.tmp / "head.log").read_text()[-2000:])
+            try:
+                if ok():
+                    return
+            except Exception:
+                pass
+            time.sleep(2)
+        raise TimeoutError(f"{what} not up after {timeout_s}s")
+
+    def api(self, path: str) -> dict:
+        import requests
+
+        from raytune_ft.cluster import auth_headers
+
+        r = requests.get(f"{self.address}{path}", headers=auth_headers(), timeout=30)
+        r.raise_for_status()
+        return r.json()
+
+    def nodes(self) -> list[dict]:
+        rows = self.api("/api/v0/nodes?limit=100&detail=1")["data"]["result"]["result"]
+        return [n for n in rows if n["state"] == "ALIVE"]
+
+    def actors(self, class_name: str = "", state: str = "") -> list[dict]:
+        q = "/api/v0/actors?limit=10000&detail=1"
+        rows = self.api(q)["data"]["result"]["result"]
+        return [a for a in rows if (not class_name or a["class_name"] == class_name) and (not state or a["state"] == state)]
+
+    def resources(self) -> tuple[dict, dict]:
+        """(total, available) from a driver attached to the cluster."""
+        code = ("import json, ray; ray.init(address='auto', logging_level='ERROR'); "
+                "print(json.dumps([ray.cluster_resources(), ray.available_resources()]))")
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180,
+                             env={**self.env, "RAY_ADDRESS": f"127.0.0.1:{self.gcs_port}"})
+        return tuple(json.loads(out.stdout.strip().splitlines()[-1]))
+
+    def listeners(self) -> set[tuple[str, int, str]]:
+        """(address, port, process) of every listening socket of every process of this cluster."""
+        import psutil
+
+        procs = []
+        for p in self.procs:
+            try:
+                root = psutil.Process(p.pid)
+                procs += [root, *root.children(recursive=True)]
+            except psutil.NoSuchProcess:
+                pass
+        out = set()
+        for proc in procs:
+            try:
+                out |= {(c.laddr.ip, c.laddr.port, proc.name()) for c in proc.net_connections(kind="inet")
+                        if c.status == psutil.CONN_LISTEN}
+            except psutil.Error:
+                pass
+        return out
+
+    def processes(self) -> list[int]:
+        """Pids of live processes of this cluster: our `ray start`s, and anything whose command line
+        names our temp dir (raylets, GCS, agents, workers all carry the session folder)."""
+        import psutil
+
+        mine = []
+        for proc in psutil.process_iter(["pid", "cmdline"]):
+            cmd = " ".join(proc.info["cmdline"] or [])
+            if proc.info["pid"] in {p.pid for p in self.procs} or str(self.temp_dir) in cmd:
+                mine.append(proc.info["pid"])
+        return mine
+
+    def stop(self) -> None:
+        import psutil
+
+        tree = []
+        for p in self.procs:
+            try:
+                tree += [psutil.Process(p.pid), *psutil.Process(p.pid).children(recursive=True)]
+            except psutil.NoSuchProcess:
+                pass
+        for p in reversed(self.procs):  # the joining node first, then the head
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+                try:
+                    p.wait(60)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait(30)
+        _, alive = psutil.wait_procs(tree, timeout=30)
+        for proc in alive:  # only processes this cluster started, by pid
+            try:
+                proc.kill()
+            except psutil.NoSuchProcess:
+                pass
+        psutil.wait_procs(alive, timeout=30)
+        for pid in self.processes():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+@pytest.fixture(scope="module")
+def ray_cluster(tmp_path_factory, monkeypatch_module):
+    tmp = tmp_path_factory.mktemp("cluster")
+    monkeypatch_module.setenv("RAYTUNE_FT_HOME", str(tmp / "home"))
+    monkeypatch_module.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch_module.delenv("RAY_API_SERVER_ADDRESS", raising=False)
+    cluster = LocalCluster(tmp)
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+        time.sleep(2)
+        left = cluster.processes()
+        assert left == [], f"processes of the test cluster still alive: {left}"
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    with pytest.MonkeyPatch.context() as mp:
+        yield mp
+
+
+def _write_spec(tmp: Path, weights: Path, name: str, epochs: int, samples: int, strategies: list) -> Path:
+    spec = vision_spec(weights, name=name, strategies=strategies, training={"epochs": epochs})
+    spec["search"] = {"num_samples": samples, "scheduler": {"name": "none"}, "hparams": {"lr": 1e-3, "batch_size": 32}}
+    spec["resources"] = {"workers_per_trial": 1, "cpus_per_worker": 1}  # one CPU a node: one trial a node
+    path = tmp / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+@pytest.mark.ray
+def test_submitted_job_runs_trials_on_both_nodes(ray_cluster, resnet_weights, tmp_path):
+    from raytune_ft import cluster
+    from raytune_ft.results import read_table
+
+    # Everything of this cluster serves on loopback only.
+    listening = ray_cluster.listeners()
+    assert listening and all(ip in ("127.0.0.1", "::ffff:127.0.0.1") for ip, _, _ in listening), listening
+    print("listening:", sorted(listening))
+
+    shared = tmp_path / "shared"  # a path both nodes see
+    spec = _write_spec(tmp_path, resnet_weights, "two-nodes", epochs=1, samples=1,
+                       strategies=[{"name": "full"}, {"name": "feature_extraction"}])
+    started = time.monotonic()
+    run_id = cluster.submit(spec, ray_cluster.address, storage=str(shared), project=ROOT)
+    assert time.monotonic() - started < 60  # returns at once, the sweep runs on the cluster
+    assert cluster.status(run_id)["status"] in ("PENDING", "RUNNING")  # the address remembered per run id
+
+    final = cluster.wait(run_id, timeout_s=900, poll_s=3)
+    log = []
+    cluster.logs(run_id, out=log.append)
+    assert final["status"] == "SUCCEEDED", final["message"] + "".join(log)[-4000:]
+    assert "strategies by best val_accuracy" in "".join(log)
+
+    run_dir = shared / run_id
+    trials = read_table(run_dir / "trials.parquet")
+    assert sorted(t["strategy"] for t in trials) == ["feature_extraction", "full"]
+    assert all(t["status"] == "completed" and t["epochs_run"] == 1 for t in trials), [t["error"] for t in trials]
+    assert {r["strategy"] for r in read_table(run_dir / "strategies.parquet")} == {"full", "feature_extraction"}
+    assert all((run_dir / "trials" / t["trial_id"] / "best").is_dir() for t in trials)
+
+    # One Train worker per trial, one CPU per node: the two trials' workers ran on the two nodes.
+    nodes = {n["node_id"] for n in ray_cluster.nodes()}
+    workers = [a for a in ray_cluster.actors("RayTrainWorker") if a.get("job_id") and a["node_id"]]
+    assert {a["node_id"] for a in workers} == nodes, workers
+
+    home = tmp_path / "home"
+    dest, found = cluster.fetch(run_id, home)
+    assert {"trials.parquet", "strategies.parquet", "job.yaml"} <= set(found)
+    assert len(read_table(dest / "trials.parquet")) == 2
+
+    out = _cli("status", run_id, env={"RAYTUNE_FT_HOME": os.environ["RAYTUNE_FT_HOME"], "RAY_ADDRESS": ""})
+    assert out.returncode == 0 and "SUCCEEDED" in out.stdout
+
+
+@pytest.mark.ray
+def test_stop_ends_a_running_job_and_frees_the_cluster(ray_cluster, resnet_weights, tmp_path):
+    from raytune_ft import cluster
+
+    spec = _write_spec(tmp_path, resnet_weights, "long", epochs=200, samples=4,
+                       strategies=[{"name": "full"}, {"name": "feature_extraction"}])
+    run_id = cluster.submit(spec, ray_cluster.address, storage=str(tmp_path / "shared"), project=ROOT)
+    run_dir = tmp_path / "shared" / run_id
+    ray_cluster.wait_for(lambda: (run_dir / "epochs.parquet").exists(), 900, "the first epoch")
+    assert cluster.status(run_id)["status"] == "RUNNING"
+
+    out = _cli("stop", run_id, env={"RAYTUNE_FT_HOME": os.environ["RAYTUNE_FT_HOME"], "RAY_ADDRESS": ""},
+               timeout=300)
+    assert out.returncode == 0 and "STOPPED" in out.stdout, out.stdout + out.stderr
+    assert cluster.status(run_id)["status"] == "STOPPED"
+
+    # Nothing of the run is left: no live actor but Ray's per-cluster singletons, every CPU free.
+    def freed():
+        alive = [a["class_name"] for a in ray_cluster.actors(state="ALIVE") if a["class_name"] not in RAY_SINGLETONS]
+        total, free = ray_cluster.resources()
+        return not alive and free.get("CPU") == total.get("CPU") == 2
+    ray_cluster.wait_for(freed, 120, "the stopped run's actors and CPUs to be released")
