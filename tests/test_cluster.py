@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -211,7 +213,11 @@ def _node_ports() -> list[str]:
 class LocalCluster:
     def __init__(self, tmp: Path):
         self.tmp = tmp
-        self.temp_dir = tmp / "ray"  # the session folder: every process of this cluster writes under it
+        # Each node's session folders: every process of this cluster names one in its command line.
+        # Short (Ray's unix sockets live there, at most 107 bytes a path), and one per node: nodes
+        # sharing one would share runtime_resources/, and one node's runtime-env agent would delete
+        # the job's working_dir under the other's driver.
+        self.temp_dirs = [Path(tempfile.mkdtemp(prefix="rtc-", dir="/tmp")) for _ in range(2)]
         self.gcs_port, self.dash_port = _free_port(), _free_port()
         self.address = f"http://127.0.0.1:{self.dash_port}"
         self.env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_USAGE_STATS_ENABLED": "0",
@@ -224,7 +230,7 @@ class LocalCluster:
     def _start(self, args: list[str], log: str) -> None:
         self.procs.append(subprocess.Popen(
             [sys.executable, "-c", LAUNCHER, "start", "--block", "--node-ip-address=127.0.0.1", "--num-cpus=1",
-             f"--temp-dir={self.temp_dir}", "--disable-usage-stats", *_node_ports(), *args],
+             f"--temp-dir={self.temp_dirs[len(self.procs)]}", "--disable-usage-stats", *_node_ports(), *args],
             env=self.env, stdout=open(self.tmp / log, "w"), stderr=subprocess.STDOUT, start_new_session=True))
 
     def start(self) -> None:
@@ -303,7 +309,7 @@ class LocalCluster:
         mine = []
         for proc in psutil.process_iter(["pid", "cmdline"]):
             cmd = " ".join(proc.info["cmdline"] or [])
-            if proc.info["pid"] in {p.pid for p in self.procs} or str(self.temp_dir) in cmd:
+            if proc.info["pid"] in {p.pid for p in self.procs} or any(str(d) in cmd for d in self.temp_dirs):
                 mine.append(proc.info["pid"])
         return mine
 
@@ -336,6 +342,10 @@ class LocalCluster:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+        time.sleep(1)
+        if not self.processes():
+            for d in self.temp_dirs:
+                shutil.rmtree(d, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -391,7 +401,8 @@ def test_submitted_job_runs_trials_on_both_nodes(ray_cluster, resnet_weights, tm
     final = cluster.wait(run_id, timeout_s=900, poll_s=3)
     log = []
     cluster.logs(run_id, out=log.append)
-    assert final["status"] == "SUCCEEDED", final["message"] + "".join(log)[-4000:]
+    (tmp_path / "job.log").write_text("".join(log))
+    assert final["status"] == "SUCCEEDED", f"{final['message'][:300]}\nfull log: {tmp_path / 'job.log'}"
     assert "strategies by best val_accuracy" in "".join(log)
 
     run_dir = shared / run_id
