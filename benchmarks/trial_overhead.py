@@ -26,6 +26,29 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
+SUB = """
+import json, sys
+from raytune_ft.worker import train_trial
+config = json.load(open(sys.argv[1]))
+config["trial_dir"] = sys.argv[2]
+history = train_trial(config, report=lambda m: None)
+print(json.dumps({"sps": sum(m["samples_per_sec"] for m in history) / len(history),
+                  "type": str(history[0]["distributed_type"])}))
+"""
+
+
+def _subprocess_sps(work: Path, distributed: bool) -> dict:
+    import subprocess
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}  # as Ray sets for a 1-CPU worker; unset,
+    # Accelerate's MULTI_CPU mode would give itself every core and the comparison would be of threads
+    if distributed:
+        env.update(LOCAL_RANK="0", RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1", MASTER_PORT="29517")
+    out = subprocess.run([sys.executable, "-c", SUB, str(work / "config.json"), str(work / f"sub-{distributed}")],
+                         env=env, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--epochs", type=int, default=2)
@@ -68,6 +91,13 @@ def main() -> None:
 
     direct_wall, plain = direct("direct")
 
+    # Ray Train sets LOCAL_RANK / RANK / WORLD_SIZE even for one worker; Accelerate then picks
+    # MULTI_CPU and wraps the model in DDP for a world of 1. The same loop in fresh processes, with
+    # and without those variables, isolates that cost (worker.py hides them from Accelerate when alone).
+    config = trial_config(job, work / "data", work / "sub", {"name": args.strategy}, hp)
+    (work / "config.json").write_text(json.dumps(config))
+    solo_sps, ddp1_sps = (_subprocess_sps(work, dist) for dist in (False, True))
+
     # The same loop in this process while an idle local Ray cluster (raylet, GCS, dashboard) runs:
     # what Ray's background processes alone cost the training on these cores.
     import ray
@@ -104,11 +134,15 @@ def main() -> None:
         "| the same loop beside an idle local Ray cluster | {:.1f} | {:.1f} | {:.1f} | {:.1f} | {:.0%} |".format(*idle),
         "| Tune trial + Ray Train TorchTrainer | {:.1f} | {:.1f} | {:.1f} | {:.1f} | {:.0%} |".format(*ray_),
         "",
+        f"DDP at world size 1, the same loop in fresh processes: {solo_sps['type']} {solo_sps['sps']:.1f} samples/s; "
+        f"with Ray Train's variables set (LOCAL_RANK=0, WORLD_SIZE=1), Accelerate picks {ddp1_sps['type']}: "
+        f"{ddp1_sps['sps']:.1f} samples/s (**{ddp1_sps['sps'] / solo_sps['sps']:.2f}x**).",
+        "",
         f"- throughput ratio, trial / plain loop: **{ray_[3] / base[3]:.2f}x** (target >= 0.95); "
         f"plain loop beside idle Ray / plain loop: **{idle[3] / base[3]:.2f}x**; trial / loop beside idle Ray: "
         f"**{ray_[3] / idle[3]:.2f}x**",
-        f"- inside the trial: {state.get('distributed_type', '?')} with world size {state.get('world_size', '?')} "
-        "(Accelerate adds no DDP wrapper for one worker)",
+        f"- inside the trial: Accelerate ran as {state.get('distributed_type', '?')} with world size "
+        f"{state.get('world_size', '?')}",
         f"- where the trial's {trial['wall_seconds']:.1f} s go: worker start to first step {trial['first_step_seconds']:.1f} s "
         f"(ours: imports, model build, data load), training {trial['train_seconds']:.1f} s, validation {evals:.1f} s, "
         f"checkpoints (best + resumable state) {ckpt:.1f} s, Ray (trial actor, TorchTrainer controller, worker group "

@@ -288,7 +288,8 @@ def _make_callback(job, run_id: str, run_dir: Path, printer: Callable[[str], Non
             rec.history.append({k: result[k] for k in (
                 "epoch", "train_loss", "val_loss", "val_accuracy", "val_f1", "trainable_params", "total_params",
                 "samples_per_sec", "train_seconds", "first_step_s", "peak_memory_mb", "checkpoint_path", "pg_id",
-                "lr", "resumes", "eval_seconds", "checkpoint_seconds", "data_load_s") if k in result})
+                "lr", "resumes", "eval_seconds", "checkpoint_seconds", "data_load_s", "world_size",
+                "distributed_type") if k in result})
             self.write_epochs()
             self.save_state()
             self.show(f"{self._clock()} {trial.trial_id} {rec.strategy['name']:<20} epoch {result['epoch']}/{epochs}"

@@ -194,6 +194,15 @@ DETERMINISTIC_ERRORS = (ValueError, TypeError, KeyError, AttributeError, Floatin
 FAILED_FILE = "failed.json"
 
 
+def _alone_is_not_distributed() -> None:
+    """Ray Train sets LOCAL_RANK / RANK / WORLD_SIZE even for a trial of one worker, and Accelerate then
+    wraps the model in DistributedDataParallel for a world of 1: gradient buckets and an all-reduce
+    with nobody (benchmarks/trial_overhead.py measures its cost). With one worker, hide those variables from Accelerate so that it trains as one plain process."""
+    if os.environ.get("WORLD_SIZE") == "1":
+        for key in ("LOCAL_RANK", "RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "NODE_RANK"):
+            os.environ.pop(key, None)
+
+
 def train_trial(config: dict, report: Optional[Callable[[dict], None]] = None) -> list[dict]:
     """Train one trial; return (and report) one metrics dict per epoch."""
     import torch
@@ -220,6 +229,8 @@ def _train(config: dict, report: Optional[Callable[[dict], None]]) -> list[dict]
     report = report or (_ray_report if in_ray else (lambda m: None))
     training, hp, resources = config["training"], config["hparams"], config["resources"]
     torch.set_num_threads(max(1, int(resources["cpus_per_worker"])))
+    if in_ray:
+        _alone_is_not_distributed()
     accelerator = Accelerator(
         mixed_precision=training["mixed_precision"],
         gradient_accumulation_steps=training["grad_accum_steps"],
