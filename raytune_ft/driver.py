@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
+from raytune_ft import storage
 from raytune_ft.hparams import HParams
 from raytune_ft.results import epoch_rows, error_reason, strategy_rows, trial_row, write_table
 from raytune_ft.space import Sampler
@@ -289,7 +290,7 @@ def _make_callback(job, run_id: str, run_dir: Path, printer: Callable[[str], Non
                 "epoch", "train_loss", "val_loss", "val_accuracy", "val_f1", "trainable_params", "total_params",
                 "samples_per_sec", "train_seconds", "first_step_s", "peak_memory_mb", "checkpoint_path", "pg_id",
                 "lr", "resumes", "eval_seconds", "checkpoint_seconds", "data_load_s", "world_size",
-                "distributed_type") if k in result})
+                "distributed_type", "node_id") if k in result})
             self.write_epochs()
             self.save_state()
             self.show(f"{self._clock()} {trial.trial_id} {rec.strategy['name']:<20} epoch {result['epoch']}/{epochs}"
@@ -417,6 +418,14 @@ def init_ray(address: Optional[str] = None, verbose: bool = False, num_cpus: Opt
     else:
         # The dashboard serves the State API that Train's placement-group cleaner polls: without it,
         # a trial stopped by Tune would keep its resources for the rest of the job.
+        # Loopback only: Ray swaps 127.0.0.1 for the machine's LAN address, and its GCS and raylet then
+        # listen on every interface. Ray's single-machine mode (the flag it uses on macOS / Windows)
+        # keeps the node on 127.0.0.1, so every server binds there. Set for this process (Ray may be
+        # imported already) and for the processes the local cluster starts.
+        import ray._private.ray_constants as ray_constants
+
+        os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+        ray_constants.ENABLE_RAY_CLUSTER = False
         # address="local": always a fresh embedded cluster, never one that `ray start` left on this machine
         ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), include_dashboard=True, dashboard_host="127.0.0.1",
                  _node_ip_address="127.0.0.1", resources={DRIVER_RESOURCE: 1000}, **kwargs)
@@ -440,12 +449,16 @@ def concurrency(job) -> int:
     if res.gpus_per_worker:
         fits.append(have.get("GPU", 0) / (res.workers_per_trial * res.gpus_per_worker))
     n = math.floor(min(fits) + 1e-9)
+    if n < 1 and res.max_concurrent_trials:
+        # an autoscaling cluster (cluster.yaml) starts with no GPU workers: trials wait for the autoscaler
+        return res.max_concurrent_trials
     if n < 1:
         raise RuntimeError(
             f"resources: a trial needs {need_cpu:g} CPU(s)"
             + (f" and {res.workers_per_trial * res.gpus_per_worker:g} GPU(s)" if res.gpus_per_worker else "")
             + f" but the cluster has {have.get('CPU', 0):g} CPU(s), {have.get('GPU', 0):g} GPU(s): "
-            "lower resources.workers_per_trial / cpus_per_worker / gpus_per_worker")
+            "lower resources.workers_per_trial / cpus_per_worker / gpus_per_worker, or, on a cluster whose "
+            "workers autoscale from zero, set resources.max_concurrent_trials")
     return min(n, res.max_concurrent_trials or n)
 
 
@@ -472,6 +485,7 @@ def run_sweep(job, run_dir: Path, *, address: Optional[str] = None, verbose: boo
             raise InputError(str(e)) from e
         printer(f"data prepared once in {time.monotonic() - t0:.1f}s: "
                 + ", ".join(f"{s} {v['samples']}" for s, v in meta["splits"].items()) + f", {len(meta['classes'])} classes")
+        storage.sync_up(run_dir / "data")  # workers on other nodes read it from the run's URI, if any
     preflight(job, len(meta["classes"]))
     init_ray(address, verbose, num_cpus)
     n_concurrent = concurrency(job)

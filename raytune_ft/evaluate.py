@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from raytune_ft import storage
+
 
 def per_class_report(cm: list[list[int]], classes: list[str]) -> list[dict]:
     out = []
@@ -57,6 +59,8 @@ def evaluate_best_trials(run_dir: Path, strategies: list[dict], printer=print) -
     out = {}
     for row in strategies:
         trial_dir = run_dir / "trials" / str(row.get("best_trial_id"))
+        if row.get("best_trial_id"):
+            storage.ensure_local(trial_dir / "best")  # a run mirrored to a URI: the worker uploaded it
         if not row.get("best_trial_id") or not (trial_dir / "best").exists():
             continue
         try:

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Callable, Optional
 
+from raytune_ft import storage
 from raytune_ft.data import load_meta, load_split
 from raytune_ft.metrics import classification_metrics
 from raytune_ft.models import SOURCES, build_model
@@ -238,6 +239,10 @@ def _train(config: dict, report: Optional[Callable[[dict], None]]) -> list[dict]
     )
     set_seed(config["seed"])
     load_start = time.perf_counter()
+    # a run mirrored to a URI (cluster storage s3:// / gs://): fetch the prepared data and this trial's
+    # folder (a worker group started again on another node) when this node lacks them; no-ops otherwise
+    storage.ensure_local(config["data_dir"])
+    storage.ensure_local(config["trial_dir"])
     meta = load_meta(config["data_dir"])
     num_classes = len(meta["classes"])
     train_set, val_set = load_split(config["data_dir"], "train"), load_split(config["data_dir"], "validation")
@@ -285,6 +290,7 @@ def _train(config: dict, report: Optional[Callable[[dict], None]]) -> list[dict]
 
         pg = ray.util.get_current_placement_group()
         extra["pg_id"] = pg.id.hex() if pg else ""  # lets the driver free it when Tune stops the trial
+        extra["node_id"] = ray.get_runtime_context().get_node_id()
     sign = 1.0 if config["mode"] == "max" else -1.0
     best_score, best_epoch, history, first_step_s, step, trainable = -math.inf, 0, [], None, 0, 0
     trial_dir = Path(config["trial_dir"])
@@ -371,6 +377,7 @@ def _train(config: dict, report: Optional[Callable[[dict], None]]) -> list[dict]
         if accelerator.is_main_process and training.get("keep_checkpoint", True):
             _save_resume_state(trial_dir, config, plain, optimizer, history=history, step=step,
                                best_score=best_score, best_epoch=best_epoch, trainable=trainable, resumes=resumes)
+            storage.sync_up(trial_dir)  # to the run's URI, when it mirrors to one
         metrics["checkpoint_seconds"] = time.perf_counter() - save_start  # best + resumable state
         accelerator.wait_for_everyone()  # no worker reports an epoch before its checkpoint is complete
         report(metrics)

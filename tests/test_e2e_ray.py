@@ -89,6 +89,16 @@ def test_asha_sweep_finishes_and_frees_everything(resnet_weights, tmp_path, ray_
     assert trial_actors() == []
     assert ray.available_resources().get("CPU") == ray.cluster_resources()["CPU"] == 2
 
+    # Everything the local cluster started listens on loopback only (GCS, raylet, dashboard, agents, workers)
+    import psutil
+
+    ours = {p.pid for p in psutil.Process().children(recursive=True)}
+    listening = [(c.laddr.ip, c.laddr.port, c.pid) for c in psutil.net_connections(kind="tcp")
+                 if c.status == psutil.CONN_LISTEN and c.pid in ours]
+    assert len(listening) >= 3, listening
+    assert all(ip in ("127.0.0.1", "::ffff:127.0.0.1") for ip, _, _ in listening), listening
+    assert {n["NodeManagerAddress"] for n in ray.nodes()} == {"127.0.0.1"}
+
 
 def test_cli_run_on_text_survives_failing_trials(tiny_bert, text_csvs, tmp_path, monkeypatch):
     """The CLI end to end on a tiny BERT; one strategy's trials fail, the sweep and its tables don't."""
