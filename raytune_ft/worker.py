@@ -10,6 +10,7 @@ restarted after a failure, or a sweep resumed after its driver died) goes on fro
 """
 from __future__ import annotations
 
+import builtins
 import json
 import math
 import os
@@ -209,13 +210,15 @@ def train_trial(config: dict, report: Optional[Callable[[dict], None]] = None) -
     import torch
 
     failed = Path(config["trial_dir"]) / FAILED_FILE
-    if failed.exists() and json.loads(failed.read_text())["key"] == _resume_key(config):
-        raise RuntimeError("not retried, the same error would come back: " + json.loads(failed.read_text())["error"])
+    if failed.exists() and (before := json.loads(failed.read_text()))["key"] == _resume_key(config):
+        # the same error again, without training: a restart of the worker group costs seconds, not an epoch
+        kind = getattr(builtins, before["type"], RuntimeError)
+        raise kind(f"{before['message']} (raised again at once: this error is not retried)")
     try:
         return _train(config, report)
     except (*DETERMINISTIC_ERRORS, torch.OutOfMemoryError) as e:
         failed.parent.mkdir(parents=True, exist_ok=True)
-        failed.write_text(json.dumps({"key": _resume_key(config), "error": f"{type(e).__name__}: {e}"}))
+        failed.write_text(json.dumps({"key": _resume_key(config), "type": type(e).__name__, "message": str(e)}))
         raise
 
 

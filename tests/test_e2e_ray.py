@@ -273,3 +273,20 @@ def test_sigkilled_sweep_resumes_without_rerunning_finished_trials(resnet_weight
     curves = read_table(run_dir / "epochs.parquet")
     pairs = [(c["trial_id"], c["epoch"]) for c in curves]
     assert len(pairs) == len(set(pairs)) == sum(t["epochs_run"] for t in trials)
+
+
+def test_a_job_whose_every_trial_fails_exits_1_with_the_reasons(resnet_weights, tmp_path):
+    import os
+
+    spec = vision_spec(resnet_weights, training={"epochs": 1}, output_dir=str(tmp_path / "runs"))
+    spec["strategies"] = [{"name": "full"}]
+    spec["search"] = {"num_samples": 1, "scheduler": {"name": "none"}, "hparams": {"lr": 1e-3, "batch_size": 32}}
+    path = tmp_path / "job.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    env = {**os.environ, "RAYTUNE_FT_INJECT_FAULT": "full:raise"}
+    out = subprocess.run([sys.executable, "-m", "raytune_ft.cli", "run", str(path), "--run-dir", str(tmp_path / "r")],
+                         capture_output=True, text=True, timeout=600, env=env)
+    assert out.returncode == 1, out.stdout[-2000:] + out.stderr[-2000:]
+    assert "every trial failed: ValueError: fault injected by RAYTUNE_FT_INJECT_FAULT for strategy full" in out.stderr
+    (trial,) = read_table(tmp_path / "r" / "trials.parquet")
+    assert trial["status"] == "error" and trial["error_reason"].startswith("ValueError: fault injected")
