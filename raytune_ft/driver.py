@@ -119,6 +119,7 @@ def grouped_scheduler(make, per_strategy: bool, replay: dict):
         def __init__(self):
             super().__init__()
             self.children = {}
+            self.replayed = set()  # trials that ended before a resume: their results were replayed
 
         def set_search_properties(self, metric, mode, **spec):
             return True  # each child was built with the sweep's metric and mode
@@ -132,22 +133,28 @@ def grouped_scheduler(make, per_strategy: bool, replay: dict):
         def on_trial_add(self, controller, trial):
             self.child(trial).on_trial_add(controller, trial)
             history = replay.pop(trial.trial_id, None)
-            if history:  # a trial finished before the sweep was resumed: its rungs count again
+            if history:  # a trial that ended before the sweep was resumed: its rungs count again
                 for result in history:
                     self.child(trial).on_trial_result(controller, trial, result)
                 self.child(trial).on_trial_complete(controller, trial, history[-1])
+                self.replayed.add(trial.trial_id)  # whatever Tune does with it now is not news
 
         def on_trial_result(self, controller, trial, result):
+            if trial.trial_id in self.replayed:
+                return self.CONTINUE
             return self.child(trial).on_trial_result(controller, trial, result)
 
         def on_trial_complete(self, controller, trial, result):
-            self.child(trial).on_trial_complete(controller, trial, result)
+            if trial.trial_id not in self.replayed:
+                self.child(trial).on_trial_complete(controller, trial, result)
 
         def on_trial_error(self, controller, trial):
-            self.child(trial).on_trial_error(controller, trial)
+            if trial.trial_id not in self.replayed:
+                self.child(trial).on_trial_error(controller, trial)
 
         def on_trial_remove(self, controller, trial):
-            self.child(trial).on_trial_remove(controller, trial)
+            if trial.trial_id not in self.replayed:
+                self.child(trial).on_trial_remove(controller, trial)
 
         def debug_string(self):
             return "; ".join(f"{k}: {v.debug_string()}" for k, v in self.children.items())
@@ -173,6 +180,9 @@ def _trial_driver(config: dict, *, job: dict, data_dir: str, run_dir: str) -> No
     from raytune_ft.worker import trial_config
 
     trial_id = tune.get_context().get_trial_id()
+    state = Path(run_dir) / SWEEP_STATE
+    if state.exists() and json.loads(state.read_text()).get(trial_id, {}).get("status", "running") != "running":
+        return  # it ended before the driver died, after Tune last saved its state: not run again
     strategy = dict(config["strategy"])
     hparams = strategy.pop("hparams")
     res = job["resources"]
@@ -203,6 +213,7 @@ class TrialRecord:
     status: str = "running"
     error: str = ""
     wall_before: float = 0.0  # seconds this trial ran under an earlier driver (a resumed sweep)
+    done_before: bool = False  # it had ended before the sweep was resumed: its record is final
     started: float = field(default_factory=time.monotonic)
     ended: Optional[float] = None
 
@@ -218,7 +229,7 @@ class TrialRecord:
         rec = cls(strategy=d["strategy"], history=d["history"], status=d["status"], error=d["error"],
                   wall_before=d["wall_seconds"])
         if rec.status != "running":
-            rec.ended = rec.started
+            rec.ended, rec.done_before = rec.started, True
         return rec
 
 
@@ -284,6 +295,8 @@ def _make_callback(job, run_id: str, run_dir: Path, printer: Callable[[str], Non
 
         def on_trial_result(self, iteration, trials, trial, result, **info):
             rec = self.record(trial)
+            if rec.done_before:
+                return
             # a worker group started again after a failure goes on from its last saved epoch
             rec.history = [m for m in rec.history if m["epoch"] < result["epoch"]]
             rec.history.append({k: result[k] for k in (
@@ -298,12 +311,16 @@ def _make_callback(job, run_id: str, run_dir: Path, printer: Callable[[str], Non
 
         def on_trial_complete(self, iteration, trials, trial, **info):
             rec = self.record(trial)
+            if rec.done_before:  # ended before a resume; Tune had not saved that yet
+                return
             last_epoch = rec.history[-1]["epoch"] if rec.history else 0
             rec.status = "completed" if last_epoch >= epochs else "stopped_early"
             self._end(trial, rec)
 
         def on_trial_error(self, iteration, trials, trial, **info):
             rec = self.record(trial)
+            if rec.done_before:
+                return
             rec.status = "error"
             rec.error = _error_text(trial)
             self._end(trial, rec)
