@@ -181,8 +181,13 @@ def _trial_driver(config: dict, *, job: dict, data_dir: str, run_dir: str) -> No
 
     trial_id = tune.get_context().get_trial_id()
     state = Path(run_dir) / SWEEP_STATE
-    if state.exists() and json.loads(state.read_text()).get(trial_id, {}).get("status", "running") != "running":
-        return  # it ended before the driver died, after Tune last saved its state: not run again
+    before = json.loads(state.read_text()).get(trial_id, {}) if state.exists() else {}
+    if before.get("status", "running") != "running":
+        # It ended before the driver died, after Tune last saved its state: not run again. Its last
+        # result goes to Tune (which wants the metric from every trial); the sweep ignores it.
+        if before["history"]:
+            tune.report({k: v for k, v in before["history"][-1].items() if isinstance(v, (int, float, str))})
+        return
     strategy = dict(config["strategy"])
     hparams = strategy.pop("hparams")
     res = job["resources"]
