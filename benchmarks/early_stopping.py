@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from _bench import ROOT, publish  # noqa: E402  (puts the repository on sys.path)
 
 
 def sweep(scheduler: dict, num_samples: int, work: Path):
@@ -68,11 +66,7 @@ def main() -> None:
     lines += ["", f"- compute saved by ASHA: **{f_c / a_c:.2f}x** less (target >= 3x); training seconds "
               f"{f_t / a_t:.2f}x less; wall time {f_wall / a_wall:.2f}x",
               f"- best score: ASHA {a_best:.4f} vs FIFO {f_best:.4f} ({(a_best - f_best) * 100:+.2f} points; target within 1)"]
-    text = "\n".join(lines)
-    print(text)
-    out = ROOT / "benchmarks" / "results" / "early_stopping.md"
-    out.write_text(text + "\n")
-    print(f"\nwritten to {out}")
+    publish(lines, "early_stopping")
 
 
 if __name__ == "__main__":

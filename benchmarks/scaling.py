@@ -20,13 +20,11 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from _bench import ROOT, publish  # noqa: E402  (puts the repository on sys.path)
 
 
 def job(trials: int, concurrent: int):
@@ -88,11 +86,7 @@ def main() -> None:
                      f"{r['trial_wall']:.1f} | {r['train']:.1f} |")
     lines += ["", f"- 2 at a time / 1 at a time, trials per hour: **{serial['wall'] / same['wall']:.2f}x** "
               f"(each trial uses 1 CPU; this machine has {os.cpu_count()})"]
-    text = "\n".join(lines)
-    print(text)
-    out = ROOT / "benchmarks" / "results" / "scaling.md"
-    out.write_text(text + "\n")
-    print(f"\nwritten to {out}")
+    publish(lines, "scaling")
 
 
 if __name__ == "__main__":

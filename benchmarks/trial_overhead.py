@@ -22,8 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from _bench import ROOT, publish  # noqa: E402  (puts the repository on sys.path)
 
 
 SUB = """
@@ -151,11 +150,7 @@ def main() -> None:
         f"- whole sweep of this one trial, Ray start included: {sweep_wall:.1f} s; epochs reported: {len(curves)}",
         f"- data: prepared once per job in {prep_s:.2f} s; a trial loads it in {load_s * 1000:.0f} ms.",
     ]
-    text = "\n".join(lines)
-    print(text)
-    out = ROOT / "benchmarks" / "results" / "trial_overhead.md"
-    out.write_text(text + "\n")
-    print(f"\nwritten to {out}")
+    publish(lines, "trial_overhead")
 
 
 if __name__ == "__main__":
