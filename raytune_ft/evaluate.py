@@ -25,28 +25,21 @@ def per_class_report(cm: list[list[int]], classes: list[str]) -> list[dict]:
 
 
 def evaluate_trial(trial_dir: Path, data_dir: Path, split: str = "test") -> dict:
-    """A trial's best checkpoint on one split, on this process's CPU (or its GPU if it has one)."""
+    """A trial's best checkpoint on one split, on this process's CPU (or its GPU if it has one),
+    evaluated as the trial validated it: the same loop, batch size and mixed precision."""
     import torch
-    import torch.nn.functional as F
 
     from raytune_ft.data import load_meta, load_split
-    from raytune_ft.metrics import classification_metrics
-    from raytune_ft.worker import _to_inputs, load_trial_model
+    from raytune_ft.worker import _TensorDict, evaluate, load_trial_model
 
     model, config = load_trial_model(trial_dir)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model.to(device)
     meta, data = load_meta(data_dir), load_split(data_dir, split)
-    n = len(data["labels"])
-    preds, loss = [], 0.0
-    with torch.no_grad():
-        for start in range(0, n, 256):
-            batch = {k: v[start:start + 256] for k, v in data.items()}
-            logits = model(**_to_inputs(batch, meta, device)).float()
-            loss += float(F.cross_entropy(logits, batch["labels"].to(device), reduction="sum"))
-            preds.append(logits.argmax(-1).cpu())
-    m = classification_metrics(data["labels"], torch.cat(preds), len(meta["classes"]))
-    return {"accuracy": m["accuracy"], "f1": m["f1"], "loss": loss / n, "samples": n,
+    loader = torch.utils.data.DataLoader(_TensorDict(data), batch_size=config["training"]["eval_batch_size"])
+    m = evaluate(model, loader, meta, device, len(meta["classes"]),
+                 mixed_precision=config["training"]["mixed_precision"])
+    return {"accuracy": m["accuracy"], "f1": m["f1"], "loss": m["loss"], "samples": len(data["labels"]),
             "confusion_matrix": m["confusion_matrix"], "classes": meta["classes"],
             "per_class": per_class_report(m["confusion_matrix"], meta["classes"])}
 

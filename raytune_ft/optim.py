@@ -41,15 +41,46 @@ def lr_schedule(kind: str, total_steps: int, warmup_ratio: float, steps_per_epoc
     return factor
 
 
+# Adapter factors that peft keeps as bare parameters (AdaLoRA's A and B, LoHa, LoKr): weight matrices,
+# decayed like LoRA's A and B (which are nn.Linear weights). AdaLoRA's singular values lora_E are not.
+ADAPTER_FACTORS = ("lora_A", "lora_B", "hada_w", "lokr_w")
+
+
+def decayed_parameters(model) -> set[str]:
+    """Names of the parameters weight decay applies to, decided by what each one is, not by its shape.
+
+    Decayed: the `weight` of Linear / Conv / Embedding layers (LoRA's A and B are Linear layers),
+    attention input projections, and low-rank adapter factors. Not decayed: biases, every
+    normalisation layer (LayerNorm, BatchNorm, GroupNorm, RMSNorm), scaling vectors (IA3's `ia3_l`,
+    AdaLoRA's singular values `lora_E`), learned prompts and prefixes (peft's `prompt_encoder`),
+    class tokens and position embeddings held as bare parameters.
+    """
+    from torch import nn
+
+    layers = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Embedding)
+    out = set()
+    for prefix, module in model.named_modules():
+        for local, _ in module.named_parameters(recurse=False):
+            name = f"{prefix}.{local}" if prefix else local
+            if "prompt_encoder" in name.split("."):
+                continue
+            if (isinstance(module, layers) and local == "weight") \
+                    or (isinstance(module, nn.MultiheadAttention) and local.endswith("proj_weight")) \
+                    or (isinstance(module, nn.ParameterDict) and prefix.rsplit(".", 1)[-1].startswith(ADAPTER_FACTORS)):
+                out.add(name)
+    return out
+
+
 def build_optimizer(model, strategy, knobs: dict, hp: dict, training: dict):
-    """One optimizer group per (strategy group x decay / no decay); biases and norms get no weight decay."""
+    """One optimizer group per (strategy group x decay / no decay): see `decayed_parameters`."""
     import torch
 
     params = dict(model.named_parameters())
+    decayed = decayed_parameters(model)
     groups = []
     for group, names in strategy.groups(model, knobs).items():
-        decay = [params[n] for n in names if params[n].ndim >= 2]
-        no_decay = [params[n] for n in names if params[n].ndim < 2]
+        decay = [params[n] for n in names if n in decayed]
+        no_decay = [params[n] for n in names if n not in decayed]
         for plist, wd in ((decay, hp["weight_decay"]), (no_decay, 0.0)):
             if plist:
                 groups.append({"params": plist, "group": group, "base_lr": hp["lr"], "scale": 1.0,

@@ -143,19 +143,37 @@ def _to_inputs(batch: dict, meta: dict, device):
     return inputs
 
 
-def evaluate(model, loader, meta, accelerator, num_classes: int) -> dict:
+def autocast(mixed_precision: str, device):
+    """The autocast Accelerate puts around a prepared model's forward for this mixed precision: every
+    evaluation (validation in the loop, test split and reload afterwards) runs under it, so a
+    reloaded model scores what it scored in training."""
+    import contextlib
+
+    import torch
+
+    if mixed_precision == "no":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16 if mixed_precision == "bf16" else torch.float16)
+
+
+def evaluate(model, loader, meta, device, num_classes: int, *, mixed_precision: str = "no", gather=None) -> dict:
+    """Accuracy, macro-F1, confusion matrix and mean loss of `model` on `loader`.
+
+    `gather` collects every worker's share (Accelerate's `gather_for_metrics`, which drops the
+    samples that pad the last batch across workers); None in a single process."""
     import torch
     import torch.nn.functional as F
 
     model.eval()
     all_preds, all_labels, loss_sum = [], [], 0.0
-    with torch.no_grad():
+    with torch.no_grad(), autocast(mixed_precision, device):
         for batch in loader:
-            logits = model(**_to_inputs(batch, meta, accelerator.device))
-            labels = batch["labels"].to(accelerator.device)
-            losses = F.cross_entropy(logits.float(), labels, reduction="none")  # per sample, so that the
-            # gather below drops exactly the duplicates padding the last batch across workers
-            preds, labels, losses = accelerator.gather_for_metrics((logits.argmax(-1), labels, losses))
+            logits = model(**_to_inputs(batch, meta, device))
+            labels = batch["labels"].to(device)
+            losses = F.cross_entropy(logits.float(), labels, reduction="none")  # per sample (see `gather`)
+            preds = logits.argmax(-1)
+            if gather is not None:
+                preds, labels, losses = gather((preds, labels, losses))
             all_preds.append(preds.cpu())
             all_labels.append(labels.cpu())
             loss_sum += float(losses.sum())
@@ -163,6 +181,12 @@ def evaluate(model, loader, meta, accelerator, num_classes: int) -> dict:
     out = classification_metrics(labels, preds, num_classes)
     out["loss"] = loss_sum / max(1, len(labels))
     return out
+
+
+def head_lr(optimizer) -> float:
+    """The new head's learning rate at the last step: it trains under every strategy from epoch 1
+    (group 0 is the stem for block-wise strategies, 0 while gradual unfreezing holds it)."""
+    return next(g["lr"] for g in optimizer.param_groups if g["group"] == "head")
 
 
 def _peak_memory_mb(device) -> float:
@@ -226,6 +250,7 @@ def _train(config: dict, report: Optional[Callable[[dict], None]]) -> list[dict]
     import torch
     import torch.nn.functional as F
     from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
     from accelerate.utils import set_seed
 
     started = time.perf_counter()
@@ -235,6 +260,9 @@ def _train(config: dict, report: Optional[Callable[[dict], None]]) -> list[dict]
     torch.set_num_threads(max(1, int(resources["cpus_per_worker"])))
     if in_ray:
         _alone_is_not_distributed()
+    # A trial owns its process's Accelerate state (a singleton): one called directly after another with
+    # another mixed precision would otherwise be refused ("AcceleratorState has already been initialized")
+    AcceleratorState._reset_state()
     accelerator = Accelerator(
         mixed_precision=training["mixed_precision"],
         gradient_accumulation_steps=training["grad_accum_steps"],
@@ -302,6 +330,7 @@ def _train(config: dict, report: Optional[Callable[[dict], None]]) -> list[dict]
     if saved is not None:  # go on from the last finished epoch
         plain.load_state_dict(saved["model"], strict=False)
         optimizer.load_state_dict(saved["optimizer"])
+        strategy.load_state_dict(plain, saved["strategy"])
         best_score, best_epoch, step, trainable = saved["best_score"], saved["best_epoch"], saved["step"], saved["trainable"]
         history, resumes = saved["history"], saved["resumes"] + 1
         start_epoch = history[-1]["epoch"] + 1
@@ -330,8 +359,11 @@ def _train(config: dict, report: Optional[Callable[[dict], None]]) -> list[dict]
                     raise FloatingPointError(f"training loss became {loss.item()} at epoch {epoch}: "
                                              "lower the learning rate or turn off fp16")
                 total_loss = loss
+                extra_term = strategy.penalty(plain)  # e.g. AdaLoRA's orthogonal regulariser
+                if extra_term is not None:
+                    total_loss = total_loss + extra_term
                 if anchors:
-                    total_loss = loss + hp["l2sp"] / 2 * sum(((params[n] - a) ** 2).sum() for n, a in anchors.items())
+                    total_loss = total_loss + hp["l2sp"] / 2 * sum(((params[n] - a) ** 2).sum() for n, a in anchors.items())
                 accelerator.backward(total_loss)
                 optimizer.step()
                 if accelerator.sync_gradients:
@@ -346,7 +378,8 @@ def _train(config: dict, report: Optional[Callable[[dict], None]]) -> list[dict]
         totals = accelerator.reduce(torch.tensor([loss_sum, float(seen)], device=accelerator.device), "sum")
         loss_sum, seen = float(totals[0]), int(totals[1])  # over every worker
         eval_start = time.perf_counter()
-        val = evaluate(model, val_loader, meta, accelerator, num_classes)
+        val = evaluate(model, val_loader, meta, accelerator.device, num_classes,
+                       mixed_precision=training["mixed_precision"], gather=accelerator.gather_for_metrics)
         eval_seconds, save_start = time.perf_counter() - eval_start, time.perf_counter()
         score = val["accuracy"] if config["metric"] == "val_accuracy" else val["f1"] if config["metric"] == "val_f1" else val["loss"]
         if sign * score > best_score:
@@ -370,7 +403,7 @@ def _train(config: dict, report: Optional[Callable[[dict], None]]) -> list[dict]
             "world_size": accelerator.num_processes,
             "distributed_type": str(accelerator.distributed_type),
             "peak_memory_mb": _peak_memory_mb(accelerator.device),
-            "lr": optimizer.param_groups[0]["lr"],
+            "lr": head_lr(optimizer),
             "lr_scales": scales,
             "checkpoint_path": str(trial_dir / "best") if best_epoch and training.get("keep_checkpoint", True) else "",
             "resumes": resumes,
@@ -378,7 +411,7 @@ def _train(config: dict, report: Optional[Callable[[dict], None]]) -> list[dict]
         }
         history.append(metrics)
         if accelerator.is_main_process and training.get("keep_checkpoint", True):
-            _save_resume_state(trial_dir, config, plain, optimizer, history=history, step=step,
+            _save_resume_state(trial_dir, config, plain, optimizer, strategy.state_dict(plain), history=history, step=step,
                                best_score=best_score, best_epoch=best_epoch, trainable=trainable, resumes=resumes)
             storage.sync_up(trial_dir)  # to the run's URI, when it mirrors to one
         metrics["checkpoint_seconds"] = time.perf_counter() - save_start  # best + resumable state
@@ -396,8 +429,9 @@ def _resume_key(config: dict) -> str:
                       default=str)
 
 
-def _save_resume_state(trial_dir: Path, config: dict, model, optimizer, **state) -> None:
-    """Trainable weights, optimizer state and the loop's counters after an epoch, swapped in atomically."""
+def _save_resume_state(trial_dir: Path, config: dict, model, optimizer, strategy_state: dict, **state) -> None:
+    """Trainable weights, optimizer and strategy state, and the loop's counters after an epoch, swapped
+    in atomically."""
     import torch
 
     trial_dir.mkdir(parents=True, exist_ok=True)
@@ -405,7 +439,8 @@ def _save_resume_state(trial_dir: Path, config: dict, model, optimizer, **state)
     folder = trial_dir / f"last-epoch{epoch}"
     folder.mkdir(exist_ok=True)
     history = [{k: v for k, v in m.items() if k != "lr_scales"} for m in state["history"]]
-    torch.save({"model": trainable_state(model), "optimizer": optimizer.state_dict()}, folder / RESUME_FILE)
+    torch.save({"model": trainable_state(model), "optimizer": optimizer.state_dict(), "strategy": strategy_state},
+               folder / RESUME_FILE)
     (folder / "state.json").write_text(json.dumps({**state, "history": history, "key": _resume_key(config)}))
     _swap_link(trial_dir, "last", folder)
 

@@ -15,6 +15,8 @@ class AdaLoraConfig(PeftStrategyConfig):
     init_r: Searchable(int, ge=1) = Field(12, description="rank every layer starts with")
     target_r: Searchable(int, ge=1) = Field(8, description="average rank after the budget is pruned")
     alpha: Searchable(float, gt=0) = Field(16.0)
+    orth_reg_weight: Searchable(float, ge=0) = Field(
+        0.5, description="weight of the orthogonal regulariser on the adapters' singular vectors (peft's default)")
 
     @model_validator(mode="after")
     def _ranks(self):
@@ -38,7 +40,41 @@ class AdaLora(PeftStrategy):
         return peft.AdaLoraConfig(
             init_r=int(knobs["init_r"]), target_r=min(int(knobs["target_r"]), int(knobs["init_r"])),
             lora_alpha=float(knobs["alpha"]), target_modules=self.targets(model, knobs), total_step=total,
+            orth_reg_weight=float(knobs.get("orth_reg_weight", 0.5)),
             tinit=int(total * 0.1), tfinal=int(total * 0.2), deltaT=max(1, total // 20))
 
     def after_step(self, model, step):
         model.backbone.base_model.update_and_allocate(step)
+
+    def penalty(self, model):
+        """peft's orthogonal regulariser, orth_reg_weight x mean over adapted layers of ||PP^T - I||_F
+        (P = A rows, B columns). peft adds it in `AdaLoraModel.forward` only when the output carries
+        `.loss`; ours is computed outside the model, so it is added here (same formula)."""
+        import torch
+
+        adalora = model.backbone.base_model
+        name = adalora.trainable_adapter_name
+        terms = []
+        for n, p in adalora.model.named_parameters():
+            if ("lora_A" in n or "lora_B" in n) and name in n and p.numel():
+                cov = p @ p.T if "lora_A" in n else p.T @ p
+                terms.append(torch.linalg.matrix_norm(cov - torch.eye(*cov.shape, device=cov.device, dtype=cov.dtype)))
+        weight = adalora.peft_config[name].orth_reg_weight
+        return weight * torch.stack(terms).mean() if terms and weight else None
+
+    def state_dict(self, model):
+        """The rank budget as allocated so far (`rank_pattern`) and the allocator's importance
+        statistics: without them a restarted trial past `tfinal` cannot mask, and one before it
+        would reallocate from scratch."""
+        adalora = model.backbone.base_model
+        allocator = adalora.rankallocator
+        return {"rank_pattern": adalora.peft_config[adalora.trainable_adapter_name].rank_pattern,
+                "ipt": allocator.ipt, "exp_avg_ipt": allocator.exp_avg_ipt, "exp_avg_unc": allocator.exp_avg_unc}
+
+    def load_state_dict(self, model, state):
+        adalora = model.backbone.base_model
+        allocator = adalora.rankallocator
+        adalora.peft_config[adalora.trainable_adapter_name].rank_pattern = state["rank_pattern"]
+        device = next(model.parameters()).device
+        for key in ("ipt", "exp_avg_ipt", "exp_avg_unc"):
+            setattr(allocator, key, {n: t.to(device) for n, t in state[key].items()})

@@ -66,6 +66,21 @@ class Strategy:
     def after_step(self, model: "nn.Module", step: int) -> None:
         """Called after every optimizer step (AdaLoRA reallocates its ranks here)."""
 
+    def penalty(self, model: "nn.Module"):
+        """A term the strategy adds to every training step's loss (a tensor), or None.
+
+        The loop computes the loss outside the model, so a method whose model would add its own
+        regulariser to `outputs.loss` (AdaLoRA) adds it here instead."""
+        return None
+
+    def state_dict(self, model: "nn.Module") -> dict:
+        """What the strategy keeps outside the model's parameters and must get back on a resume
+        (tensors, lists, numbers): saved with each epoch's resumable state."""
+        return {}
+
+    def load_state_dict(self, model: "nn.Module", state: dict) -> None:
+        """Put back what `state_dict` returned, after the model's weights are restored."""
+
 
 STRATEGIES: Registry[type[Strategy]] = Registry("strategy")
 
