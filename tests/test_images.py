@@ -3,9 +3,10 @@
 What the model sees for evaluation is compared with torchvision's `weights.transforms()` (a weights
 enum) or an explicit `transforms.v2` pipeline (EfficientNet-Lite, state-dict files) on photos of
 several aspect ratios. Both resize the original once with the same PIL call and crop at the same
-offsets, so the only difference allowed is float32 rounding in the normalisation: atol 1e-5
-(one uint8 step is 1 / 255 / std ~ 0.017 in these units, so a one-pixel shift, a second resize or a
-squashed image is far outside it).
+offsets; here they agree bit for bit. The tolerance, atol 1e-5, leaves room only for float32
+rounding in the normalisation (another order of operations, another device): one uint8 step is
+1 / 255 / std ~ 0.017 in these units, so a one-pixel shift, a second resize or a squashed image
+is far outside it.
 """
 from __future__ import annotations
 
@@ -58,11 +59,13 @@ def what_the_model_sees(model: dict, tmp_path, resnet_weights):
 
 
 @pytest.mark.parametrize("weights", ["ResNet18_Weights.IMAGENET1K_V1",  # 256 -> 224, bilinear
-                                     "EfficientNet_B1_Weights.IMAGENET1K_V2"])  # 255 -> 240: odd margin
+                                     "EfficientNet_B1_Weights.IMAGENET1K_V2",  # 255 -> 240: odd margin
+                                     "ViT_B_16_Weights.IMAGENET1K_SWAG_E2E_V1"])  # 384 -> 384, bicubic
 def test_evaluation_matches_the_weights_enum_transforms(weights, tmp_path, resnet_weights):
     from torchvision.models import get_model_weights, get_weight
 
-    name = {"ResNet18": "resnet18", "EfficientNet_B1": "efficientnet_b1"}[weights.split("_Weights")[0]]
+    name = {"ResNet18": "resnet18", "EfficientNet_B1": "efficientnet_b1", "ViT_B_16": "vit_b_16"}[
+        weights.split("_Weights")[0]]
     assert get_weight(weights) in list(get_model_weights(name))
     images, seen = what_the_model_sees({"source": "torchvision", "name": name, "weights": weights},
                                        tmp_path, resnet_weights)

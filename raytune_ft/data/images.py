@@ -1,6 +1,6 @@
 """What the model sees of an image: one recipe, used by preparation, training and evaluation.
 
-    prepare   short side resized to resize_size, center square of resize_size, stored uint8 (N x 3 x R x R)
+    prepare   short side resized to resize_size (R), the R x R square around the center, stored uint8 N x 3 x R x R
     train     random-resized-crop (augment.random_resized_crop) or the center crop, down to crop_size;
               then flip / colour jitter when asked
     evaluate  the center crop_size square, as validation and test see it
