@@ -21,6 +21,7 @@ from typing import Callable, Optional
 
 from raytune_ft import storage
 from raytune_ft.data import load_meta, load_split
+from raytune_ft.data.images import ImageRecipe
 from raytune_ft.metrics import classification_metrics
 from raytune_ft.models import SOURCES, build_model
 from raytune_ft.optim import build_optimizer, lr_schedule, set_lr, set_scales, trainable_now
@@ -62,21 +63,6 @@ class _TensorDict:
         if self.augment is not None:
             item["pixel_values"] = self.augment(item["pixel_values"])
         return item
-
-
-def image_augmenter(augment: dict, size: int):
-    """torchvision v2 transforms on a uint8 CxHxW tensor, or None when no augmentation is asked for."""
-    from torchvision.transforms import v2
-
-    steps = []
-    if augment.get("random_resized_crop"):
-        steps.append(v2.RandomResizedCrop(size, scale=(0.6, 1.0), antialias=True))
-    if augment.get("hflip"):
-        steps.append(v2.RandomHorizontalFlip())
-    if augment.get("color_jitter"):
-        j = augment["color_jitter"]
-        steps.append(v2.ColorJitter(brightness=j, contrast=j, saturation=j))
-    return v2.Compose(steps) if steps else None
 
 
 def class_weights(counts: list[int]):
@@ -132,14 +118,12 @@ def load_trial_model(trial_dir):
 
 
 def _to_inputs(batch: dict, meta: dict, device):
-    """Model inputs from a prepared batch: uint8 images are normalised here, on the device."""
-    import torch
-
+    """Model inputs from a prepared batch: uint8 images are center-cropped (a stored, uncropped image:
+    validation, test) and normalised here, on the device."""
     inputs = {k: v.to(device) for k, v in batch.items() if k != "labels"}
     if "pixel_values" in inputs:
-        mean = torch.tensor(meta["mean"], device=device).view(1, 3, 1, 1)
-        std = torch.tensor(meta["std"], device=device).view(1, 3, 1, 1)
-        inputs["pixel_values"] = (inputs["pixel_values"].float() / 255.0 - mean) / std
+        pixels = inputs["pixel_values"]
+        inputs["pixel_values"] = ImageRecipe.from_meta(meta, pixels.shape[-1]).model_inputs(pixels)
     return inputs
 
 
@@ -288,8 +272,8 @@ def _train(config: dict, report: Optional[Callable[[dict], None]]) -> list[dict]
     knobs = strategy_knobs(config, total_steps=total_steps)
     total = sum(p.numel() for p in model.parameters())
     optimizer = build_optimizer(model, strategy, knobs, hp, training)
-    augment = image_augmenter(training.get("augment") or {}, config["model"].get("image_size", 0)) \
-        if "pixel_values" in train_set else None
+    augment = ImageRecipe.from_meta(meta, train_set["pixel_values"].shape[-1]).train_transform(
+        training.get("augment") or {}) if "pixel_values" in train_set else None
     generator = torch.Generator().manual_seed(config["seed"])
     train_loader = torch.utils.data.DataLoader(
         _TensorDict(train_set, augment), batch_size=batch_size, shuffle=True, generator=generator,

@@ -17,7 +17,8 @@ def test_digits_splits_are_stratified_and_resized(resnet_weights, tmp_path):
     meta = prepare_data(job, tmp_path)
     assert {s: v["samples"] for s, v in meta["splits"].items()} == {"train": 1257, "validation": 270, "test": 270}
     train = load_split(tmp_path, "train")
-    assert train["pixel_values"].shape == (1257, 3, 16, 16) and train["pixel_values"].dtype == torch.uint8
+    # stored at the resize size (16 / 0.875 = 18), the model sees the center 16: tests/test_images.py
+    assert train["pixel_values"].shape == (1257, 3, 18, 18) and train["pixel_values"].dtype == torch.uint8
     assert min(meta["splits"]["validation"]["class_counts"]) >= 26
     assert load_meta(tmp_path)["classes"] == [str(i) for i in range(10)]
 
@@ -63,7 +64,7 @@ def test_image_folder_and_validation_fraction(resnet_weights, tmp_path):
     assert meta["classes"] == ["blue", "red"]
     assert meta["splits"]["train"]["samples"] == 8 and meta["splits"]["validation"]["samples"] == 2
     x = load_split(tmp_path / "out", "train")["pixel_values"]
-    assert x.shape == (8, 3, 16, 16) and set(x[:, 0].flatten().tolist()) <= {0, 255}
+    assert x.shape == (8, 3, 18, 18) and set(x[:, 0].flatten().tolist()) <= {0, 255}
     (tmp_path / "train" / "red" / "9.png").write_bytes(b"not an image")
     with pytest.raises(ValueError, match=r"9.png: not a readable image"):
         prepare_data(parse_job(spec), tmp_path / "out2")

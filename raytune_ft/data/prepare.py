@@ -46,21 +46,6 @@ def _encode_labels(labels, classes, declared: bool, locate, split: str) -> list[
     return out
 
 
-def _images_to_tensor(images, size: int):
-    import numpy as np
-    import torch
-    import torch.nn.functional as F
-
-    out = torch.empty((len(images), 3, size, size), dtype=torch.uint8)
-    for start in range(0, len(images), 256):
-        chunk = [torch.from_numpy(np.asarray(im, dtype=np.uint8).copy()).permute(2, 0, 1).float()
-                 for im in images[start:start + 256]]
-        resized = [F.interpolate(x[None], size=(size, size), mode="bilinear", antialias=True, align_corners=False)[0]
-                   for x in chunk]
-        out[start:start + len(chunk)] = torch.stack(resized).round().clamp(0, 255).to(torch.uint8)
-    return out
-
-
 def _tokenizer(model_spec):
     from raytune_ft.models.text import Transformers
 
@@ -127,6 +112,7 @@ def prepare_data(job, out_dir: Path) -> dict:
         encoded["train"] = ([xs[i] for i in keep], [ys[i] for i in keep])
 
     tokenizer = _tokenizer(job.model) if source.family == "text" else None
+    recipe = job.model.image_recipe() if source.family == "vision" else None
     out_dir.mkdir(parents=True, exist_ok=True)
     meta = {"family": source.family, "classes": classes, "splits": {}}
     for split in SPLITS:
@@ -135,7 +121,7 @@ def prepare_data(job, out_dir: Path) -> dict:
         xs, ys = encoded[split]
         tensors = {"labels": torch.tensor(ys, dtype=torch.long)}
         if source.family == "vision":
-            tensors["pixel_values"] = _images_to_tensor(xs, job.model.image_size)
+            tensors["pixel_values"] = recipe.store(xs)  # N x 3 x R x R: not yet cropped, see data/images.py
         else:
             enc = tokenizer(xs, max_length=job.model.max_length, truncation=True, padding="max_length",
                             return_tensors="pt")
@@ -149,7 +135,8 @@ def prepare_data(job, out_dir: Path) -> dict:
         counts = torch.bincount(tensors["labels"], minlength=len(classes)).tolist()
         meta["splits"][split] = {"samples": len(ys), "class_counts": counts}
     if source.family == "vision":
-        meta["mean"], meta["std"] = list(job.model.mean), list(job.model.std)
+        meta["mean"], meta["std"] = list(recipe.mean), list(recipe.std)
+        meta["image"] = recipe.to_meta()  # crop / resize sizes, interpolation, mean / std: train and eval use it
     (out_dir / "meta.json").write_text(json.dumps(meta, indent=2))
     return meta
 

@@ -10,6 +10,7 @@ from raytune_ft.models import packaged
 from raytune_ft.registry import Registry
 
 if TYPE_CHECKING:
+    from raytune_ft.data.images import ImageRecipe
     from raytune_ft.models.classifier import Classifier
 
 
@@ -28,9 +29,23 @@ class VisionModelConfig(ModelConfig):
         description="a local state-dict file (.safetensors, .pt, .pth), a torchvision weights enum "
         "such as ResNet18_Weights.IMAGENET1K_V1, packaged:<name>, or null for random init",
     )
-    image_size: int = Field(224, ge=8, le=1024, description="images are resized to this square size")
-    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
-    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    image_size: Optional[int] = Field(
+        None, ge=8, le=1024,
+        description="the square crop the model sees, in pixels. Images are kept with their short side "
+        "resized to image_size / 0.875 (256 for 224; a weights enum: its own resize / crop ratio) and "
+        "center-cropped to that square; evaluation sees the center image_size crop, training a random-resized "
+        "(augment) or the center crop. Default: a torchvision weights enum's crop size, else 224; set, it "
+        "wins over the enum's")
+    mean: Optional[tuple[float, float, float]] = Field(
+        None, description="per-channel normalisation mean (0-1 scale); default: the weights enum's, else ImageNet's")
+    std: Optional[tuple[float, float, float]] = Field(
+        None, description="per-channel normalisation std (0-1 scale); default: the weights enum's, else ImageNet's")
+
+    def image_recipe(self) -> "ImageRecipe":
+        """How images are resized, cropped and normalised for this model (raytune_ft/data/images.py)."""
+        from raytune_ft.data.images import ImageRecipe
+
+        return ImageRecipe.imagenet(self.image_size or 224, self.mean, self.std)
 
     def weights_file(self) -> Optional[Path]:
         """The local weights file, or None when weights is an enum or null."""

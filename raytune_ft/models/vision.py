@@ -52,6 +52,18 @@ class TorchvisionConfig(VisionModelConfig):
                              f"use one of {', '.join(allowed) or '(none: give a state-dict file or null)'}")
         return self
 
+    def image_recipe(self):
+        """A weights enum's own preprocessing (its resize, crop, interpolation, mean / std; what is set in
+        the spec wins); a state-dict file or random init: the standard ImageNet recipe."""
+        if self.weights is None or self.weights_file() is not None:
+            return super().image_recipe()
+        from torchvision import models
+
+        from raytune_ft.data.images import ImageRecipe
+
+        return ImageRecipe.from_torchvision(models.get_weight(self.weights).transforms(),
+                                            self.image_size, self.mean, self.std)
+
 
 @register_source
 class Torchvision(Source):
