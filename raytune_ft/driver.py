@@ -434,8 +434,9 @@ def preflight(job, data_dir: Path) -> None:
             raise InputError(f"strategies[{i}] ({first['name']}) does not fit model {job.model.name}: "
                              f"{type(e).__name__}: {e}") from e
         try:
+            model.eval()
             with torch.no_grad():
-                model.eval()(**_to_inputs(batch, meta, torch.device("cpu")))
+                model(**_to_inputs(batch, meta, torch.device("cpu")))
         except Exception as e:  # noqa: BLE001 - a shape that does not fit, a token id beyond the vocabulary
             reason = " ".join(str(e).split())[:400]
             raise InputError(f"strategies[{i}] ({first['name']}) on model {job.model.name}: a forward pass on 2 "

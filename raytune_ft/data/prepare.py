@@ -5,9 +5,9 @@ Trials only load these tensors (`load_split`), so a sweep of 32 trials prepares 
 from __future__ import annotations
 
 import json
-from collections import Counter
 import math
 import random
+from collections import Counter
 from pathlib import Path
 
 from raytune_ft.data.base import DATA_SOURCES, SPLITS, InputError, label_name
