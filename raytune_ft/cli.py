@@ -27,10 +27,26 @@ def _load(spec: Path):
         raise typer.Exit(EXIT_BAD_INPUT)
 
 
+def _check_labels(job):
+    """Train's labels, where they can be read alone (a label column, class folder names): each names a
+    class, and there are at least 2. The InputError names the file and row."""
+    from raytune_ft.data import check_train_labels
+
+    check_train_labels(job.data)
+
+
 @app.command()
 def validate(spec: Annotated[Path, typer.Argument(help="job spec YAML")]):
-    """Check a job spec and list every problem with its field path. Exit 2 if there are any."""
+    """Check a job spec (and train's labels, where they can be read alone) and list every problem with
+    its field path. Exit 2 if there are any."""
+    from raytune_ft.spec import InputError
+
     job = _load(spec)
+    try:
+        _check_labels(job)
+    except InputError as e:
+        typer.echo(f"{spec}: 1 problem(s)\n  data.train: {e}", err=True)
+        raise typer.Exit(EXIT_BAD_INPUT)
     n = len(job.strategies)
     typer.echo(f"{spec}: ok ({job.model.source} {job.model.name}, data {job.data.source}, {n} strategies: "
                f"{', '.join(s.name for s in job.strategies)}; search {job.search.algorithm} x "
@@ -45,25 +61,52 @@ def run(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="show Ray's own logs")] = False,
 ):
     """Run the strategy comparison and write trials.parquet and strategies.parquet."""
-    import yaml
-
-    job = _load(spec)
     import shutil
 
+    import yaml
+
+    from raytune_ft.spec import InputError
+
+    job = _load(spec)
     run_dir = run_dir or job.output_dir / f"{job.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     if run_dir.exists() and any(run_dir.iterdir()):
         typer.echo(f"{run_dir} already holds a run: nothing was overwritten. To go on with it after a crash: "
                    f"raytune-ft resume {run_dir}; for a new run, choose another --run-dir", err=True)
         raise typer.Exit(EXIT_BAD_INPUT)
+    try:
+        _check_labels(job)  # before the folder exists
+    except InputError as e:
+        typer.echo(f"bad input, nothing was trained: {e}", err=True)
+        raise typer.Exit(EXIT_BAD_INPUT)
+    made = [d for d in (run_dir, *run_dir.parents) if not d.exists()]  # what this run creates
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "job.yaml").write_text(yaml.safe_dump(job.resolved(), sort_keys=False))
+    # absolute data / model paths: `resume` reads this file from whatever folder it is started in
+    (run_dir / "job.yaml").write_text(yaml.safe_dump(job.portable(), sort_keys=False))
     typer.echo(f"run {run_dir.name}: folder {run_dir}")
     try:
         _sweep(job, run_dir, address=address, verbose=verbose, resume=False)
     except typer.Exit as e:
         if e.exit_code == EXIT_BAD_INPUT and not (run_dir / "ray").exists():
-            shutil.rmtree(run_dir, ignore_errors=True)  # refused before any trial: leave no half-made run behind
+            # refused before any trial: leave no half-made run behind (nor the folders made for it)
+            if run_dir in made:
+                shutil.rmtree(run_dir, ignore_errors=True)
+            else:
+                _empty_folder(run_dir)
+            for d in made[1:]:
+                if d.exists() and not any(d.iterdir()):
+                    d.rmdir()
         raise
+
+
+def _empty_folder(folder: Path) -> None:
+    """Remove what a refused run wrote into a --run-dir that existed (empty) before it."""
+    import shutil
+
+    for entry in folder.iterdir():
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
 
 
 @app.command()
@@ -83,9 +126,10 @@ def resume(
     try:
         import yaml
 
-        job = parse_job(yaml.safe_load(spec.read_text()))
+        # data prepared (RUN/data/meta.json): nothing reads the raw data files again, so they are not checked
+        job = parse_job(yaml.safe_load(spec.read_text()), str(spec), prepared=(run / "data" / "meta.json").exists())
     except SpecError as e:
-        typer.echo(f"{spec}: {e}", err=True)
+        typer.echo(str(e), err=True)
         raise typer.Exit(EXIT_BAD_INPUT)
     typer.echo(f"resuming run {run.name}: folder {run}")
     _sweep(job, run, address=address, verbose=verbose, resume=True)

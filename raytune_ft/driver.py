@@ -400,19 +400,29 @@ def _error_text(trial) -> str:
 
 # --------------------------------------------------------------------------- the sweep
 
-def preflight(job, num_classes: int) -> None:
-    """Build the model, then apply each strategy to it (knobs at their first value), before Ray
-    starts: weights that cannot be read, a target module that does not exist, a method that does
-    not fit this model, or a block structure that cannot be found fails here, naming the model
-    or the strategy, instead of in every trial."""
-    from raytune_ft.models import SOURCES, build_model
-    from raytune_ft.worker import build_trial_model
+def preflight(job, data_dir: Path) -> None:
+    """Before Ray starts, what would fail every trial fails here, naming the model or the strategy:
+    weights that cannot be read, texts longer than the model's positions (virtual tokens included),
+    a target module that does not exist, a method or block structure that does not fit the model.
+    The model is built, then each strategy applied to it (knobs at their first value) and run
+    forward on 2 samples of the prepared train split."""
+    import torch
 
+    from raytune_ft.data import load_meta, load_split
+    from raytune_ft.models import SOURCES, build_model
+    from raytune_ft.worker import _to_inputs, build_trial_model
+
+    meta = load_meta(data_dir)
+    num_classes = len(meta["classes"])
     resolved = job.resolved()
     try:
         build_model(SOURCES.get(job.model.source).Config.model_validate(resolved["model"]), num_classes)
     except Exception as e:  # noqa: BLE001 - a missing or corrupt weights file, a broken model folder
         raise InputError(f"model {job.model.name}: cannot be built: {type(e).__name__}: {e}") from e
+    problems = list(_position_problems(job))
+    if problems:
+        raise InputError("\n".join(problems))
+    batch = {k: v[:2] for k, v in load_split(data_dir, "train").items()}
     for i, space in enumerate(strategy_spaces(job)):
         first = {k: (v.values[0] if isinstance(v, Sampler) else v) for k, v in space.items() if k != "hparams"}
         hp = {k: (v.values[0] if isinstance(v, Sampler) else v) for k, v in space["hparams"].items()}
@@ -423,6 +433,47 @@ def preflight(job, num_classes: int) -> None:
         except Exception as e:  # noqa: BLE001 - whatever a strategy's apply raises, said before any trial
             raise InputError(f"strategies[{i}] ({first['name']}) does not fit model {job.model.name}: "
                              f"{type(e).__name__}: {e}") from e
+        try:
+            model.eval()
+            with torch.no_grad():
+                model(**_to_inputs(batch, meta, torch.device("cpu")))
+        except Exception as e:  # noqa: BLE001 - a shape that does not fit, a token id beyond the vocabulary
+            reason = " ".join(str(e).split())[:400]
+            raise InputError(f"strategies[{i}] ({first['name']}) on model {job.model.name}: a forward pass on 2 "
+                             f"samples of the prepared train split fails ({type(e).__name__}: {reason}); every "
+                             "trial would fail the same way: make the data, model.max_length and the strategy's "
+                             "knobs fit the model") from e
+
+
+def _position_problems(job):
+    """Texts longer than the model has positions for: model.max_length, plus the virtual tokens of
+    prompt / prefix tuning (knob num_virtual_tokens, at its largest), against the Hugging Face
+    config's max_position_embeddings."""
+    max_length = getattr(job.model, "max_length", None)
+    if max_length is None:
+        return
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(job.model.path(), trust_remote_code=job.model.trust_remote_code)
+    except Exception:  # noqa: BLE001 - the model was built just before; the forward pass checks the rest
+        return
+    limit = getattr(config, "max_position_embeddings", None)
+    if not isinstance(limit, int):
+        return
+    where = f"model {job.model.name} has {limit} positions (max_position_embeddings in its config.json)"
+    if max_length > limit:
+        yield f"model.max_length: {max_length} tokens, but {where}: set model.max_length to {limit} or less"
+        return
+    for i, s in enumerate(job.strategies):
+        virtual = getattr(s, "num_virtual_tokens", None)
+        if virtual is None:
+            continue
+        most = max(virtual.candidates()) if isinstance(virtual, Sampler) else virtual
+        if most + max_length > limit:
+            yield (f"strategies[{i}].num_virtual_tokens: up to {most} virtual tokens + model.max_length {max_length} "
+                   f"= {most + max_length} positions, but {where}: keep num_virtual_tokens at most "
+                   f"{limit - max_length}, or lower model.max_length")
 
 
 def init_ray(address: Optional[str] = None, verbose: bool = False, num_cpus: Optional[int] = None):
@@ -460,27 +511,41 @@ def driver_resources() -> dict:
     return {DRIVER_RESOURCE: 1} if ray.cluster_resources().get(DRIVER_RESOURCE) else {"CPU": 0.01}
 
 
-def concurrency(job) -> int:
-    """How many trials the cluster can hold at once (bounded by max_concurrent_trials)."""
-    import ray
+def local_resources(num_cpus: Optional[int] = None) -> dict:
+    """What the embedded local cluster will hold (init_ray), known before Ray starts."""
+    import torch
 
+    return {"CPU": num_cpus or os.cpu_count(), "GPU": torch.cuda.device_count(), DRIVER_RESOURCE: 1000}
+
+
+def concurrency(job, have: Optional[dict] = None, *, local: bool = False) -> int:
+    """How many trials the cluster can hold at once (bounded by max_concurrent_trials).
+
+    have: the cluster's resources (default: the running cluster's). A trial it can never hold is an
+    InputError, except on a cluster that may grow (not `local`) when max_concurrent_trials is set.
+    """
+    if have is None:
+        import ray
+
+        have = ray.cluster_resources()
     res = job.resources
-    have = ray.cluster_resources()
-    need_cpu = res.workers_per_trial * res.cpus_per_worker + driver_resources().get("CPU", 0)
+    need_cpu = res.workers_per_trial * res.cpus_per_worker + (0 if have.get(DRIVER_RESOURCE) else 0.01)
     fits = [have.get("CPU", 0) / need_cpu]
     if res.gpus_per_worker:
         fits.append(have.get("GPU", 0) / (res.workers_per_trial * res.gpus_per_worker))
     n = math.floor(min(fits) + 1e-9)
-    if n < 1 and res.max_concurrent_trials:
+    if n < 1 and res.max_concurrent_trials and not local:
         # an autoscaling cluster (cluster.yaml) starts with no GPU workers: trials wait for the autoscaler
         return res.max_concurrent_trials
     if n < 1:
-        raise RuntimeError(
+        where = "this machine (the local Ray cluster)" if local else "the cluster"
+        raise InputError(
             f"resources: a trial needs {need_cpu:g} CPU(s)"
             + (f" and {res.workers_per_trial * res.gpus_per_worker:g} GPU(s)" if res.gpus_per_worker else "")
-            + f" but the cluster has {have.get('CPU', 0):g} CPU(s), {have.get('GPU', 0):g} GPU(s): "
-            "lower resources.workers_per_trial / cpus_per_worker / gpus_per_worker, or, on a cluster whose "
-            "workers autoscale from zero, set resources.max_concurrent_trials")
+            + f" but {where} has {have.get('CPU', 0):g} CPU(s), {have.get('GPU', 0):g} GPU(s): "
+            "lower resources.workers_per_trial / cpus_per_worker / gpus_per_worker"
+            + ("" if local else ", or, on a cluster whose workers autoscale from zero, set "
+               "resources.max_concurrent_trials"))
     return min(n, res.max_concurrent_trials or n)
 
 
@@ -498,6 +563,8 @@ def run_sweep(job, run_dir: Path, *, address: Optional[str] = None, verbose: boo
 
     run_dir = run_dir.resolve()
     t0 = time.monotonic()
+    if address is None:  # the local cluster will hold this machine's CPUs / GPUs: a trial too big is refused now
+        concurrency(job, local_resources(num_cpus), local=True)
     if resume and (run_dir / "data" / "meta.json").exists():
         meta = load_meta(run_dir / "data")
     else:
@@ -508,9 +575,9 @@ def run_sweep(job, run_dir: Path, *, address: Optional[str] = None, verbose: boo
         printer(f"data prepared once in {time.monotonic() - t0:.1f}s: "
                 + ", ".join(f"{s} {v['samples']}" for s, v in meta["splits"].items()) + f", {len(meta['classes'])} classes")
         storage.sync_up(run_dir / "data")  # workers on other nodes read it from the run's URI, if any
-    preflight(job, len(meta["classes"]))
+    preflight(job, run_dir / "data")
     init_ray(address, verbose, num_cpus)
-    n_concurrent = concurrency(job)
+    n_concurrent = concurrency(job, local=address is None)
     records = load_sweep_state(run_dir) if resume else {}
     callback = _make_callback(job, run_dir.name, run_dir, printer, records=records, concurrency=n_concurrent,
                               on_update=on_update)

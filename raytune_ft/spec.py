@@ -12,6 +12,7 @@ from typing import Annotated, Literal, Optional, Union
 
 import difflib
 import re
+import typing
 
 import yaml
 
@@ -35,6 +36,9 @@ DataSpec = _union(DATA_SOURCES, "source")
 StrategySpec = _union(STRATEGIES, "name")
 
 METRICS = {"val_accuracy": "max", "val_f1": "max", "val_loss": "min"}
+MAX_NAME = 100  # the name starts the run folder's name (<name>-<time>); file systems allow 255 bytes
+MAX_SAMPLES = 10_000
+MAX_WORKERS = 512
 
 
 class Strict(BaseModel):
@@ -85,7 +89,10 @@ class SearchSpec(Strict):
     algorithm: Literal["random", "grid", "optuna"] = Field(
         "random", description="random: num_samples draws per strategy; grid: every grid/choice combination; "
         "optuna: TPE over strategy and hyperparameters together")
-    num_samples: int = Field(4, ge=1, description="trials per strategy (random, optuna); repeats of the grid (grid)")
+    num_samples: int = Field(
+        4, ge=1, le=MAX_SAMPLES, description="trials per strategy (random, optuna); repeats of the grid (grid). "
+        f"At most {MAX_SAMPLES:,}: every trial is a Tune trial with its own folder, state and table row, all "
+        "held by the one driver")
     metric: Literal["val_accuracy", "val_f1", "val_loss"] = "val_accuracy"
     mode: Optional[Literal["max", "min"]] = Field(None, description="default: max for accuracy / F1, min for loss")
     scheduler: SchedulerSpec = Field(default_factory=SchedulerSpec)
@@ -103,7 +110,9 @@ class SearchSpec(Strict):
 
 
 class ResourcesSpec(Strict):
-    workers_per_trial: int = Field(1, ge=1, description="Ray Train workers (processes) per trial")
+    workers_per_trial: int = Field(
+        1, ge=1, le=MAX_WORKERS, description="Ray Train workers (processes, data parallel) per trial. At most "
+        f"{MAX_WORKERS}: each is a process with its own copy of the model, started and synchronised every step")
     cpus_per_worker: float = Field(1, gt=0)
     gpus_per_worker: float = Field(0, ge=0, description="fractions allowed, e.g. 0.5")
     max_concurrent_trials: Optional[int] = Field(
@@ -130,7 +139,7 @@ class TrackingSpec(Strict):
 
 
 class JobSpec(Strict):
-    name: str = Field(description="letters, digits, _ . - (used in paths)")
+    name: str = Field(description=f"letters, digits, _ . - (used in paths); at most {MAX_NAME} characters")
     model: ModelSpec
     data: DataSpec
     strategies: list[StrategySpec] = Field(min_length=1)
@@ -143,6 +152,9 @@ class JobSpec(Strict):
     @field_validator("name")
     @classmethod
     def _name(cls, name):
+        if len(name) > MAX_NAME:
+            raise ValueError(f"{len(name):,} characters; at most {MAX_NAME} (it names the run folder, "
+                             f"<name>-<time>): shorten it, e.g. {name[:20]!r}")
         if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
             raise ValueError(f"{name!r} has characters other than letters, digits, _ . -: "
                              f"e.g. {re.sub(r'[^A-Za-z0-9_.-]+', '-', name).strip('-') or 'my-job'}")
@@ -206,6 +218,24 @@ class JobSpec(Strict):
                 return str(x)
             return x
         return plain(self.model_dump(exclude_none=True))  # null = "not set": the default applies
+
+    def portable(self) -> dict:
+        """resolved(), with relative paths to files made absolute: the data split files, a weights
+        file, a text model's local folder (a Hugging Face name-or-path). The job.yaml of a run holds
+        this, so `resume RUN` means the same from any working directory."""
+        out = self.resolved()
+
+        def absolute(value):
+            path = Path(value).expanduser()
+            return str(path.resolve()) if not path.is_absolute() and _exists(path) else value
+        for name, field in type(self.data).model_fields.items():
+            if Path in (field.annotation, *typing.get_args(field.annotation)) and name in out["data"]:
+                out["data"][name] = absolute(out["data"][name])
+        if isinstance(out["model"].get("weights"), str):
+            out["model"]["weights"] = absolute(out["model"]["weights"])
+        if SOURCES.get(self.model.source).family == "text":
+            out["model"]["name"] = absolute(out["model"]["name"])
+        return out
 
 
 class SpecError(Exception):
@@ -315,11 +345,13 @@ def _section_of_crash(data: dict) -> str:
     return "(top level)"
 
 
-def parse_job(data, source: str = "job spec") -> JobSpec:
+def parse_job(data, source: str = "job spec", *, prepared: bool = False) -> JobSpec:
+    """The validated spec. prepared=True (a run folder whose data were prepared, for `resume`): the
+    raw data files are not looked at again, as nothing reads them any more."""
     if not isinstance(data, dict):
         raise SpecError(source, [("(top level)", "a job spec is a YAML mapping of fields (name, model, data, ...)")])
     try:
-        return JobSpec.model_validate(data)
+        return JobSpec.model_validate(data, context={"prepared": prepared})
     except ValidationError as e:
         problems = []
         for err in e.errors():

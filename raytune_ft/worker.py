@@ -14,6 +14,7 @@ import builtins
 import json
 import math
 import os
+import re
 import resource
 import time
 from pathlib import Path
@@ -200,7 +201,21 @@ def _in_ray_train() -> bool:
 # Errors that come back the same on a retry (a bad value, a diverging loss, a batch too big for the
 # device): a trial that raised one is not trained again when Ray Train restarts its worker group.
 # A worker that died (killed, lost node) leaves no such mark and goes on from its last epoch.
-DETERMINISTIC_ERRORS = (ValueError, TypeError, KeyError, AttributeError, FloatingPointError, MemoryError)
+DETERMINISTIC_ERRORS = (ValueError, TypeError, KeyError, IndexError, AttributeError, FloatingPointError,
+                        MemoryError)
+# A RuntimeError is one of those when it says that shapes or sizes do not fit (a text longer than the
+# model's positions, an image smaller than a kernel): the same tensors meet the same model again.
+SHAPE_ERROR = re.compile(r"size of tensor|sizes of tensors must match|must match the (existing )?size|"
+                         r"shapes cannot be multiplied|is invalid for input of size|size mismatch|"
+                         r"expected input\[.*\] to have|kernel size can't be greater", re.IGNORECASE)
+
+
+def would_repeat(error: BaseException) -> bool:
+    """Whether a trial's error would come back on a retry (see DETERMINISTIC_ERRORS)."""
+    import torch
+
+    return (isinstance(error, (*DETERMINISTIC_ERRORS, torch.OutOfMemoryError))
+            or (isinstance(error, RuntimeError) and SHAPE_ERROR.search(str(error)) is not None))
 FAILED_FILE = "failed.json"
 
 
@@ -215,8 +230,6 @@ def _alone_is_not_distributed() -> None:
 
 def train_trial(config: dict, report: Optional[Callable[[dict], None]] = None) -> list[dict]:
     """Train one trial; return (and report) one metrics dict per epoch."""
-    import torch
-
     failed = Path(config["trial_dir"]) / FAILED_FILE
     if failed.exists() and (before := json.loads(failed.read_text()))["key"] == _resume_key(config):
         # the same error again, without training: a restart of the worker group costs seconds, not an epoch
@@ -224,7 +237,9 @@ def train_trial(config: dict, report: Optional[Callable[[dict], None]] = None) -
         raise kind(f"{before['message']} (raised again at once: this error is not retried)")
     try:
         return _train(config, report)
-    except (*DETERMINISTIC_ERRORS, torch.OutOfMemoryError) as e:
+    except Exception as e:
+        if not would_repeat(e):
+            raise
         failed.parent.mkdir(parents=True, exist_ok=True)
         failed.write_text(json.dumps({"key": _resume_key(config), "type": type(e).__name__, "message": str(e)}))
         raise

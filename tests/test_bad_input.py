@@ -135,6 +135,24 @@ SPEC_CASES = {
                                  ["data.train:", "is a folder; image_parquet reads one file per split"]),
     "repeated class": (lambda s, t: _set(s, "data.classes", ["0", "1", "1"]),
                        ["data.classes: '1' listed more than once"]),
+    "fractional class": (lambda s, t: _set(s, "data.classes", ["1", "1.5"]),
+                         ["data.classes: entry 1 ('1.5'): label 1.5 is not a class"]),
+    "file format the source cannot read": (
+        lambda s, t: _set(s, "data", {"source": "image_parquet", "train": _write(t / "train.csv", "image,label\n"),
+                                      "validation_fraction": 0.2}),
+        ["data.train:", "train.csv: image_parquet cannot read '.csv'; give a .parquet file"]),
+    "name too long for a folder": (lambda s, t: _set(s, "name", "x" * 5000),
+                                   ["name: 5,000 characters; at most 100"]),
+    "digits held-out shares leave no train": (
+        lambda s, t: _set(s, "data", {"source": "digits", "validation_fraction": 0.5, "test_fraction": 0.5}),
+        ["data: data.validation_fraction 0.5 + data.test_fraction 0.5 = 1 leaves 0% of the digits to train on"]),
+    "digits test share too small to stratify": (
+        lambda s, t: _set(s, "data", {"source": "digits", "test_fraction": 0.001}),
+        ["data: data.test_fraction 0.001 holds out 2 of the 1,797 digits", "at least 0.02 (or 0: no test split)"]),
+    "a billion samples": (lambda s, t: _set(s, "search.num_samples", 1_000_000_000),
+                          ["search.num_samples: Input should be less than or equal to 10000"]),
+    "a hundred thousand workers": (lambda s, t: _set(s, "resources.workers_per_trial", 100_000),
+                                   ["resources.workers_per_trial: Input should be less than or equal to 512"]),
 }
 
 
@@ -255,8 +273,6 @@ DATA_CASES = {
         ["train.jsonl line 2: a JSON list where each line must be one object"]),
     "truncated text Parquet": ("text", lambda t, m: _text(t, m, train=lambda c: str(_truncated(_parquet_of(c["train"])))),
                                ["train.parquet: not a readable Parquet file"]),
-    "unknown table format": ("text", lambda t, m: _text(t, m, train=_write(t / "train.tsv", "text\tlabel\n")),
-                             ["train.tsv: unknown table format '.tsv'"]),
     "model folder without tokenizer files": ("text", lambda t, m: text_spec(_model_folder(m, t, ["config.json"]), _csvs(t)),
                                              ["model.name", "its tokenizer turns every word of train into [UNK]"]),
     "model folder with a broken tokenizer": ("text", lambda t, m: text_spec(

@@ -100,3 +100,16 @@ def test_csv_labels_stay_text_in_numeric_order_and_rows_count_in_file_order(tiny
     spec["data"]["classes"] = ["2", "10"]
     with pytest.raises(ValueError, match=r"train.csv row 13 \(train split\): label '3' is not one of data.classes"):
         prepare_data(parse_job(spec), tmp_path / "b")
+
+
+@pytest.mark.parametrize("validation_fraction, test_fraction", [(0.02, 0.02), (0.49, 0.49), (0.96, 0.02), (0.02, 0.0)])
+def test_digits_shares_that_validate_can_be_split(validation_fraction, test_fraction):
+    """The smallest shares `validate` accepts still give every split every digit (scikit-learn's
+    stratified split would fail at `run` otherwise)."""
+    from raytune_ft.data.sources import Digits, DigitsConfig
+
+    config = DigitsConfig(validation_fraction=validation_fraction, test_fraction=test_fraction)
+    splits = Digits().load(config)
+    assert set(splits) == {"train", "validation"} | ({"test"} if test_fraction else set())
+    for split, (_, labels) in splits.items():
+        assert set(labels) == set(range(10)), split

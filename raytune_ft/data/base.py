@@ -5,6 +5,9 @@ the job refuses to start rather than train on part of the data.
 """
 from __future__ import annotations
 
+import math
+import numbers
+import re
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Optional
 
@@ -17,6 +20,40 @@ SPLITS = ("train", "validation", "test")
 
 class InputError(ValueError):
     """Bad input found while reading the data or the model (a file, a row, a column): exit code 2."""
+
+
+_NUMBER_TEXT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
+def label_name(label) -> str:
+    """A label as the name of its class; ValueError (the reason) for a label that names no class.
+
+    A class is a name or a whole number, whatever the column's type: 1, 1.0 and the text "1.0" are
+    all class "1" (a Parquet float column, a CSV cell). Text that is not a number stays as written
+    ("007" is "007"). Missing (None, empty text, NaN) and fractional (1.5) labels are errors.
+    """
+    if isinstance(label, str):
+        text = label.strip()
+        if not text:
+            raise ValueError("the label is empty; fill it in or drop the row")
+        if text.lower() == "nan":
+            raise ValueError("the label is missing (NaN); fill it in or drop the row")
+        if not _NUMBER_TEXT.fullmatch(text) or not any(c in text for c in ".eE"):
+            return label  # a name, or an integer as written
+        label = float(text)
+    if label is None:
+        raise ValueError("the label is empty; fill it in or drop the row")
+    if isinstance(label, bool) or not isinstance(label, numbers.Real):
+        return str(label)
+    if isinstance(label, numbers.Integral):
+        return str(int(label))
+    value = float(label)
+    if math.isnan(value):
+        raise ValueError("the label is missing (NaN); fill it in or drop the row")
+    if not value.is_integer():
+        raise ValueError(f"label {value!r} is not a class: a class label is a name or a whole number "
+                         "(1.0 counts as 1); fix the row or drop it")
+    return str(int(value))
 
 
 class DataConfig(BaseModel):
@@ -39,6 +76,13 @@ class DataConfig(BaseModel):
         blank = [i for i, c in enumerate(classes) if not c.strip()]
         if blank:
             raise ValueError(f"class names must not be empty (entry {blank[0]})")
+        named = []
+        for i, c in enumerate(classes):  # as labels are named: "1.0" is class "1"
+            try:
+                named.append(label_name(c))
+            except ValueError as e:
+                raise ValueError(f"entry {i} ({c!r}): {str(e).split(';')[0]}") from None
+        classes = named
         repeated = sorted({c for c in classes if classes.count(c) > 1})
         if repeated:
             raise ValueError(f"{', '.join(map(repr, repeated))} listed more than once: each class once")
@@ -57,6 +101,7 @@ class FileSplitsConfig(DataConfig):
     """Sources that read one file or folder per split."""
 
     split_kind: ClassVar[Literal["file", "folder"]] = "file"
+    suffixes: ClassVar[tuple[str, ...]] = ()  # the file formats this source reads (empty: any / folders)
 
     train: Path
     validation: Optional[Path] = None
@@ -65,8 +110,8 @@ class FileSplitsConfig(DataConfig):
     @field_validator(*SPLITS)
     @classmethod
     def _split_exists(cls, path, info):
-        if path is None:
-            return path
+        if path is None or (info.context or {}).get("prepared"):
+            return path  # a resumed run whose data were prepared reads no raw file
         kind = cls.split_kind
         if not _exists(path, kind):
             if _exists(path, "folder" if kind == "file" else "file"):
@@ -74,6 +119,10 @@ class FileSplitsConfig(DataConfig):
                 raise ValueError(f"{path} is {other}; {cls.model_fields['source'].default} reads one {kind} "
                                  f"per split")
             raise ValueError(f"{path} does not exist; give the path of the {info.field_name} {kind}")
+        if kind == "file" and cls.suffixes and path.suffix.lower() not in cls.suffixes:
+            raise ValueError(f"{path}: {cls.model_fields['source'].default} cannot read "
+                             f"{repr(path.suffix) if path.suffix else 'a file without a suffix'}; "
+                             f"give a {' / '.join(cls.suffixes)} file (the suffix says the format)")
         return path
 
     @model_validator(mode="after")
@@ -92,6 +141,11 @@ class DataSource:
     def load(self, config: DataConfig) -> dict[str, tuple[list[Any], list[Any]]]:
         """{split: (samples, labels)}; images as HxWxC uint8 arrays or PIL images, texts as str."""
         raise NotImplementedError
+
+    def train_labels(self, config: DataConfig) -> Optional[list[Any]]:
+        """The train split's labels if they can be read without decoding the samples (a label column,
+        class folder names), for the checks made before a run folder exists; None where not."""
+        return None
 
     def locate(self, config: DataConfig, split: str, row: int) -> str:
         """Where sample `row` of `split` (as `load` returned it) came from, for error messages."""
@@ -123,12 +177,27 @@ def _check_utf8(path: Path, data: bytes) -> None:
                          "save the file as UTF-8") from None
 
 
-def _csv_bad_line(data: bytes) -> Optional[str]:
-    """The first line whose field count differs from the header's, as 'line N: ...' (pyarrow does not say)."""
+# Table formats by suffix. TSV (GLUE's format) is tab-delimited with a header row and no quoting: a
+# field ends at the next tab or line end, so quotes inside a text are kept as they are.
+TABLE_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json", ".parquet")
+_DELIMITED = {".csv": ("CSV", ","), ".tsv": ("TSV", "\t")}
+
+
+def _csv_reader(data: bytes, suffix: str):
     import csv
     import io
 
-    reader = csv.reader(io.StringIO(data.decode("utf-8-sig"), newline=""))
+    text = io.StringIO(data.decode("utf-8-sig"), newline="")
+    if suffix == ".tsv":
+        return csv.reader(text, delimiter="\t", quoting=csv.QUOTE_NONE)
+    return csv.reader(text)
+
+
+def _csv_bad_line(data: bytes, suffix: str = ".csv") -> Optional[str]:
+    """The first line whose field count differs from the header's, as 'line N: ...' (pyarrow does not say)."""
+    import csv
+
+    reader = _csv_reader(data, suffix)
     try:
         header = next(reader, None)
         for row in reader:
@@ -157,36 +226,39 @@ def _jsonl_bad_line(data: bytes) -> Optional[str]:
 
 
 def read_table(path: Path, columns: list[str], text_columns: tuple[str, ...] = ()):
-    """CSV, JSONL or Parquet into a pyarrow Table with `columns`; errors name the file, the line or
-    the column. CSV cells of `text_columns` stay text (never parsed as numbers)."""
+    """CSV, TSV, JSONL or Parquet into a pyarrow Table with `columns`; errors name the file, the line
+    or the column. CSV / TSV cells of `text_columns` stay text (never parsed as numbers)."""
     import pyarrow as pa
     import pyarrow.csv as pacsv
     import pyarrow.json as pajson
     import pyarrow.parquet as pq
 
     suffix = path.suffix.lower()
-    if suffix not in (".csv", ".jsonl", ".json", ".parquet"):
-        raise InputError(f"{path}: unknown table format {suffix!r}; use .csv, .jsonl or .parquet")
+    if suffix not in TABLE_SUFFIXES:
+        raise InputError(f"{path}: unknown table format {suffix!r}; use {', '.join(TABLE_SUFFIXES)}")
     try:
         if suffix == ".parquet":
             try:
-                table = pq.read_table(path)
+                _check_columns(path, pq.read_schema(path).names, columns)
+                table = pq.read_table(path, columns=columns)  # only these columns are read
             except (pa.ArrowException, OSError) as e:
                 raise InputError(f"{path}: not a readable Parquet file (truncated or corrupt?): {e}") from None
         else:
             data = path.read_bytes()
             _check_utf8(path, data)
             try:
-                if suffix == ".csv":
-                    _check_columns(path, _csv_header(data), columns)
+                if suffix in _DELIMITED:
+                    _check_columns(path, _csv_header(data, suffix), columns)
+                    delimiter = _DELIMITED[suffix][1]
+                    parse = pacsv.ParseOptions(delimiter=delimiter, quote_char='"' if suffix == ".csv" else False)
                     options = pacsv.ConvertOptions(include_columns=columns,
                                                    column_types={c: pa.string() for c in text_columns})
-                    table = pacsv.read_csv(pa.BufferReader(data), convert_options=options)
+                    table = pacsv.read_csv(pa.BufferReader(data), parse_options=parse, convert_options=options)
                 else:
                     table = pajson.read_json(pa.BufferReader(data))
             except pa.ArrowException as e:
-                where = _csv_bad_line(data) if suffix == ".csv" else _jsonl_bad_line(data)
-                kind = "CSV" if suffix == ".csv" else "JSON lines"
+                where = _csv_bad_line(data, suffix) if suffix in _DELIMITED else _jsonl_bad_line(data)
+                kind = _DELIMITED[suffix][0] if suffix in _DELIMITED else "JSON lines"
                 raise InputError(f"{path} {where}" if where else f"{path}: not a readable {kind} file: {e}") from None
     except OSError as e:
         raise InputError(f"{path}: cannot be read ({e.strerror or e})") from None
@@ -194,12 +266,11 @@ def read_table(path: Path, columns: list[str], text_columns: tuple[str, ...] = (
     return table.select(columns)
 
 
-def _csv_header(data: bytes) -> list[str]:
+def _csv_header(data: bytes, suffix: str = ".csv") -> list[str]:
     import csv
-    import io
 
     try:
-        return next(csv.reader(io.StringIO(data.decode("utf-8-sig"), newline="")), [])
+        return next(_csv_reader(data, suffix), [])
     except csv.Error:
         return []
 

@@ -7,43 +7,88 @@ from __future__ import annotations
 import json
 import math
 import random
+from collections import Counter
 from pathlib import Path
 
-from raytune_ft.data.base import DATA_SOURCES, SPLITS, InputError
+from raytune_ft.data.base import DATA_SOURCES, SPLITS, InputError, label_name
 
 
-def _class_names(labels) -> list[str]:
-    """The distinct labels as names, numbers in numeric order ("2" before "10"), then the rest sorted."""
+def _class_names(names) -> list[str]:
+    """The distinct class names, numbers in numeric order ("2" before "10"), then the rest sorted."""
     def key(name: str):
         try:
             value = float(name)
         except ValueError:
             return (1, 0.0, name)
         return (0, value, name) if math.isfinite(value) else (1, 0.0, name)
-    return sorted({str(y) for y in labels if not _empty(y)}, key=key)
+    return sorted(set(names), key=key)
 
 
-def _empty(label) -> bool:
-    return label is None or (isinstance(label, str) and not label.strip())
-
-
-def _encode_labels(labels, classes, declared: bool, locate, split: str) -> list[int]:
-    """Label indices; a missing label or one outside the classes names its file and row."""
-    index = {name: i for i, name in enumerate(classes)}
+def _label_names(labels, locate, split: str) -> list[str]:
+    """Each label as its class name (`label_name`); a label that names no class names its file and row."""
     out = []
     for row, label in enumerate(labels):
-        if _empty(label):
-            raise InputError(f"{locate(row)} ({split} split): the label is empty; fill it in or drop the row")
-        key = str(label)
-        if key not in index:
+        try:
+            out.append(label_name(label))
+        except ValueError as e:
+            raise InputError(f"{locate(row)} ({split} split): {e}") from None
+    return out
+
+
+def _enough_classes(classes, source, config) -> None:
+    if len(classes) < 2:
+        raise InputError(f"{source.describe(config, 'train')}: found {len(classes)} class(es) {classes}; "
+                         "a classifier needs at least 2")
+
+
+def check_train_labels(config) -> None:
+    """The checks on train's labels that need no decoding (a label column, class folder names), made
+    at `validate` and by `run` before its folder exists: each label names a class (file and row
+    otherwise), and train has at least 2 classes. Sources that cannot read labels alone are skipped."""
+    source = DATA_SOURCES.get(config.source)()
+    try:
+        labels = source.train_labels(config)
+    except OSError as e:  # a folder that cannot be listed
+        raise InputError(f"{source.describe(config, 'train')}: cannot be read ({e.strerror or e})") from None
+    if labels is None:
+        return
+    if not labels:
+        raise InputError(f"{source.describe(config, 'train')} has no samples; give it at least one")
+    names = _label_names(labels, lambda row: source.locate(config, "train", row), "train")
+    if not config.classes:
+        _enough_classes(_class_names(names), source, config)
+
+
+def _encode_labels(names, classes, declared: bool, locate, split: str) -> list[int]:
+    """Class indices of the label names; a label outside the classes names its file and row."""
+    index = {name: i for i, name in enumerate(classes)}
+    out = []
+    for row, name in enumerate(names):
+        if name not in index:
             if declared:
-                raise InputError(f"{locate(row)} ({split} split): label {label!r} is not one of data.classes "
+                raise InputError(f"{locate(row)} ({split} split): label {name!r} is not one of data.classes "
                                  f"{classes}; fix the row or add the class to data.classes")
-            raise InputError(f"{locate(row)} ({split} split): label {label!r} is not one of the classes found in "
+            raise InputError(f"{locate(row)} ({split} split): label {name!r} is not one of the classes found in "
                              f"train {classes}; fix the row, or give train samples of it (or list every class "
                              "in data.classes)")
-        out.append(index[key])
+        out.append(index[name])
     return out
+
+
+def hold_out(labels: list[int], n_val: int, seed: int) -> tuple[list[int], list[int]]:
+    """(train, validation) row indices, n_val of them held out, seeded.
+
+    Stratified (each class keeps its share in both parts) when it can be: every class has at least
+    2 samples, and both parts have room for one sample of each class. Otherwise (a class with a
+    single sample, a hold-out smaller than the number of classes) a plain random split.
+    """
+    from sklearn.model_selection import train_test_split
+
+    counts = Counter(labels)
+    stratify = min(counts.values()) >= 2 and min(n_val, len(labels) - n_val) >= len(counts)
+    train_idx, val_idx = train_test_split(list(range(len(labels))), test_size=n_val, random_state=seed,
+                                          stratify=labels if stratify else None)
+    return sorted(train_idx), sorted(val_idx)
 
 
 def _tokenizer(model_spec):
@@ -86,24 +131,23 @@ def prepare_data(job, out_dir: Path) -> dict:
     for split, (xs, _) in raw.items():
         if not xs:
             raise InputError(f"{source.describe(config, split)} has no samples; give it at least one")
-    classes = list(config.classes) if config.classes else _class_names(raw["train"][1])
-    if len(classes) < 2:
-        raise InputError(f"{source.describe(config, 'train')}: found {len(classes)} class(es) {classes}; "
-                         "a classifier needs at least 2")
-    encoded = {split: (xs, _encode_labels(ys, classes, bool(config.classes),
+    names = {split: _label_names(ys, lambda row, split=split: source.locate(config, split, row), split)
+             for split, (_, ys) in raw.items()}
+    classes = list(config.classes) if config.classes else _class_names(names["train"])
+    _enough_classes(classes, source, config)
+    encoded = {split: (xs, _encode_labels(names[split], classes, bool(config.classes),
                                           lambda row, split=split: source.locate(config, split, row), split))
-               for split, (xs, ys) in raw.items()}
+               for split, (xs, _) in raw.items()}
     if "validation" not in encoded:  # hold out part of train
         xs, ys = encoded["train"]
-        order = list(range(len(xs)))
-        random.Random(config.seed).shuffle(order)
-        n_val = max(1, round(len(order) * config.validation_fraction))
-        if n_val >= len(order):
-            raise InputError(f"{source.describe(config, 'train')}: {len(order)} sample(s) are too few to hold out "
+        n_val = max(1, round(len(xs) * config.validation_fraction))
+        if n_val >= len(xs):
+            raise InputError(f"{source.describe(config, 'train')}: {len(xs)} sample(s) are too few to hold out "
                              f"data.validation_fraction {config.validation_fraction} and still train; "
                              "give more samples or a data.validation split")
-        encoded["validation"] = ([xs[i] for i in order[:n_val]], [ys[i] for i in order[:n_val]])
-        encoded["train"] = ([xs[i] for i in order[n_val:]], [ys[i] for i in order[n_val:]])
+        train_idx, val_idx = hold_out(ys, n_val, config.seed)
+        encoded["validation"] = ([xs[i] for i in val_idx], [ys[i] for i in val_idx])
+        encoded["train"] = ([xs[i] for i in train_idx], [ys[i] for i in train_idx])
     if config.max_train_samples:
         xs, ys = encoded["train"]
         order = list(range(len(xs)))

@@ -4,16 +4,38 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
-from raytune_ft.data.base import (DataConfig, DataSource, FileSplitsConfig, InputError, read_table,
-                                  register_data_source)
+from raytune_ft.data.base import (TABLE_SUFFIXES, DataConfig, DataSource, FileSplitsConfig, InputError,
+                                  read_table, register_data_source)
+
+
+DIGITS_MIN_SHARE = 0.02  # of 1,797 digits: 36 images, 3-4 of each of the 10 classes
 
 
 class DigitsConfig(DataConfig):
     source: Literal["digits"] = "digits"
-    validation_fraction: float = Field(0.15, gt=0, lt=1)
-    test_fraction: float = Field(0.15, ge=0, lt=1, description="share held out as the test split (0: none)")
+    validation_fraction: float = Field(0.15, gt=0, lt=1, description=f"share held out as the validation split "
+                                       f"(at least {DIGITS_MIN_SHARE})")
+    test_fraction: float = Field(0.15, ge=0, lt=1, description="share held out as the test split (0: none, "
+                                 f"else at least {DIGITS_MIN_SHARE})")
+
+    @model_validator(mode="after")
+    def _shares(self):
+        """Every split is stratified over the 10 digits, so each needs a few images of every digit."""
+        train = 1 - self.validation_fraction - self.test_fraction
+        if train < DIGITS_MIN_SHARE - 1e-9:
+            raise ValueError(
+                f"data.validation_fraction {self.validation_fraction} + data.test_fraction {self.test_fraction} "
+                f"= {self.validation_fraction + self.test_fraction:g} leaves {max(train, 0):.0%} of the digits to "
+                f"train on: keep their sum at most {1 - DIGITS_MIN_SHARE:g} (e.g. 0.15 and 0.15)")
+        for name in ("validation_fraction", "test_fraction"):
+            share = getattr(self, name)
+            if 0 < share < DIGITS_MIN_SHARE - 1e-9:
+                raise ValueError(f"data.{name} {share} holds out {round(share * 1797)} of the 1,797 digits, too few "
+                                 f"for a stratified split of 10 classes: use at least {DIGITS_MIN_SHARE}"
+                                 + (" (or 0: no test split)" if name == "test_fraction" else ""))
+        return self
 
 
 @register_data_source
@@ -45,6 +67,12 @@ class Digits(DataSource):
         else:
             splits["validation"] = rest
         return {s: ([images[i] for i in ix], [labels[i] for i in ix]) for s, ix in splits.items()}
+
+
+def _label_column(config) -> list:
+    """The train file's label column alone (as `load` reads it: CSV / TSV cells as text)."""
+    column = config.label_column
+    return read_table(config.train, [column], text_columns=(column,)).column(column).to_pylist()
 
 
 def split_columns(config, sample_column: str, label_column: str, text: bool = False):
@@ -116,6 +144,15 @@ class ImageFolder(DataSource):
             self.files[split] = files
         return out
 
+    def train_labels(self, config):
+        labels, self.files = [], {"train": []}
+        for entry in sorted(p for p in config.train.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            for f in sorted(p for p in entry.iterdir() if not p.name.startswith(".")):
+                if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES:
+                    labels.append(entry.name)
+                    self.files["train"].append(f)
+        return labels
+
     def locate(self, config, split, row):
         return str(self.files[split][row])
 
@@ -125,6 +162,7 @@ class ImageFolder(DataSource):
 
 class ImageParquetConfig(FileSplitsConfig):
     source: Literal["image_parquet"] = "image_parquet"
+    suffixes = (".parquet",)  # image bytes need a binary column
     image_column: str = Field("image", description="encoded image bytes (or a struct with a 'bytes' field)")
     label_column: str = "label"
 
@@ -134,6 +172,9 @@ class ImageParquet(DataSource):
     name = "image_parquet"
     family = "vision"
     Config = ImageParquetConfig
+
+    def train_labels(self, config):
+        return _label_column(config)
 
     def load(self, config):
         import io
@@ -153,17 +194,21 @@ class ImageParquet(DataSource):
 
 class TextTableConfig(FileSplitsConfig):
     source: Literal["text_table"] = "text_table"
+    suffixes = TABLE_SUFFIXES
     text_column: str = "text"
     label_column: str = "label"
 
 
 @register_data_source
 class TextTable(DataSource):
-    """CSV, JSONL or Parquet files with a text column and a label column."""
+    """CSV, TSV (tab-delimited, header row: GLUE), JSONL or Parquet files with a text column and a label column."""
 
     name = "text_table"
     family = "text"
     Config = TextTableConfig
+
+    def train_labels(self, config):
+        return _label_column(config)
 
     def load(self, config):
         out = {}
