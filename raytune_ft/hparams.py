@@ -12,7 +12,9 @@ class HParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     lr: Searchable(float, gt=0, le=1) = Field(1e-3, description="peak learning rate (AdamW)")
-    weight_decay: Searchable(float, ge=0, le=1) = Field(0.01, description="AdamW weight decay")
+    weight_decay: Searchable(float, ge=0, le=1) = Field(
+        0.01, description="weight decay of layer weights and adapter factors; never of biases, norms, "
+        "scaling vectors (IA3, AdaLoRA's singular values) or learned prompts (raytune_ft/optim.py)")
     batch_size: Searchable(int, ge=1) = Field(32, description="samples per optimizer micro-batch, per worker")
     warmup_ratio: Searchable(float, ge=0, lt=1) = Field(0.1, description="share of steps spent warming up")
     label_smoothing: Searchable(float, ge=0, lt=1) = Field(0.0, description="cross-entropy label smoothing")
