@@ -162,7 +162,7 @@ def print_leaderboard(run_dir: Path, metric: str) -> None:
             f"{r['completed']} / {r['stopped_early']} / {r.get('stopped_patience') or 0} / {r['errored']}",
             "-" if r["trainable_fraction"] is None else f"{r['trainable_fraction']:.2%}",
             f"{r['compute_seconds']:.0f}")
-    Console(width=max(100, Console().width), force_terminal=sys.stdout.isatty()).print(table)
+    Console(width=max(120, Console().width), force_terminal=sys.stdout.isatty()).print(table)
 
 
 def find_run(run: str) -> Path:

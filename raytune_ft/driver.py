@@ -325,8 +325,8 @@ def _make_callback(job, run_id: str, run_dir: Path, printer: Callable[[str], Non
             if rec.history:  # Tune killed the trial actor: free what its Train worker group held
                 self.pg_ids.add(rec.history[-1].get("pg_id", ""))
                 free_placement_group(rec.history[-1].get("pg_id", ""))
-            word = {"completed": "completed", "stopped_early": "stopped early", "stopped_patience": "stopped by patience",
-                    "error": "FAILED"}[rec.status]
+            word = {"completed": "completed", "stopped_early": "stopped early",
+                    "stopped_patience": "stopped by patience", "error": "FAILED"}[rec.status]
             line = f"{self._clock()} {trial.trial_id} {rec.strategy['name']:<20} {word} after {len(rec.history)} epoch(s)"
             self.save_state()
             self.write_tables()

@@ -34,13 +34,16 @@ def distinct_points(job, index: int) -> float:
 
 def repeat_warnings(job) -> list[str]:
     """One line per strategy whose space has fewer distinct points than search.num_samples."""
-    n = job.search.num_samples
+    n, grid = job.search.num_samples, job.search.algorithm == "grid"
     out = []
     for i, s in enumerate(job.strategies):
         points = distinct_points(job, i)
-        if points < n:
-            out.append(f"warning: strategies[{i}] ({s.name}): its search space has {points} distinct "
-                       f"configuration(s) but search.num_samples {n} asks for {n} trials of it: trials repeat a "
-                       "configuration, differing only in their seed. Add a sampler to one of its knobs or "
-                       f"hyperparameters (e.g. lr: {{loguniform: [1.0e-4, 1.0e-2]}}), or lower search.num_samples")
+        if points >= n:
+            continue
+        asked = (f"its grid has {points} point(s) and search.num_samples {n} runs each {n} times" if grid else
+                 f"its search space has {points} distinct configuration(s) but search.num_samples {n} asks for "
+                 f"{n} trials of it")
+        out.append(f"warning: strategies[{i}] ({s.name}): {asked}: trials repeat a configuration, differing only "
+                   "in their seed. Add a sampler to one of its knobs or hyperparameters (e.g. lr: {loguniform: "
+                   "[1.0e-4, 1.0e-2]}), or lower search.num_samples")
     return out

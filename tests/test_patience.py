@@ -25,14 +25,16 @@ def vision_job(resnet_weights, tmp_path):
 
 def test_the_worker_marks_the_report_of_a_patience_stop(vision_job, tmp_path):
     """lr 0 on a frozen backbone: the score never improves after epoch 1, so patience 1 ends it at epoch 2 of 4."""
-    config = trial_config(vision_job, tmp_path / "data", tmp_path / "a", {"name": "feature_extraction"}, {**HP, "lr": 0.0})
+    config = trial_config(vision_job, tmp_path / "data", tmp_path / "a", {"name": "feature_extraction"},
+                          {**HP, "lr": 0.0})
     config["training"].update(epochs=4, patience=1)
     reports = []
     history = train_trial(config, report=reports.append)
     assert [m["epoch"] for m in reports] == [1, 2] and len(history) == 2
     assert reports[-1]["stop_reason"] == "patience" and "stop_reason" not in reports[0]
     # patience running out at the last epoch is no stop: the trial ran every epoch
-    config = trial_config(vision_job, tmp_path / "data", tmp_path / "b", {"name": "feature_extraction"}, {**HP, "lr": 0.0})
+    config = trial_config(vision_job, tmp_path / "data", tmp_path / "b", {"name": "feature_extraction"},
+                          {**HP, "lr": 0.0})
     config["training"].update(epochs=3, patience=2)
     reports = []
     train_trial(config, report=reports.append)
@@ -48,14 +50,15 @@ def test_leaderboard_counts_patience_stops_apart(tmp_path, capsys):
     from raytune_ft.cli import print_leaderboard
 
     table = strategy_rows(trials(), "max")
-    assert [(r["strategy"], r["completed"], r["stopped_early"], r["stopped_patience"], r["errored"]) for r in table] == \
-        [("full", 1, 1, 1, 0), ("lora", 0, 0, 0, 1)]
+    counts = [(r["strategy"], r["completed"], r["stopped_early"], r["stopped_patience"], r["errored"]) for r in table]
+    assert counts == [("full", 1, 1, 1, 0), ("lora", 0, 0, 0, 1)]
     write_table(table, tmp_path / "strategies.parquet")
     print_leaderboard(tmp_path, "val_accuracy")
     out = capsys.readouterr().out
     assert "patience" in out and "1 / 1 / 1 / 0" in out and "0 / 0 / 0 / 1" in out
     # a run written before the column existed
-    write_table([{k: v for k, v in r.items() if k != "stopped_patience"} for r in table], tmp_path / "strategies.parquet")
+    older = [{k: v for k, v in r.items() if k != "stopped_patience"} for r in table]
+    write_table(older, tmp_path / "strategies.parquet")
     print_leaderboard(tmp_path, "val_accuracy")
     assert "1 / 1 / 0 / 0" in capsys.readouterr().out
 

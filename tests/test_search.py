@@ -218,3 +218,13 @@ def test_validate_and_run_warn_when_a_space_has_fewer_points_than_num_samples(re
     out = runner.invoke(cli.app, ["validate", str(path)])
     assert out.exit_code == 0 and out.stderr.count("warning") == 1  # full still; lora's 2 points for 2 trials are fine
     assert "(full)" in out.stderr and "(lora)" not in out.stderr
+
+
+def test_grid_repeats_are_named_as_such(resnet_weights):
+    from raytune_ft.search_checks import repeat_warnings
+
+    job = job_of(resnet_weights, "grid", num_samples=3, batch_size={"grid": [16, 32]},
+                 strategies=[{"name": "full"}, {"name": "lora", "r": {"choice": [2, 4]}}])
+    (line,) = repeat_warnings(job)  # lora: 2 x 2 = 4 points >= 3
+    assert line.startswith("warning: strategies[0] (full): its grid has 2 point(s) and search.num_samples 3 runs "
+                           "each 3 times")
