@@ -35,6 +35,14 @@ def _check_labels(job):
     check_train_labels(job.data)
 
 
+def _warn_about_search(job) -> None:
+    """Warnings that do not stop the job (stderr, exit code unchanged): e.g. more trials than a space has points."""
+    from raytune_ft.search_checks import repeat_warnings
+
+    for line in repeat_warnings(job):
+        typer.echo(line, err=True)
+
+
 @app.command()
 def validate(spec: Annotated[Path, typer.Argument(help="job spec YAML")]):
     """Check a job spec (and train's labels, where they can be read alone) and list every problem with
@@ -51,6 +59,7 @@ def validate(spec: Annotated[Path, typer.Argument(help="job spec YAML")]):
     typer.echo(f"{spec}: ok ({job.model.source} {job.model.name}, data {job.data.source}, {n} strategies: "
                f"{', '.join(s.name for s in job.strategies)}; search {job.search.algorithm} x "
                f"{job.search.num_samples}, scheduler {job.search.scheduler.name})")
+    _warn_about_search(job)
 
 
 @app.command()
@@ -68,6 +77,7 @@ def run(
     from raytune_ft.spec import InputError
 
     job = _load(spec)
+    _warn_about_search(job)
     run_dir = run_dir or job.output_dir / f"{job.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     if run_dir.exists() and any(run_dir.iterdir()):
         typer.echo(f"{run_dir} already holds a run: nothing was overwritten. To go on with it after a crash: "
@@ -185,16 +195,18 @@ def print_leaderboard(run_dir: Path, metric: str) -> None:
     if not path.exists():
         return
     table = Table(title=f"strategies by best {metric}")
-    for col in ("strategy", "best", "mean ± std", "trials", "done / stopped / failed", "trainable", "compute s"):
+    for col in ("strategy", "best", "mean ± std", "trials", "done / stopped / patience / failed", "trainable",
+                "compute s"):
         table.add_column(col, justify="left" if col == "strategy" else "right")
     fmt = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731
     for r in read_table(path):
         table.add_row(
             r["strategy"], fmt(r["best_score"]), f"{fmt(r['mean_score'])} ± {fmt(r['std_score'])}", str(r["trials"]),
-            f"{r['completed']} / {r['stopped_early']} / {r['errored']}",
+            # stopped: by the scheduler; patience: by training.patience (absent from older runs' tables)
+            f"{r['completed']} / {r['stopped_early']} / {r.get('stopped_patience') or 0} / {r['errored']}",
             "-" if r["trainable_fraction"] is None else f"{r['trainable_fraction']:.2%}",
             f"{r['compute_seconds']:.0f}")
-    Console(width=max(100, Console().width), force_terminal=sys.stdout.isatty()).print(table)
+    Console(width=max(120, Console().width), force_terminal=sys.stdout.isatty()).print(table)
 
 
 def find_run(run: str) -> Path:

@@ -65,22 +65,6 @@ def tune_param_space(job) -> dict:
     return {"strategy": tune.grid_search([convert(s) for s in strategy_spaces(job)])}
 
 
-def optuna_space(job) -> Callable:
-    """Optuna's define-by-run space: the strategy first, then only that strategy's parameters."""
-    spaces = strategy_spaces(job)
-
-    def define(trial) -> dict:
-        name = trial.suggest_categorical("strategy_name", [s["name"] for s in spaces])
-        space = next(s for s in spaces if s["name"] == name)
-
-        def draw(d, prefix):
-            return {k: draw(v, f"{prefix}{k}.") if isinstance(v, dict) else
-                    (v.suggest(trial, f"{prefix}{k}") if isinstance(v, Sampler) else v) for k, v in d.items()}
-        return {"strategy": draw(space, f"{name}.")}
-
-    return define
-
-
 def make_scheduler(job, replay: Optional[dict] = None):
     """The early-stopping scheduler: one per strategy (default) or one shared by all trials.
 
@@ -196,7 +180,9 @@ def _trial_driver(config: dict, *, job: dict, data_dir: str, run_dir: str) -> No
         resources["GPU"] = res["gpus_per_worker"]
     trainer = TorchTrainer(
         _ray_worker_entry,
-        train_loop_config=trial_config(job, data_dir, Path(run_dir) / "trials" / trial_id, strategy, hparams),
+        # the trial's own seed (raytune_ft/search.py); a trial of a run made before seeds were per trial has none
+        train_loop_config=trial_config(job, data_dir, Path(run_dir) / "trials" / trial_id, strategy, hparams,
+                                       seed=config.get("seed")),
         scaling_config=ray.train.ScalingConfig(
             num_workers=res["workers_per_trial"], use_gpu=bool(res["gpus_per_worker"]),
             resources_per_worker=resources),
@@ -217,6 +203,7 @@ class TrialRecord:
     history: list = field(default_factory=list)
     status: str = "running"
     error: str = ""
+    seed: Optional[int] = None  # the trial's own seed (search.trial_seed); None in runs made before
     wall_before: float = 0.0  # seconds this trial ran under an earlier driver (a resumed sweep)
     done_before: bool = False  # it had ended before the sweep was resumed: its record is final
     started: float = field(default_factory=time.monotonic)
@@ -227,12 +214,12 @@ class TrialRecord:
 
     def to_json(self) -> dict:
         return {"strategy": self.strategy, "history": self.history, "status": self.status, "error": self.error,
-                "wall_seconds": self.wall_seconds()}
+                "seed": self.seed, "wall_seconds": self.wall_seconds()}
 
     @classmethod
     def from_json(cls, d: dict) -> "TrialRecord":
         rec = cls(strategy=d["strategy"], history=d["history"], status=d["status"], error=d["error"],
-                  wall_before=d["wall_seconds"])
+                  seed=d.get("seed"), wall_before=d["wall_seconds"])
         if rec.status != "running":
             rec.ended, rec.done_before = rec.started, True
         return rec
@@ -293,7 +280,8 @@ def _make_callback(job, run_id: str, run_dir: Path, printer: Callable[[str], Non
 
         def record(self, trial) -> TrialRecord:
             # a trial whose actor fails to start gets on_trial_error without on_trial_start
-            return self.records.setdefault(trial.trial_id, TrialRecord(strategy=trial.config["strategy"]))
+            return self.records.setdefault(trial.trial_id, TrialRecord(strategy=trial.config["strategy"],
+                                                                       seed=trial.config.get("seed")))
 
         def on_trial_start(self, iteration, trials, trial, **info):
             self.record(trial)
@@ -308,7 +296,7 @@ def _make_callback(job, run_id: str, run_dir: Path, printer: Callable[[str], Non
                 "epoch", "train_loss", "val_loss", "val_accuracy", "val_f1", "trainable_params", "total_params",
                 "samples_per_sec", "train_seconds", "first_step_s", "peak_memory_mb", "checkpoint_path", "pg_id",
                 "lr", "resumes", "eval_seconds", "checkpoint_seconds", "data_load_s", "world_size",
-                "distributed_type", "node_id") if k in result})
+                "distributed_type", "node_id", "stop_reason") if k in result})
             self.write_epochs()
             self.save_state()
             self.show(f"{self._clock()} {trial.trial_id} {rec.strategy['name']:<20} epoch {result['epoch']}/{epochs}"
@@ -318,8 +306,10 @@ def _make_callback(job, run_id: str, run_dir: Path, printer: Callable[[str], Non
             rec = self.record(trial)
             if rec.done_before:  # ended before a resume; Tune had not saved that yet
                 return
-            last_epoch = rec.history[-1]["epoch"] if rec.history else 0
-            rec.status = "completed" if last_epoch >= epochs else "stopped_early"
+            last = rec.history[-1] if rec.history else {}
+            # ended before max epochs: by the scheduler, unless the worker's last report says patience did it
+            rec.status = ("completed" if last.get("epoch", 0) >= epochs else
+                          "stopped_patience" if last.get("stop_reason") == "patience" else "stopped_early")
             self._end(trial, rec)
 
         def on_trial_error(self, iteration, trials, trial, **info):
@@ -335,7 +325,8 @@ def _make_callback(job, run_id: str, run_dir: Path, printer: Callable[[str], Non
             if rec.history:  # Tune killed the trial actor: free what its Train worker group held
                 self.pg_ids.add(rec.history[-1].get("pg_id", ""))
                 free_placement_group(rec.history[-1].get("pg_id", ""))
-            word = {"completed": "completed", "stopped_early": "stopped early", "error": "FAILED"}[rec.status]
+            word = {"completed": "completed", "stopped_early": "stopped early",
+                    "stopped_patience": "stopped by patience", "error": "FAILED"}[rec.status]
             line = f"{self._clock()} {trial.trial_id} {rec.strategy['name']:<20} {word} after {len(rec.history)} epoch(s)"
             self.save_state()
             self.write_tables()
@@ -365,7 +356,7 @@ def _make_callback(job, run_id: str, run_dir: Path, printer: Callable[[str], Non
                         f"ids: {', '.join(lost)}")
 
         def rows(self) -> list[dict]:
-            return [trial_row(job=job.name, run_id=run_id, trial_id=tid, strategy=rec.strategy,
+            return [trial_row(job=job.name, run_id=run_id, trial_id=tid, strategy=rec.strategy, seed=rec.seed,
                               status=rec.status, history=rec.history, metric=metric, mode=mode,
                               wall_seconds=rec.wall_seconds(), error=rec.error,
                               resumes=max((m.get("resumes", 0) for m in rec.history), default=0))
@@ -613,25 +604,17 @@ def run_sweep(job, run_dir: Path, *, address: Optional[str] = None, verbose: boo
 
 def _new_tuner(job, trainable, scheduler, callback, run_dir: Path, n_concurrent: int):
     from ray import tune
-    from ray.tune.search.basic_variant import BasicVariantGenerator
 
-    if job.search.algorithm == "optuna":
-        from ray.tune.search.optuna import OptunaSearch
+    from raytune_ft.search import make_search
 
-        search_alg = OptunaSearch(space=optuna_space(job), metric=job.search.metric, mode=job.search.mode,
-                                  seed=job.search.seed)
-        param_space, num_samples = {}, job.search.num_samples * len(job.strategies)
-    else:
-        search_alg = BasicVariantGenerator(random_state=job.search.seed, max_concurrent=n_concurrent)
-        param_space, num_samples = tune_param_space(job), job.search.num_samples
+    # each trial gets its own seed; optuna: one study per strategy, num_samples trials each (search.py)
+    search_alg, num_samples = make_search(job, n_concurrent)
     return tune.Tuner(
         trainable,
-        param_space=param_space,
+        param_space={} if job.search.algorithm == "optuna" else tune_param_space(job),
         tune_config=tune.TuneConfig(
             metric=job.search.metric, mode=job.search.mode, num_samples=num_samples,
-            scheduler=scheduler, search_alg=search_alg,
-            # the basic generator limits concurrency itself (max_concurrent above)
-            max_concurrent_trials=n_concurrent if job.search.algorithm == "optuna" else None),
+            scheduler=scheduler, search_alg=search_alg),  # it limits concurrency itself (n_concurrent)
         run_config=tune.RunConfig(
             name="tune", storage_path=str(run_dir / "ray"), callbacks=[callback, *tracking_callbacks(job, run_dir)],
             verbose=0, failure_config=tune.FailureConfig(max_failures=0, fail_fast=False)),

@@ -10,6 +10,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Optional
 
+from raytune_ft.results import STATUSES
+
 
 @dataclass
 class Snapshot:
@@ -31,7 +33,7 @@ def snapshot(records: dict, *, t0: float, total: Optional[int], concurrency: int
     """Counts, best score per strategy and an estimate of the time left, from the sweep's records."""
     now = time.monotonic() if now is None else now
     sign = 1 if mode == "max" else -1
-    counts = {s: 0 for s in ("running", "completed", "stopped_early", "error")}
+    counts = {s: 0 for s in ("running", *STATUSES)}
     best, running, durations = {}, [], []
     for tid, rec in records.items():
         counts[rec.status] += 1
@@ -67,10 +69,11 @@ def summary_line(snap: Snapshot) -> str:
     c = snap.counts
     sign = 1 if snap.mode == "max" else -1
     ranked = sorted(((k, v[0]) for k, v in snap.best.items() if v[0] is not None), key=lambda kv: -sign * kv[1])
-    done = c["completed"] + c["stopped_early"] + c["error"]
+    done = sum(c[s] for s in STATUSES)
     left = f", ~{_clock(snap.eta)} left" if snap.eta is not None else ""
     return (f"{done}/{snap.total or '?'} ended{left} | running {c['running']} done {c['completed']} "
-            f"stopped {c['stopped_early']} failed {c['error']} | best: " + ", ".join(f"{k} {v:.3f}" for k, v in ranked))
+            f"stopped {c['stopped_early']} patience {c['stopped_patience']} failed {c['error']} | best: "
+            + ", ".join(f"{k} {v:.3f}" for k, v in ranked))
 
 
 def render(snap: Snapshot):
@@ -80,11 +83,12 @@ def render(snap: Snapshot):
     from rich.text import Text
 
     c = snap.counts
-    done = c["completed"] + c["stopped_early"] + c["error"]
+    done = sum(c[s] for s in STATUSES)
     head = Text.assemble(
         ("sweep ", "bold"), f"{done}/{snap.total or '?'} trials ended   ",
         ("running ", "cyan"), f"{c['running']}   ", ("completed ", "green"), f"{c['completed']}   ",
-        ("stopped early ", "yellow"), f"{c['stopped_early']}   ", ("failed ", "red"), f"{c['error']}   ",
+        ("stopped early ", "yellow"), f"{c['stopped_early']}   ", ("stopped by patience ", "magenta"),
+        f"{c['stopped_patience']}   ", ("failed ", "red"), f"{c['error']}   ",
         f"elapsed {_clock(snap.elapsed)}   left ~{_clock(snap.eta)}")
     table = Table(show_edge=False, pad_edge=False, expand=False)
     table.add_column("strategy")

@@ -5,7 +5,8 @@
 
 Reads what a run folder holds (trials / strategies / epochs Parquet, job.yaml, the test reports) and
 draws one figure per question: how the strategies rank, how their trials spread, how the best ones
-learned, what quality costs, where the scheduler cut trials, and the winner's test confusion matrix.
+learned, what quality costs, where trials ended (cut by the scheduler, or by patience), and the
+winner's test confusion matrix.
 Anything a run does not have (no epochs.parquet, no test split, a strategy whose trials all failed)
 becomes a note in place of its figure.
 """
@@ -20,8 +21,10 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-STATUS_COLORS = {"completed": "#2ca02c", "stopped_early": "#ff7f0e", "error": "#d62728"}
-STATUS_LABELS = {"completed": "completed", "stopped_early": "stopped early", "error": "failed"}
+# stopped_early: the scheduler cut the trial; stopped_patience: the trial ended itself (training.patience)
+STATUS_COLORS = {"completed": "#2ca02c", "stopped_early": "#ff7f0e", "stopped_patience": "#9467bd", "error": "#d62728"}
+STATUS_LABELS = {"completed": "completed", "stopped_early": "stopped early (scheduler)",
+                 "stopped_patience": "stopped by patience", "error": "failed"}
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
            "#bcbd22", "#17becf"]
 CURVES_PER_STRATEGY = 3
@@ -155,8 +158,9 @@ td.err{font-family:ui-monospace,Menlo,Consolas,monospace;white-space:pre-wrap;wo
 def render_page(run: Run, sections: list[str]) -> str:
     counts = {s: sum(t["status"] == s for t in run.trials) for s in STATUS_COLORS}
     model, data, search = run.job.get("model", {}), run.job.get("data", {}), run.job.get("search", {})
-    facts = [f"{len(run.trials)} trials ({counts['completed']} completed, {counts['stopped_early']} stopped early, "
-             f"{counts['error']} failed)", f"metric {run.metric} ({run.better} is better)"]
+    facts = [f"{len(run.trials)} trials ({counts['completed']} completed, {counts['stopped_early']} stopped early by "
+             f"the scheduler, {counts['stopped_patience']} stopped by patience, {counts['error']} failed)",
+             f"metric {run.metric} ({run.better} is better)"]
     if model:
         facts.append(f"model {model.get('source')} {model.get('name')}")
     if data:
@@ -202,20 +206,23 @@ def html_table(header: list[str], rows: list[list[str]], numeric: set[int] = fro
 
 def leaderboard_table(run: Run) -> tuple[str, str]:
     has_test = any(_num(s.get("test_accuracy")) is not None for s in run.strategies)
-    header = ["strategy", f"best {run.metric}", "mean ± std", "trials", "done / stopped / failed",
+    header = ["strategy", f"best {run.metric}", "mean ± std", "trials", "done / stopped / patience / failed",
               "trainable", "trainable params", "compute s"] + (["test acc", "test F1"] if has_test else [])
     rows, classes = [], []
     for s in run.strategies:
         row = [_swatch(run.colors[s["strategy"]]) + esc(s["strategy"]), _fmt(s["best_score"]),
                _mean_std(s["mean_score"], s["std_score"]), str(s["trials"]),
-               f"{s['completed']} / {s['stopped_early']} / {s['errored']}", _pct(s["trainable_fraction"]),
+               f"{s['completed']} / {s['stopped_early']} / {_num(s.get('stopped_patience')) or 0} / {s['errored']}",
+               _pct(s["trainable_fraction"]),
                _count(s["trainable_params"]), _fmt(s["compute_seconds"], ".0f")]
         if has_test:
             row += [_fmt(s.get("test_accuracy")), _fmt(s.get("test_f1"))]
         rows.append(row)
         classes.append("win" if s is run.winner else "")
     caption = (f"Strategies ranked by their best trial's {run.metric} ({run.better} is better; the winner is "
-               "shaded). Mean ± std is over the trials that did not fail, stopped ones at their best; "
+               "shaded). Done / stopped / patience / failed count its trials that ran every epoch, that the "
+               "scheduler stopped early, that ended themselves after `patience` epochs without a better score, "
+               "and that failed. Mean ± std is over the trials that did not fail, stopped ones at their best; "
                "trainable is the best trial's share of trainable weights; compute is the sum of all its trials' "
                "wall seconds" + ("; test columns are the best trial re-evaluated on the test split." if has_test
                                  else "."))
@@ -284,7 +291,8 @@ def plot_scores(run: Run):
         for t, dy in zip(trials, offsets):
             filled = t["status"] == "completed"
             ax.scatter(t["score"], y + dy, s=40, zorder=3, edgecolors=run.colors[name], linewidths=1.5,
-                       facecolors=run.colors[name] if filled else "white")
+                       facecolors=run.colors[name] if filled else "white",
+                       marker="s" if t["status"] == "stopped_patience" else "o")
         if not trials:
             ax.text(0.01, y, "every trial failed", transform=ax.get_yaxis_transform(), va="center", color="#d62728")
     nfail = {n: sum(t["status"] == "error" for t in run.trials if t["strategy"] == n) for n in names}
@@ -294,10 +302,14 @@ def plot_scores(run: Run):
     ax.set_xlabel(f"best {run.metric} of the trial ({run.better} is better)")
     ax.grid(axis="y", visible=False)
     ax.scatter([], [], s=40, c="grey", label="completed")
-    ax.scatter([], [], s=40, facecolors="white", edgecolors="grey", linewidths=1.5, label="stopped early")
+    ax.scatter([], [], s=40, facecolors="white", edgecolors="grey", linewidths=1.5, label="stopped early (scheduler)")
+    if any(t["status"] == "stopped_patience" for t in run.trials):
+        ax.scatter([], [], s=40, marker="s", facecolors="white", edgecolors="grey", linewidths=1.5,
+                   label="stopped by patience")
     ax.legend(loc="lower right" if run.mode == "max" else "lower left", fontsize=8, framealpha=0.9)
     caption = (f"One dot per trial at its best {run.metric} ({run.better} is better), boxes over each strategy's "
-               "trials; filled = ran all epochs, hollow = stopped early by the scheduler. "
+               "trials; filled = ran all epochs, hollow circle = stopped early by the scheduler, hollow square = "
+               "ended by patience (no better score for training.patience epochs). "
                + (f"{failed} failed trial{'s' if failed != 1 else ''} not shown (counted under each name)."
                   if failed else "No trial failed."))
     return fig, caption
@@ -335,7 +347,7 @@ def plot_curves(run: Run):
     ax.legend(handles=handles, fontsize=8, loc="best", framealpha=0.9)
     caption = (f"Validation {run.metric} after each epoch of the {CURVES_PER_STRATEGY} best trials of each strategy "
                f"({run.better} is better); thick line = the strategy's best trial, thin = the runners-up; "
-               "a line that ends early is a trial the scheduler stopped.")
+               "a line that ends early is a trial the scheduler stopped, or one that ended by patience.")
     return fig, caption
 
 
@@ -433,7 +445,7 @@ def plot_rungs(run: Run):
     for ax, name in zip(axes, names):
         trials = [t for t in run.trials if t["strategy"] == name]
         bottom = [0] * len(xs)
-        for status in ("stopped_early", "completed", "error"):
+        for status in ("stopped_early", "stopped_patience", "completed", "error"):
             counts = [sum(t["status"] == status and int(t["epochs_run"] or 0) == x for t in trials) for x in xs]
             ax.bar(xs, counts, bottom=bottom, color=STATUS_COLORS[status], width=0.7)
             bottom = [b + c for b, c in zip(bottom, counts)]
@@ -451,11 +463,14 @@ def plot_rungs(run: Run):
     for ax in axes[(nrows - 1) * cols:]:
         ax.set_xlabel("epochs run")
     fig.legend(handles=[Patch(color=STATUS_COLORS[s], label=STATUS_LABELS[s]) for s in STATUS_COLORS],
-               loc="upper center", ncol=3, fontsize=8, frameon=False, bbox_to_anchor=(0.5, 1.0))
+               loc="upper center", ncol=len(STATUS_COLORS), fontsize=8, frameon=False, bbox_to_anchor=(0.5, 1.0))
     fig.tight_layout(rect=(0, 0, 1, 0.94))
     stopped = sum(t["status"] == "stopped_early" for t in run.trials)
+    patience = sum(t["status"] == "stopped_patience" for t in run.trials)
     caption = (f"For each strategy, how many trials ended after each number of epochs: orange = stopped early "
-               f"by the scheduler at that rung ({stopped} in all), green = ran every epoch, red = failed.")
+               f"by the scheduler at that rung ({stopped} in all), purple = ended by itself after "
+               f"training.patience epochs without a better score ({patience} in all), green = ran every epoch, "
+               "red = failed.")
     return fig, caption
 
 

@@ -10,18 +10,21 @@ import json
 import math
 import os
 from pathlib import Path
+from typing import Optional
 
 from raytune_ft.hparams import HParams
 
 HPARAM_COLUMNS = list(HParams.model_fields)
-STATUSES = ("completed", "stopped_early", "error")
+# stopped_early: by the scheduler (ASHA, HyperBand, median); stopped_patience: by training.patience
+STATUSES = ("completed", "stopped_early", "stopped_patience", "error")
 
 
 def trial_row(*, job: str, run_id: str, trial_id: str, strategy: dict, status: str, history: list[dict],
-              metric: str, mode: str, wall_seconds: float, error: str = "", resumes: int = 0) -> dict:
+              metric: str, mode: str, wall_seconds: float, error: str = "", resumes: int = 0,
+              seed: Optional[int] = None) -> dict:
     """One trials.parquet row from a trial's per-epoch metrics."""
     knobs = {k: v for k, v in strategy.items() if k not in ("name", "hparams")}
-    row = {"job": job, "run_id": run_id, "trial_id": trial_id, "strategy": strategy["name"]}
+    row = {"job": job, "run_id": run_id, "trial_id": trial_id, "strategy": strategy["name"], "seed": seed}
     row.update({k: strategy["hparams"].get(k) for k in HPARAM_COLUMNS})
     row.update({f"{strategy['name']}.{k}": _cell(v) for k, v in knobs.items()})
     sign = 1 if mode == "max" else -1
@@ -97,6 +100,7 @@ def strategy_rows(trials: list[dict], mode: str) -> list[dict]:
             "trials": len(group),
             "completed": sum(t["status"] == "completed" for t in group),
             "stopped_early": sum(t["status"] == "stopped_early" for t in group),
+            "stopped_patience": sum(t["status"] == "stopped_patience" for t in group),
             "errored": sum(t["status"] == "error" for t in group),
             "best_score": best["score"] if best else None,
             "mean_score": mean,

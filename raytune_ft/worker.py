@@ -415,10 +415,12 @@ def _train(config: dict, report: Optional[Callable[[dict], None]]) -> list[dict]
             storage.sync_up(trial_dir)  # to the run's URI, when it mirrors to one
         metrics["checkpoint_seconds"] = time.perf_counter() - save_start  # best + resumable state
         accelerator.wait_for_everyone()  # no worker reports an epoch before its checkpoint is complete
-        report(metrics)
         patience = training.get("patience")
-        if patience and epoch - best_epoch >= patience:
-            break  # no better validation score for `patience` epochs
+        if patience and epoch - best_epoch >= patience and epoch < training["epochs"]:
+            metrics["stop_reason"] = "patience"  # no better validation score for `patience` epochs: the last
+        report(metrics)  # report says why, so the sweep tells this stop from the scheduler's
+        if metrics.get("stop_reason"):
+            break
     return history
 
 

@@ -140,7 +140,7 @@ def text_of(page_path) -> str:
 def test_a_strategy_whose_trials_all_failed(tmp_path, monkeypatch):
     trials = TRIALS + [("t8", "ia3", "error", (), {}), ("t9", "ia3", "error", (), {})]
     page = text_of(write_report(make_run(tmp_path / "run", trials, monkeypatch=monkeypatch)))
-    assert "ia3" in page and "0 / 0 / 2" in page and page.count("t8") == 1
+    assert "ia3" in page and "0 / 0 / 0 / 2" in page and page.count("t8") == 1
     assert (tmp_path / "run" / "report" / "scores.png").exists()
 
 
