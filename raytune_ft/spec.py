@@ -88,7 +88,7 @@ class SchedulerSpec(Strict):
 class SearchSpec(Strict):
     algorithm: Literal["random", "grid", "optuna"] = Field(
         "random", description="random: num_samples draws per strategy; grid: every grid/choice combination; "
-        "optuna: TPE over strategy and hyperparameters together")
+        "optuna: one TPE study per strategy, each given num_samples trials")
     num_samples: int = Field(
         4, ge=1, le=MAX_SAMPLES, description="trials per strategy (random, optuna); repeats of the grid (grid). "
         f"At most {MAX_SAMPLES:,}: every trial is a Tune trial with its own folder, state and table row, all "
