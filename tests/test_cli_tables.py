@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 
 import yaml
+from PIL import Image
 from typer.testing import CliRunner
 
 from raytune_ft.cli import app
@@ -52,6 +53,8 @@ def test_init_writes_specs_that_validate_once_data_exists(tmp_path, monkeypatch)
     assert runner.invoke(app, ["init", "--output", "t.yaml"]).exit_code == 2  # no overwrite
     assert runner.invoke(app, ["init", "--output", "v.yaml"]).exit_code == 0
     for split in ("train", "val"):
-        (tmp_path / "data" / split / "a").mkdir(parents=True)
+        for label in ("a", "b"):  # validate reads train's class folders: 2 classes with images
+            (tmp_path / "data" / split / label).mkdir(parents=True)
+            Image.new("RGB", (8, 8), (10, 200, 30)).save(tmp_path / "data" / split / label / "0.png")
     out = runner.invoke(app, ["validate", "v.yaml"])
     assert out.exit_code == 0, out.output
