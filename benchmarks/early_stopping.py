@@ -21,8 +21,8 @@ def sweep(scheduler: dict, num_samples: int, work: Path):
     import ray
     import yaml
 
-    from raytune_ft.driver import run_sweep
-    from raytune_ft.results import read_table
+    from raytune_ft.sweep.run import run_sweep
+    from raytune_ft.results.tables import read_table
     from raytune_ft.spec import parse_job
 
     spec = yaml.safe_load((ROOT / "jobs" / "quickstart.yaml").read_text())

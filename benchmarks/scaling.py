@@ -44,7 +44,7 @@ def job(trials: int, concurrent: int):
 def sweep(trials: int, concurrent: int, work: Path) -> dict:
     import ray
 
-    from raytune_ft.driver import run_sweep
+    from raytune_ft.sweep.run import run_sweep
 
     lines = []
     t = time.perf_counter()

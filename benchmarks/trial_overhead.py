@@ -27,7 +27,7 @@ from _bench import ROOT, publish  # noqa: E402  (puts the repository on sys.path
 
 SUB = """
 import json, sys
-from raytune_ft.worker import train_trial
+from raytune_ft.train.loop import train_trial
 config = json.load(open(sys.argv[1]))
 config["trial_dir"] = sys.argv[2]
 history = train_trial(config, report=lambda m: None)
@@ -57,10 +57,12 @@ def main() -> None:
     import yaml
 
     from raytune_ft.data import load_split, prepare_data
-    from raytune_ft.driver import init_ray, run_sweep
-    from raytune_ft.results import read_table
+    from raytune_ft.sweep.ray_setup import init_ray
+    from raytune_ft.sweep.run import run_sweep
+    from raytune_ft.results.tables import read_table
     from raytune_ft.spec import load_job, parse_job
-    from raytune_ft.worker import train_trial, trial_config
+    from raytune_ft.train.loop import train_trial
+    from raytune_ft.train.config import trial_config
 
     spec = yaml.safe_load((ROOT / "jobs" / "quickstart.yaml").read_text())
     spec["strategies"] = [{"name": args.strategy, "hparams": {"lr": 1e-3}}]

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from raytune_ft.space import Searchable
+from raytune_ft.searchable import Searchable
 
 
 class HParams(BaseModel):

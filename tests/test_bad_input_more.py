@@ -26,7 +26,7 @@ from tests.test_bad_input import _csvs, _png, invoke
 def no_ray(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("Ray would start: the job was not refused before Ray")
-    monkeypatch.setattr("raytune_ft.driver.init_ray", refuse)
+    monkeypatch.setattr("raytune_ft.sweep.run.init_ray", refuse)
 
 
 def _table(path: Path, rows, sep: str = ",") -> Path:
@@ -116,7 +116,9 @@ def test_a_forward_pass_in_preflight_catches_what_the_config_does_not_say(tiny_b
 
 def test_a_shape_error_in_a_trial_is_not_retried(tiny_bert, tmp_path):
     """Past pre-flight (train_trial called directly), a shape RuntimeError is marked as one that would repeat."""
-    from raytune_ft.worker import FAILED_FILE, train_trial, trial_config
+    from raytune_ft.train.failures import FAILED_FILE
+    from raytune_ft.train.loop import train_trial
+    from raytune_ft.train.config import trial_config
 
     spec = text_spec(tiny_bert, _csvs(tmp_path))
     spec["model"]["max_length"] = 100
@@ -129,7 +131,7 @@ def test_a_shape_error_in_a_trial_is_not_retried(tiny_bert, tmp_path):
     assert json.loads((tmp_path / "trial" / FAILED_FILE).read_text())["type"] == "RuntimeError"
     with pytest.raises(RuntimeError, match="raised again at once"):  # a restarted worker group: no second epoch
         train_trial(config, report=lambda m: None)
-    from raytune_ft.worker import would_repeat
+    from raytune_ft.train.failures import would_repeat
 
     assert would_repeat(first.value) and not would_repeat(RuntimeError("NCCL communicator was aborted on rank 1"))
 
@@ -157,7 +159,7 @@ def test_a_trial_this_machine_cannot_hold_is_refused_before_ray(tmp_path, resnet
 
 
 def test_a_cluster_that_cannot_hold_a_trial(resnet_weights):
-    from raytune_ft.driver import DRIVER_RESOURCE, concurrency
+    from raytune_ft.sweep.ray_setup import DRIVER_RESOURCE, concurrency
 
     job = parse_job(vision_spec(resnet_weights, resources={"gpus_per_worker": 1}))
     with pytest.raises(InputError, match=r"a trial needs 1 CPU\(s\) and 1 GPU\(s\) but the cluster has 4 CPU\(s\), "
@@ -249,7 +251,7 @@ def test_resume_works_from_another_folder(tiny_bert, tmp_path, monkeypatch):
             prepare_data(job, run_dir.resolve() / "data")
             raise DriverDied()
         return [{"status": "completed"}]
-    monkeypatch.setattr("raytune_ft.driver.run_sweep", sweep)
+    monkeypatch.setattr("raytune_ft.sweep.run.run_sweep", sweep)
     monkeypatch.chdir(project)
     result = CliRunner().invoke(app, ["run", "job.yaml", "--run-dir", "runs/r"])
     assert isinstance(result.exception, DriverDied) and load_meta(project / "runs" / "r" / "data")["classes"]

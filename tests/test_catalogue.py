@@ -7,10 +7,13 @@ import torch
 
 from raytune_ft.data import prepare_data
 from raytune_ft.models import build_model
-from raytune_ft.optim import build_optimizer, set_scales, trainable_now
+from raytune_ft.train.optim import build_optimizer, set_scales, trainable_now
 from raytune_ft.spec import parse_job
 from raytune_ft.strategies import STRATEGIES, get_strategy
-from raytune_ft.worker import class_weights, load_trial_model, train_trial, trial_config
+from raytune_ft.train.loop import train_trial
+from raytune_ft.train.recipe import class_weights
+from raytune_ft.train.model import load_trial_model
+from raytune_ft.train.config import trial_config
 from tests.conftest import text_spec, vision_spec
 
 HP = {"lr": 1e-2, "weight_decay": 0.0, "batch_size": 16, "warmup_ratio": 0.0, "label_smoothing": 0.0,
@@ -70,7 +73,7 @@ def test_every_strategy_trains_reports_and_reloads(jobs, family, strategy, tmp_p
         pytest.skip("not for a CNN (refused at validate time / no Linear layer: see the two tests below)")
     job, root = jobs[family]
     config = trial_config(job, root / "data", tmp_path / "t", {"name": strategy, **KNOBS[strategy]}, HP)
-    config["training"]["epochs"] = 2
+    config = config.with_training(epochs=2)
     history = train_trial(config, report=lambda m: None)
     assert len(history) == 2 and all(0 <= m["val_accuracy"] <= 1 for m in history)
     assert 0 < history[-1]["trainable_params"] <= history[-1]["total_params"]
@@ -183,7 +186,7 @@ def test_l2sp_holds_backbone_weights_near_the_start(jobs, tmp_path):
 
     def drift(l2sp, name):
         config = trial_config(job, root / "data", tmp_path / name, {"name": "full"}, {**HP, "lr": 3e-2, "l2sp": l2sp})
-        config["training"].update(epochs=1, optimizer="sgd")
+        config = config.with_training(epochs=1, optimizer="sgd")
         train_trial(config, report=lambda m: None)
         model, _ = load_trial_model(tmp_path / name)
         return sum(float(((p - start[n]) ** 2).sum()) for n, p in model.backbone.state_dict().items()
@@ -198,7 +201,7 @@ def test_class_weights_and_options_reach_the_loop(jobs, tmp_path):
     # lr 1e-3: at 1e-2 this randomly initialised ResNet's BatchNorm statistics blow up (val_loss ~1e5
     # after epoch 1, accuracy at chance) and the test would check nothing about learning
     config = trial_config(job, root / "data", tmp_path / "t", {"name": "full"}, {**HP, "lr": 1e-3})
-    config["training"].update(epochs=3, schedule="step", class_weighted_loss=True, patience=1,
+    config = config.with_training(epochs=3, schedule="step", class_weighted_loss=True, patience=1,
                               augment={"random_resized_crop": True, "hflip": True, "color_jitter": 0.2})
     history = train_trial(config, report=lambda m: None)
     scores = [m["val_accuracy"] for m in history]
@@ -236,7 +239,7 @@ def test_adalora_adds_its_orthogonal_regulariser_to_the_loss(jobs, tmp_path, mon
     monkeypatch.setattr(AdaLora, "penalty", lambda self, m: calls.append(1) or original(self, m))
     job, root = jobs["text"]
     config = trial_config(job, root / "data", tmp_path / "t", {"name": "adalora", **KNOBS["adalora"]}, HP)
-    config["training"]["epochs"] = 1
+    config = config.with_training(epochs=1)
     train_trial(config, report=lambda m: None)
     assert len(calls) == 48 // HP["batch_size"]  # once per training step
 
@@ -250,7 +253,7 @@ def test_an_adalora_trial_resumes_after_its_rank_budget_was_reallocated(jobs, tm
     rank pattern and the allocator's statistics are part of it."""
     job, root = jobs["text"]
     config = trial_config(job, root / "data", tmp_path / "t", {"name": "adalora", **KNOBS["adalora"]}, HP)
-    config["training"]["epochs"] = 5
+    config = config.with_training(epochs=5)
 
     def die_after_4(m):
         if m["epoch"] == 4:
@@ -297,18 +300,18 @@ def test_the_lr_column_is_the_heads_rate(jobs, tmp_path):
     (the stem's group, frozen until last)."""
     job, root = jobs["vision"]
     config = trial_config(job, root / "data", tmp_path / "t", {"name": "gradual_unfreeze", **KNOBS["gradual_unfreeze"]}, HP)
-    config["training"].update(epochs=2, schedule="constant")
+    config = config.with_training(epochs=2, schedule="constant")
     history = train_trial(config, report=lambda m: None)
     assert history[0]["lr"] == pytest.approx(HP["lr"]) and history[0]["lr_scales"]["stem"] == 0.0
 
 
 def test_a_reloaded_model_scores_what_it_scored_in_validation_under_mixed_precision(jobs, tmp_path):
     """Validation runs under autocast (bf16 here, on CPU); the test split and the reload must too."""
-    from raytune_ft.evaluate import evaluate_trial
+    from raytune_ft.results.evaluation import evaluate_trial
 
     job, root = jobs["text"]  # bf16 matrix products (bf16 convolutions are slow on a CPU)
     config = trial_config(job, root / "data", tmp_path / "t", {"name": "full"}, HP)
-    config["training"].update(epochs=2, mixed_precision="bf16")
+    config = config.with_training(epochs=2, mixed_precision="bf16")
     history = train_trial(config, report=lambda m: None)
     best = history[history[-1]["best_epoch"] - 1]
     again = evaluate_trial(tmp_path / "t", root / "data", split="validation")

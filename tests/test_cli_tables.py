@@ -8,7 +8,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from raytune_ft.cli import app
-from raytune_ft.results import strategy_rows, write_table
+from raytune_ft.results.tables import strategy_rows, write_table
 from tests.test_metrics_results import epochs, row
 
 runner = CliRunner()

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from raytune_ft import storage
-from raytune_ft.cluster import submission
+from raytune_ft.cluster import storage
+from raytune_ft.cluster.client import submission
 from tests.conftest import ROOT, vision_spec
 
 # --------------------------------------------------------------------------- storage (file:// URIs)
@@ -101,7 +101,7 @@ def test_submission_ships_the_project_and_the_spec(tmp_path):
     spec = tmp_path / "job.yaml"
     spec.write_text("name: x\n")
     outside = submission(spec, "r2", "s3://bucket/runs", project=ROOT)
-    assert outside["entrypoint"] == ("python -m raytune_ft.cluster --run-dir /tmp/raytune_ft_runs/r2 "
+    assert outside["entrypoint"] == ("python -m raytune_ft.cluster.client --run-dir /tmp/raytune_ft_runs/r2 "
                                      "--storage-uri s3://bucket/runs/r2")
     env = outside["runtime_env"]["env_vars"]
     assert env["RAYTUNE_FT_SPEC_YAML"] == "name: x\n"
@@ -258,7 +258,7 @@ class LocalCluster:
     def api(self, path: str) -> dict:
         import requests
 
-        from raytune_ft.cluster import auth_headers
+        from raytune_ft.cluster.client import auth_headers
 
         r = requests.get(f"{self.address}{path}", headers=auth_headers(), timeout=30)
         r.raise_for_status()
@@ -382,8 +382,8 @@ def _write_spec(tmp: Path, weights: Path, name: str, epochs: int, samples: int, 
 
 @pytest.mark.ray
 def test_submitted_job_runs_trials_on_both_nodes(ray_cluster, resnet_weights, tmp_path):
-    from raytune_ft import cluster
-    from raytune_ft.results import read_table
+    from raytune_ft.cluster import client as cluster
+    from raytune_ft.results.tables import read_table
 
     # Everything of this cluster serves on loopback only.
     listening = ray_cluster.listeners()
@@ -410,7 +410,7 @@ def test_submitted_job_runs_trials_on_both_nodes(ray_cluster, resnet_weights, tm
     assert sorted(t["strategy"] for t in trials) == ["feature_extraction", "full"]
     assert all(t["status"] == "completed" and t["epochs_run"] == 1 for t in trials), [t["error"] for t in trials]
     assert {r["strategy"] for r in read_table(run_dir / "strategies.parquet")} == {"full", "feature_extraction"}
-    assert all((run_dir / "trials" / t["trial_id"] / "best").is_dir() for t in trials)
+    assert all(Path(t["checkpoint_path"]).is_dir() for t in trials)  # kept by Ray Train on the shared path
 
     # One Train worker per trial, one CPU per node: the two trials' workers ran on the two nodes.
     nodes = {n["node_id"] for n in ray_cluster.nodes()}
@@ -428,7 +428,7 @@ def test_submitted_job_runs_trials_on_both_nodes(ray_cluster, resnet_weights, tm
 
 @pytest.mark.ray
 def test_stop_ends_a_running_job_and_frees_the_cluster(ray_cluster, resnet_weights, tmp_path):
-    from raytune_ft import cluster
+    from raytune_ft.cluster import client as cluster
 
     spec = _write_spec(tmp_path, resnet_weights, "long", epochs=200, samples=4,
                        strategies=[{"name": "full"}, {"name": "feature_extraction"}])

@@ -8,7 +8,7 @@ import time
 import pytest
 import yaml
 
-from raytune_ft.results import read_table
+from raytune_ft.results.tables import read_table
 from raytune_ft.spec import parse_job
 from tests.conftest import text_spec, vision_spec
 
@@ -36,8 +36,9 @@ def trial_actors() -> list[str]:
 
 def test_asha_sweep_finishes_and_frees_everything(resnet_weights, tmp_path, ray_session):
     """9 trials, ASHA stops most of them; on 2 CPUs every trial still gets its worker and nothing leaks."""
-    from raytune_ft.driver import live_placement_groups, run_sweep
-    from raytune_ft.worker import load_trial_model
+    from raytune_ft.sweep.ray_setup import live_placement_groups
+    from raytune_ft.sweep.run import run_sweep
+    from raytune_ft.train.model import load_trial_model
 
     spec = vision_spec(resnet_weights, training={"epochs": 3})
     spec["strategies"][2]["r"] = {"choice": [2, 4]}
@@ -74,8 +75,9 @@ def test_asha_sweep_finishes_and_frees_everything(resnet_weights, tmp_path, ray_
     winner = table[0]
     best_trial = next(t for t in trials if t["trial_id"] == winner["best_trial_id"])
     assert best_trial["score"] == winner["best_score"]
-    model, config = load_trial_model(tmp_path / "run" / "trials" / winner["best_trial_id"])
-    assert config["strategy"]["name"] == winner["strategy"]
+    best = next(t for t in trials if t["trial_id"] == winner["best_trial_id"])
+    model, config = load_trial_model(best["checkpoint_path"])  # where Ray Train keeps it
+    assert config.strategy["name"] == winner["strategy"]
     assert any("stopped early" in line for line in lines)
 
     # Nothing of ours is left: no placement group, every CPU free again, and (give Ray's cleaners a
@@ -170,7 +172,7 @@ def test_bad_data_fails_before_ray_starts(tiny_bert, text_csvs, tmp_path):
 
 def test_every_strategy_on_local_ray(tiny_bert, text_csvs, tmp_path, ray_session):
     """The whole catalogue on a tiny BERT, one trial each, then the test-split reports."""
-    from raytune_ft.driver import run_sweep
+    from raytune_ft.sweep.run import run_sweep
     from raytune_ft.strategies import STRATEGIES
 
     spec = text_spec(tiny_bert, text_csvs, training={"epochs": 2})
@@ -191,7 +193,7 @@ def test_every_strategy_on_local_ray(tiny_bert, text_csvs, tmp_path, ray_session
 
 def test_two_workers_per_trial(tiny_bert, text_csvs, tmp_path, ray_session):
     """Data-parallel trial (2 Train workers, DDP over gloo) with gradual unfreezing."""
-    from raytune_ft.driver import run_sweep
+    from raytune_ft.sweep.run import run_sweep
 
     spec = text_spec(tiny_bert, text_csvs, training={"epochs": 2},
                      resources={"workers_per_trial": 2, "cpus_per_worker": 1})
@@ -206,7 +208,7 @@ def test_two_workers_per_trial(tiny_bert, text_csvs, tmp_path, ray_session):
 
 def test_a_worker_that_dies_goes_on_from_its_last_epoch(resnet_weights, tmp_path, ray_session, monkeypatch):
     """Ray Train starts the dead worker group again; the trial goes on from epoch 2, not from scratch."""
-    from raytune_ft.driver import run_sweep
+    from raytune_ft.sweep.run import run_sweep
 
     monkeypatch.setenv("RAYTUNE_FT_INJECT_FAULT", "full:exit_once")  # os._exit at epoch 2, first time only
     spec = vision_spec(resnet_weights, training={"epochs": 3})

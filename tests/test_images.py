@@ -17,7 +17,7 @@ from PIL import Image
 
 from raytune_ft.data import load_meta, load_split, prepare_data
 from raytune_ft.spec import parse_job
-from raytune_ft.worker import _to_inputs
+from raytune_ft.train.evaluate import model_inputs
 from tests.conftest import vision_spec
 
 ATOL = 1e-5
@@ -54,7 +54,7 @@ def what_the_model_sees(model: dict, tmp_path, resnet_weights):
                              "validation": str(tmp_path / "photos")})
     prepare_data(parse_job(spec), tmp_path / "data")
     batch = load_split(tmp_path / "data", "validation")
-    seen = _to_inputs(batch, load_meta(tmp_path / "data"), torch.device("cpu"))["pixel_values"]
+    seen = model_inputs(batch, load_meta(tmp_path / "data"), torch.device("cpu"))["pixel_values"]
     return images, seen
 
 
@@ -158,5 +158,5 @@ def test_data_prepared_before_the_recipe_was_recorded_are_not_cropped():
     meta = {"mean": [0.5] * 3, "std": [0.25] * 3}
     recipe = ImageRecipe.from_meta(meta, pixels.shape[-1])
     assert (recipe.crop_size, recipe.resize_size) == (16, 16)
-    torch.testing.assert_close(_to_inputs({"pixel_values": pixels}, meta, torch.device("cpu"))["pixel_values"],
+    torch.testing.assert_close(model_inputs({"pixel_values": pixels}, meta, torch.device("cpu"))["pixel_values"],
                                (pixels.float() / 255 - 0.5) / 0.25)

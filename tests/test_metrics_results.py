@@ -7,8 +7,8 @@ import pytest
 import torch
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
 
-from raytune_ft.metrics import classification_metrics
-from raytune_ft.results import read_table, strategy_rows, trial_row, write_table
+from raytune_ft.train.metrics import classification_metrics
+from raytune_ft.results.tables import read_table, strategy_rows, trial_row, write_table
 
 
 @pytest.mark.parametrize("seed", range(5))

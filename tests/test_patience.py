@@ -7,9 +7,10 @@ import re
 import pytest
 
 from raytune_ft.data import prepare_data
-from raytune_ft.results import read_table, strategy_rows, write_table
+from raytune_ft.results.tables import read_table, strategy_rows, write_table
 from raytune_ft.spec import parse_job
-from raytune_ft.worker import train_trial, trial_config
+from raytune_ft.train.loop import train_trial
+from raytune_ft.train.config import trial_config
 from tests.conftest import vision_spec
 from tests.test_metrics_results import epochs, row
 
@@ -27,7 +28,7 @@ def test_the_worker_marks_the_report_of_a_patience_stop(vision_job, tmp_path):
     """lr 0 on a frozen backbone: the score never improves after epoch 1, so patience 1 ends it at epoch 2 of 4."""
     config = trial_config(vision_job, tmp_path / "data", tmp_path / "a", {"name": "feature_extraction"},
                           {**HP, "lr": 0.0})
-    config["training"].update(epochs=4, patience=1)
+    config = config.with_training(epochs=4, patience=1)
     reports = []
     history = train_trial(config, report=reports.append)
     assert [m["epoch"] for m in reports] == [1, 2] and len(history) == 2
@@ -35,7 +36,7 @@ def test_the_worker_marks_the_report_of_a_patience_stop(vision_job, tmp_path):
     # patience running out at the last epoch is no stop: the trial ran every epoch
     config = trial_config(vision_job, tmp_path / "data", tmp_path / "b", {"name": "feature_extraction"},
                           {**HP, "lr": 0.0})
-    config["training"].update(epochs=3, patience=2)
+    config = config.with_training(epochs=3, patience=2)
     reports = []
     train_trial(config, report=reports.append)
     assert [m["epoch"] for m in reports] == [1, 2, 3] and not any("stop_reason" in m for m in reports)
@@ -64,7 +65,7 @@ def test_leaderboard_counts_patience_stops_apart(tmp_path, capsys):
 
 
 def test_report_tells_patience_stops_from_the_schedulers(tmp_path):
-    from raytune_ft.report import write_report
+    from raytune_ft.results.report import write_report
     from tests.test_report import TRIALS, make_run
 
     run = make_run(tmp_path / "run", TRIALS + [("t8", "lora", "stopped_patience", (0.3, 0.5, 0.45), {"r": 4})],

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import io
 
-from raytune_ft.driver import TrialRecord
-from raytune_ft.progress import render, snapshot, summary_line
+from raytune_ft.sweep.records import TrialRecord
+from raytune_ft.results.progress import render, snapshot, summary_line
 
 
 def rec(name, status, scores, wall, started=0.0):

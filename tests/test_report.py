@@ -11,10 +11,10 @@ import pytest
 import yaml
 from PIL import Image
 
-from raytune_ft import evaluate
+from raytune_ft.results import evaluation as evaluate
 from raytune_ft.hparams import HParams
-from raytune_ft.report import pareto, write_report
-from raytune_ft.results import epoch_rows, read_table, strategy_rows, trial_row, write_table
+from raytune_ft.results.report import pareto, write_report
+from raytune_ft.results.tables import epoch_rows, read_table, strategy_rows, trial_row, write_table
 
 FIGURES = ("scores", "curves", "frontier", "rungs", "confusion")
 SECTIONS = ("leaderboard", "scores", "curves", "frontier", "rungs", "configs", "confusion", "failures")
@@ -85,10 +85,7 @@ def write_test_reports(run_dir, monkeypatch):
     (run_dir / "data").mkdir()
     (run_dir / "data" / "test.pt").write_bytes(b"")
     table = read_table(run_dir / "strategies.parquet")
-    for row in table:
-        if row["best_trial_id"]:
-            (run_dir / "trials" / row["best_trial_id"] / "best").mkdir(parents=True)
-    reports = evaluate.evaluate_best_trials(run_dir, table, printer=print)
+    reports = evaluate.evaluate_best_trials(run_dir, table, read_table(run_dir / "trials.parquet"), printer=print)
     for row in table:
         r = reports.get(row["strategy"], {})
         row.update(test_accuracy=r.get("accuracy"), test_f1=r.get("f1"), test_loss=r.get("loss"))

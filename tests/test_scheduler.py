@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from raytune_ft.driver import make_scheduler
+from raytune_ft.sweep.schedulers import make_scheduler
 from raytune_ft.spec import parse_job
 from tests.conftest import vision_spec
 

@@ -11,7 +11,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from raytune_ft.results import read_table
+from raytune_ft.results.tables import read_table
 from raytune_ft.spec import parse_job
 from tests.conftest import vision_spec
 
@@ -28,7 +28,7 @@ def job_of(resnet_weights, algorithm="random", num_samples=3, strategies=STRATEG
 def experiment(job, tmp_path, num_samples):
     from ray.tune.experiment import Experiment
 
-    from raytune_ft.driver import tune_param_space
+    from raytune_ft.sweep.space import tune_param_space
 
     space = tune_param_space(job) if job.search.algorithm != "optuna" else {}
     return Experiment("t", lambda config: None, config=space, num_samples=num_samples, storage_path=str(tmp_path))
@@ -36,7 +36,7 @@ def experiment(job, tmp_path, num_samples):
 
 def search_alg(job, tmp_path, n_concurrent=100):
     """The search algorithm the driver gives Tune for this job, with its experiment added as Tune does."""
-    from raytune_ft.search import make_search
+    from raytune_ft.sweep.search import make_search
 
     alg, num_samples = make_search(job, n_concurrent)
     alg.add_configurations([experiment(job, tmp_path, num_samples)])
@@ -147,11 +147,13 @@ def fake_trial(tid, name, seed):
 
 
 def test_tables_record_each_trials_seed_and_patience_stops(resnet_weights, tmp_path):
-    from raytune_ft.driver import _make_callback, load_sweep_state
+    from raytune_ft.layout import RunLayout
+    from raytune_ft.sweep.callback import SweepCallback
+    from raytune_ft.sweep.records import load_sweep_state
 
     job = job_of(resnet_weights, epochs=4)
     lines = []
-    cb = _make_callback(job, "r", tmp_path, lines.append)
+    cb = SweepCallback(job, RunLayout(tmp_path), lines.append)
     ends = {"a": (11, [0.5, 0.6, 0.7, 0.8], None), "b": (22, [0.5], None), "c": (33, [0.5, 0.5], "patience")}
     for tid, (seed, accs, reason) in ends.items():
         trial = fake_trial(tid, "full", seed)
@@ -179,7 +181,7 @@ def test_tables_record_each_trials_seed_and_patience_stops(resnet_weights, tmp_p
 
 
 def test_distinct_points_of_a_strategys_space(resnet_weights):
-    from raytune_ft.search_checks import distinct_points
+    from raytune_ft.sweep.checks import distinct_points
 
     job = job_of(resnet_weights, strategies=[
         {"name": "full"},
@@ -221,7 +223,7 @@ def test_validate_and_run_warn_when_a_space_has_fewer_points_than_num_samples(re
 
 
 def test_grid_repeats_are_named_as_such(resnet_weights):
-    from raytune_ft.search_checks import repeat_warnings
+    from raytune_ft.sweep.checks import repeat_warnings
 
     job = job_of(resnet_weights, "grid", num_samples=3, batch_size={"grid": [16, 32]},
                  strategies=[{"name": "full"}, {"name": "lora", "r": {"choice": [2, 4]}}])

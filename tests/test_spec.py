@@ -8,7 +8,7 @@ import yaml
 from typer.testing import CliRunner
 
 from raytune_ft.cli import app
-from raytune_ft.space import Sampler
+from raytune_ft.searchable import Sampler
 from raytune_ft.spec import SpecError, load_job, parse_job
 from tests.conftest import ROOT, text_spec, vision_spec
 

@@ -70,7 +70,7 @@ def test_param_groups_skip_decay_on_biases_and_norms(resnet_weights):
     config = parse_job(vision_spec(resnet_weights)).model
     strategy = get_strategy("full")
     model = strategy.apply(build_model(config, 3), {})
-    from raytune_ft.optim import build_optimizer
+    from raytune_ft.train.optim import build_optimizer
 
     hp = {"lr": 0.1, "weight_decay": 0.05}
     groups = build_optimizer(model, strategy, {}, hp, {"optimizer": "adamw"}).param_groups

@@ -6,8 +6,10 @@ import torch
 
 from raytune_ft.data import prepare_data
 from raytune_ft.spec import parse_job
-from raytune_ft.optim import lr_schedule
-from raytune_ft.worker import load_trial_model, train_trial, trial_config
+from raytune_ft.train.optim import lr_schedule
+from raytune_ft.train.model import load_trial_model
+from raytune_ft.train.loop import train_trial
+from raytune_ft.train.config import trial_config
 from tests.conftest import text_spec, vision_spec
 
 HP = {"lr": 3e-3, "weight_decay": 0.01, "batch_size": 16, "warmup_ratio": 0.1, "label_smoothing": 0.1}
@@ -37,14 +39,14 @@ def test_vision_trial_reports_each_epoch_and_reloads(vision_job, tmp_path):
         assert m["samples_per_sec"] > 0 and m["peak_memory_mb"] > 0
     assert "pg_id" not in history[0]  # only under Ray
     model, config = load_trial_model(tmp_path / "t")
-    assert config["strategy"] == {"name": "full"} and len(config["classes"]) == 10
+    assert config.strategy == {"name": "full"} and len(config.classes) == 10
     best = max(history, key=lambda m: m["val_accuracy"])
     from raytune_ft.data import load_meta, load_split
-    from raytune_ft.worker import _to_inputs
+    from raytune_ft.train.evaluate import model_inputs
 
     val, meta = load_split(tmp_path / "data", "validation"), load_meta(tmp_path / "data")
     with torch.no_grad():
-        preds = model(**_to_inputs(val, meta, torch.device("cpu"))).argmax(-1)
+        preds = model(**model_inputs(val, meta, torch.device("cpu"))).argmax(-1)
     assert (preds == val["labels"]).float().mean().item() == pytest.approx(best["val_accuracy"])
 
 
@@ -90,16 +92,16 @@ def test_gradient_accumulation_steps_the_optimizer_less_often(vision_job, tmp_pa
 
 
 def test_nan_loss_stops_the_trial_with_a_reason(vision_job, tmp_path, monkeypatch):
-    import raytune_ft.worker as worker
+    import raytune_ft.train.recipe as recipe
 
-    original = worker._to_inputs
+    original = recipe.model_inputs
 
     def poisoned(batch, meta, device):
         inputs = original(batch, meta, device)
         inputs["pixel_values"] = inputs["pixel_values"] * float("nan")
         return inputs
 
-    monkeypatch.setattr(worker, "_to_inputs", poisoned)
+    monkeypatch.setattr(recipe, "model_inputs", poisoned)
     with pytest.raises(FloatingPointError, match="lower the learning rate"):
         run(vision_job, tmp_path, {"name": "full"})
 
@@ -121,11 +123,11 @@ def test_schedules_shape():
 def test_best_trials_are_evaluated_on_the_test_split(vision_job, tmp_path):
     import json
 
-    from raytune_ft.driver import add_test_metrics
-    from raytune_ft.results import read_table, strategy_rows, trial_row, write_table
+    from raytune_ft.sweep.run import add_test_metrics
+    from raytune_ft.results.tables import read_table, strategy_rows, trial_row, write_table
 
     history, _, config = run(vision_job, tmp_path, {"name": "full"}, name="trials/t1")
-    row = trial_row(job="j", run_id="r", trial_id="t1", strategy={"name": "full", "hparams": config["hparams"]},
+    row = trial_row(job="j", run_id="r", trial_id="t1", strategy={"name": "full", "hparams": config.hparams.model_dump()},
                     status="completed", history=history, metric="val_accuracy", mode="max", wall_seconds=1.0)
     write_table(strategy_rows([row], "max"), tmp_path / "strategies.parquet")
     add_test_metrics(tmp_path, "max", printer=lambda line: None)
@@ -159,7 +161,10 @@ def test_a_trial_started_again_goes_on_from_its_last_epoch(resnet_weights, tmp_p
     after = torch.load(tmp_path / "t" / "last" / "resume.pt", weights_only=True)
     steps_per_epoch = max(adam_steps) / 2
     assert {float(s["step"]) for s in after["optimizer"]["state"].values()} == {max(adam_steps) + steps_per_epoch}
-    assert sorted(p.name for p in (tmp_path / "t").iterdir() if p.name.startswith("last")) == ["last", "last-epoch3"]
+    # one folder per kept checkpoint: the best and the last, nothing else
+    kept = {(tmp_path / "t" / name).resolve().name for name in ("best", "last")}
+    assert sorted(p.name for p in (tmp_path / "t").iterdir() if p.name.startswith("epoch-")) == sorted(kept)
+    assert "epoch-3" in kept
 
     # a finished trial started again only reports its last epoch again; another trial's state is never taken
     assert train_trial(config, report=reports.append)[-1]["epoch"] == 3 and [m["epoch"] for m in reports] == [2, 3, 3]

@@ -13,13 +13,12 @@ from typing import Any, ClassVar, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from raytune_ft.errors import InputError  # noqa: F401  (raised here, caught once in the CLI)
 from raytune_ft.registry import Registry
 
 SPLITS = ("train", "validation", "test")
 
 
-class InputError(ValueError):
-    """Bad input found while reading the data or the model (a file, a row, a column): exit code 2."""
 
 
 _NUMBER_TEXT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
@@ -87,6 +86,14 @@ class DataConfig(BaseModel):
         if repeated:
             raise ValueError(f"{', '.join(map(repr, repeated))} listed more than once: each class once")
         return classes
+
+
+def path_exists(path: Path) -> bool:
+    """Whether path exists; a path the OS cannot even look up (too long, a NUL byte) counts as missing."""
+    try:
+        return path.exists()
+    except (OSError, ValueError):
+        return False
 
 
 def _exists(path: Path, kind: str) -> bool:

@@ -2,7 +2,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from raytune_ft.space import Searchable
+from raytune_ft.searchable import Searchable
 from raytune_ft.strategies.base import StrategyConfig, register_strategy
 from raytune_ft.strategies.blockwise import BlockwiseStrategy
 

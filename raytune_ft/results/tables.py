@@ -53,7 +53,7 @@ def trial_row(*, job: str, run_id: str, trial_id: str, strategy: dict, status: s
         "data_load_seconds": history[0].get("data_load_s") if history else None,
         "samples_per_sec": sum(m["samples_per_sec"] for m in history) / len(history) if history else None,
         "peak_memory_mb": max(m["peak_memory_mb"] for m in history) if history else None,
-        "checkpoint_path": last.get("checkpoint_path") or None,
+        "checkpoint_path": best.get("checkpoint_path") or None,  # the best epoch's: kept by Ray (or locally)
         "resumes": resumes,
         "error_reason": error_reason(error) or None,
         "error": error or None,

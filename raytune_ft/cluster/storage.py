@@ -19,10 +19,11 @@ import threading
 from pathlib import Path
 from typing import Iterable, Optional
 
+from raytune_ft.layout import RESULT_FILES
+
 URI_ENV = "RAYTUNE_FT_STORAGE_URI"
 LOCAL_ENV = "RAYTUNE_FT_LOCAL_RUN_DIR"
 # What `fetch` brings home: the tables, the resolved spec, the test-split reports.
-RESULT_FILES = ("trials.parquet", "strategies.parquet", "epochs.parquet", "job.yaml", "reports")
 
 
 def is_uri(location: str) -> bool:
@@ -148,6 +149,12 @@ def _remote_for(path) -> Optional[str]:
     except ValueError:
         return None
     return join(uri, rel.as_posix()) if rel.parts else uri
+
+
+def ray_storage(path) -> str:
+    """Where Ray keeps what belongs under `path` of the run folder (Train's checkpoints): the run's
+    URI when the job mirrors to one (Ray writes there directly), else the path itself."""
+    return _remote_for(path) or str(Path(path).resolve())
 
 
 def sync_up(path) -> list[str]:

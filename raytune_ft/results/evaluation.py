@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from raytune_ft import storage
+from raytune_ft.layout import RunLayout
 
 
 def per_class_report(cm: list[list[int]], classes: list[str]) -> list[dict]:
@@ -24,44 +24,46 @@ def per_class_report(cm: list[list[int]], classes: list[str]) -> list[dict]:
     return out
 
 
-def evaluate_trial(trial_dir: Path, data_dir: Path, split: str = "test") -> dict:
-    """A trial's best checkpoint on one split, on this process's CPU (or its GPU if it has one),
-    evaluated as the trial validated it: the same loop, batch size and mixed precision."""
+def evaluate_trial(checkpoint, data_dir: Path, split: str = "test") -> dict:
+    """A trial's checkpoint (a folder, a trial folder's best, or a bucket URI) on one split, on this
+    process's CPU (or its GPU if it has one), evaluated as the trial validated it: the same loop,
+    batch size and mixed precision."""
     import torch
 
     from raytune_ft.data import load_meta, load_split
-    from raytune_ft.worker import _TensorDict, evaluate, load_trial_model
+    from raytune_ft.train.evaluate import TensorDict, evaluate
+    from raytune_ft.train.model import load_trial_model
 
-    model, config = load_trial_model(trial_dir)
+    model, config = load_trial_model(checkpoint)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model.to(device)
     meta, data = load_meta(data_dir), load_split(data_dir, split)
-    loader = torch.utils.data.DataLoader(_TensorDict(data), batch_size=config["training"]["eval_batch_size"])
+    loader = torch.utils.data.DataLoader(TensorDict(data), batch_size=config.training.eval_batch_size)
     m = evaluate(model, loader, meta, device, len(meta["classes"]),
-                 mixed_precision=config["training"]["mixed_precision"])
+                 mixed_precision=config.training.mixed_precision)
     return {"accuracy": m["accuracy"], "f1": m["f1"], "loss": m["loss"], "samples": len(data["labels"]),
             "confusion_matrix": m["confusion_matrix"], "classes": meta["classes"],
             "per_class": per_class_report(m["confusion_matrix"], meta["classes"])}
 
 
-def evaluate_best_trials(run_dir: Path, strategies: list[dict], printer=print) -> dict[str, dict]:
-    """{strategy: test metrics} for each strategy whose best trial has a checkpoint."""
-    data_dir = run_dir / "data"
-    if not (data_dir / "test.pt").exists():
+def evaluate_best_trials(run_dir: Path, strategies: list[dict], trials: list[dict], printer=print) -> dict[str, dict]:
+    """{strategy: test metrics} for each strategy whose best trial kept a checkpoint (trials.parquet's
+    checkpoint_path: in the run folder, or where Ray stored it in the run's bucket)."""
+    layout = RunLayout(run_dir)
+    if not (layout.data / "test.pt").exists():
         return {}
+    checkpoints = {t["trial_id"]: t.get("checkpoint_path") for t in trials}
     out = {}
     for row in strategies:
-        trial_dir = run_dir / "trials" / str(row.get("best_trial_id"))
-        if row.get("best_trial_id"):
-            storage.ensure_local(trial_dir / "best")  # a run mirrored to a URI: the worker uploaded it
-        if not row.get("best_trial_id") or not (trial_dir / "best").exists():
+        checkpoint = checkpoints.get(row.get("best_trial_id"))
+        if not checkpoint:
             continue
         try:
-            report = evaluate_trial(trial_dir, data_dir)
+            report = evaluate_trial(checkpoint, layout.data)
         except Exception as e:  # a broken checkpoint must not take the other strategies' reports down
             printer(f"test evaluation of {row['strategy']} ({row['best_trial_id']}) failed: {e}")
             continue
-        folder = run_dir / "reports" / row["strategy"]
+        folder = layout.report(row["strategy"])
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "test_report.json").write_text(json.dumps({"trial_id": row["best_trial_id"], **report}, indent=1))
         lines = ["true/predicted," + ",".join(report["classes"])]

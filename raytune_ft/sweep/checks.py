@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import math
 
-from raytune_ft.space import Sampler
+from raytune_ft.searchable import Sampler
 
 
 def _values(sampler: Sampler) -> float:
@@ -25,7 +25,7 @@ def _values(sampler: Sampler) -> float:
 def distinct_points(job, index: int) -> float:
     """The number of different configurations strategy `index` can get: the product over its knobs and
     hyperparameters of each one's number of values (1 for a constant)."""
-    from raytune_ft.driver import strategy_spaces
+    from raytune_ft.sweep.space import strategy_spaces
 
     space = strategy_spaces(job)[index]
     values = [v for k, v in space.items() if k != "hparams"] + list(space["hparams"].values())

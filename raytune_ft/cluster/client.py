@@ -21,12 +21,12 @@ import json
 import os
 import secrets
 import shlex
-import sys
 import time
 from pathlib import Path
 from typing import Callable, Iterable, Optional
 
-from raytune_ft import storage as st
+from raytune_ft.cluster import storage as st
+from raytune_ft.errors import ClusterError
 
 # Never shipped to the cluster: environments, VCS data, run folders, caches. Ray also honours the
 # project's .gitignore. Gitignore-style patterns, relative to the project folder.
@@ -36,10 +36,6 @@ SPEC_ENV = "RAYTUNE_FT_SPEC_YAML"  # the spec's text, when the spec file is outs
 TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
 # The head keeps a URI run's folder here (each node writes its own trials' checkpoints at the same path).
 LOCAL_RUNS_ON_HEAD = "/tmp/raytune_ft_runs"
-
-
-class ClusterError(Exception):
-    """A problem the user can fix (an address, a run id, a token): printed without a traceback."""
 
 
 # --------------------------------------------------------------------------- where runs are remembered
@@ -155,7 +151,7 @@ def submission(spec_path, run_id: str, storage: str, project=None, excludes: Ite
     if spec_arg is not None and not st.is_uri(storage):
         entrypoint = ["python", "-m", "raytune_ft.cli", "run", spec_arg, "--address", "auto", "--run-dir", run_dir]
     else:
-        entrypoint = ["python", "-m", "raytune_ft.cluster", "--run-dir", run_dir]
+        entrypoint = ["python", "-m", "raytune_ft.cluster.entry", "--run-dir", run_dir]
         entrypoint += ["--spec", spec_arg] if spec_arg else []
         entrypoint += ["--storage-uri", env_vars[st.URI_ENV]] if st.is_uri(storage) else []
     return {
@@ -248,33 +244,3 @@ def fetch(run_id: str, dest=None, address: Optional[str] = None, storage: Option
     if not found:
         raise ClusterError(f"{run_id}: no results yet in {run_location(storage, run_id)}")
     return dest, found
-
-
-# --------------------------------------------------------------------------- the driver side
-
-def _entry(argv: list[str]) -> int:
-    """On the head: run the sweep as `raytune-ft run`, the spec from the job's environment when it was
-    not shipped as a file, and the run folder mirrored to --storage-uri while it runs and at the end."""
-    import argparse
-    import tempfile
-
-    from raytune_ft.cli import app
-
-    p = argparse.ArgumentParser(prog="python -m raytune_ft.cluster")
-    p.add_argument("--run-dir", required=True)
-    p.add_argument("--spec")
-    p.add_argument("--storage-uri")
-    args = p.parse_args(argv)
-    spec = args.spec
-    if spec is None:
-        spec = str(Path(tempfile.mkdtemp(prefix="raytune-ft-spec-")) / "job.yaml")
-        Path(spec).write_text(os.environ[SPEC_ENV], encoding="utf-8")
-    run = ["run", spec, "--address", "auto", "--run-dir", args.run_dir]
-    if not args.storage_uri:
-        return app(run, standalone_mode=False) or 0
-    with st.Mirror(args.run_dir, args.storage_uri):
-        return app(run, standalone_mode=False) or 0
-
-
-if __name__ == "__main__":
-    sys.exit(_entry(sys.argv[1:]))

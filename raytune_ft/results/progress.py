@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Optional
 
-from raytune_ft.results import STATUSES
+from raytune_ft.results.tables import STATUSES
 
 
 @dataclass

@@ -7,22 +7,19 @@ models and data, `name` for strategies), so a new registry entry is valid in a s
 """
 from __future__ import annotations
 
+import re
+import typing
 from pathlib import Path
 from typing import Annotated, Literal, Optional, Union
 
-import difflib
-import re
-import typing
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-import yaml
-
-from pydantic import (BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator,
-                      model_validator)
-
-from raytune_ft.data import DATA_SOURCES, InputError  # noqa: F401  (InputError: re-exported)
+from raytune_ft.data import DATA_SOURCES
+from raytune_ft.data.base import path_exists
 from raytune_ft.hparams import HParams
+from raytune_ft.metric import MODES
 from raytune_ft.models import SOURCES
-from raytune_ft.space import Sampler
+from raytune_ft.searchable import Sampler
 from raytune_ft.strategies import STRATEGIES
 
 
@@ -35,7 +32,6 @@ ModelSpec = _union(SOURCES, "source")
 DataSpec = _union(DATA_SOURCES, "source")
 StrategySpec = _union(STRATEGIES, "name")
 
-METRICS = {"val_accuracy": "max", "val_f1": "max", "val_loss": "min"}
 MAX_NAME = 100  # the name starts the run folder's name (<name>-<time>); file systems allow 255 bytes
 MAX_SAMPLES = 10_000
 MAX_WORKERS = 512
@@ -102,10 +98,10 @@ class SearchSpec(Strict):
     @model_validator(mode="after")
     def _mode(self):
         if self.mode is None:
-            self.mode = METRICS[self.metric]
-        elif self.mode != METRICS[self.metric]:
+            self.mode = MODES[self.metric]
+        elif self.mode != MODES[self.metric]:
             raise ValueError(f"search.mode {self.mode!r} does not fit metric {self.metric} "
-                             f"(use {METRICS[self.metric]!r}, or leave mode out)")
+                             f"(use {MODES[self.metric]!r}, or leave mode out)")
         return self
 
 
@@ -227,7 +223,7 @@ class JobSpec(Strict):
 
         def absolute(value):
             path = Path(value).expanduser()
-            return str(path.resolve()) if not path.is_absolute() and _exists(path) else value
+            return str(path.resolve()) if not path.is_absolute() and path_exists(path) else value
         for name, field in type(self.data).model_fields.items():
             if Path in (field.annotation, *typing.get_args(field.annotation)) and name in out["data"]:
                 out["data"][name] = absolute(out["data"][name])
@@ -236,163 +232,3 @@ class JobSpec(Strict):
         if SOURCES.get(self.model.source).family == "text":
             out["model"]["name"] = absolute(out["model"]["name"])
         return out
-
-
-class SpecError(Exception):
-    """Every problem of a spec, each as (field path, message)."""
-
-    def __init__(self, source: str, problems: list[tuple[str, str]]):
-        self.source = source
-        self.problems = problems
-        lines = [f"{source}: {len(problems)} problem(s)"] + [f"  {loc}: {msg}" for loc, msg in problems]
-        super().__init__("\n".join(lines))
-
-
-_UNIONS = {"model": (1, SOURCES), "data": (1, DATA_SOURCES), "strategies": (2, STRATEGIES)}  # tag's place in loc
-
-
-def _is_tag(loc: tuple, i: int) -> bool:
-    """Whether loc[i] is the tag pydantic adds for a union member (nothing a user would type)."""
-    place, registry = _UNIONS.get(loc[0], (None, None)) if loc else (None, None)
-    return (i == place and isinstance(loc[i], str) and loc[i] in registry) or "[" in str(loc[i])
-
-
-def _loc(loc: tuple) -> str:
-    out = ""
-    for i, part in enumerate(loc):
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif _is_tag(loc, i):
-            continue
-        elif not re.fullmatch(r"[A-Za-z0-9_-]+", str(part)):  # a key no field could have: show it exactly
-            out += f"[{str(part)!r}]"
-        else:
-            out += f".{part}" if out else str(part)
-    return out or "(top level)"
-
-
-def _model_at(loc: tuple):
-    """The pydantic model whose field loc[-1] would be (for listing its fields), or None."""
-    import typing
-
-    def models_in(annotation):
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            return [annotation]
-        return [m for arg in typing.get_args(annotation) for m in models_in(arg)]
-
-    model = JobSpec
-    for i, part in enumerate(loc[:-1]):
-        if isinstance(part, int):
-            continue
-        if _is_tag(loc, i):
-            model = _UNIONS[loc[0]][1].get(part).Config
-            continue
-        field = model.model_fields.get(part) if model else None
-        if field is None:
-            return None
-        found = models_in(field.annotation)
-        model = found[0] if len(found) == 1 else None  # None: a union, its member comes next in loc
-    return model
-
-
-def _unknown_field(err: dict) -> str:
-    model, key = _model_at(err["loc"]), str(err["loc"][-1])
-    if model is None:
-        return "unknown field: remove it or check its spelling"
-    fields = list(model.model_fields)
-    close = difflib.get_close_matches(key, fields, n=1)
-    hint = f"did you mean {close[0]!r}? " if close else ""
-    return f"unknown field: {hint}the fields here are {', '.join(fields)}"
-
-
-def _short(value, limit: int = 60) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _message(err: dict) -> str:
-    kind, msg = err["type"], err["msg"]
-    if kind == "extra_forbidden":
-        return _unknown_field(err)
-    if kind == "missing":
-        return "required: add this field"
-    if kind == "union_tag_invalid":
-        field = err["ctx"]["discriminator"].strip("'")
-        tag = err["input"].get(field) if isinstance(err.get("input"), dict) else err["ctx"]["tag"]
-        if not isinstance(tag, str):
-            return f"{field} must be a name, one of {err['ctx']['expected_tags']}; got {_short(tag)}"
-        close = difflib.get_close_matches(tag, re.findall(r"'([^']+)'", err["ctx"]["expected_tags"]), n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        return f"{field} {_short(tag)} is not known{hint}; use one of {err['ctx']['expected_tags']}"
-    if kind == "union_tag_not_found":
-        return f"needs its '{err['ctx']['discriminator'].strip(chr(39))}' field to say which kind it is"
-    msg = msg.removeprefix("Value error, ").removeprefix("Assertion failed, ")
-    if kind != "value_error" and "input" in err:  # a wrong type or value: show what was there
-        msg += f"; got {_short(err['input'])}"
-    return msg
-
-
-def _section_of_crash(data: dict) -> str:
-    """The top-level field whose validation raised an unexpected exception (a validator bug)."""
-    for name, field in JobSpec.model_fields.items():
-        if name in data:
-            try:
-                TypeAdapter(field.annotation).validate_python(data[name])
-            except ValidationError:
-                pass
-            except Exception:  # noqa: BLE001 - this is the one
-                return name
-    return "(top level)"
-
-
-def parse_job(data, source: str = "job spec", *, prepared: bool = False) -> JobSpec:
-    """The validated spec. prepared=True (a run folder whose data were prepared, for `resume`): the
-    raw data files are not looked at again, as nothing reads them any more."""
-    if not isinstance(data, dict):
-        raise SpecError(source, [("(top level)", "a job spec is a YAML mapping of fields (name, model, data, ...)")])
-    try:
-        return JobSpec.model_validate(data, context={"prepared": prepared})
-    except ValidationError as e:
-        problems = []
-        for err in e.errors():
-            loc, msg = _loc(err["loc"]), _message(err)
-            if loc == "(top level)":  # the cross-field rules: "path: message", one per line
-                for line in msg.splitlines():
-                    m = re.match(r"^([\w.\[\]]+): (.*)$", line)
-                    problems.append((m.group(1), m.group(2)) if m else (loc, line))
-            else:
-                problems.append((loc, msg))
-        raise SpecError(source, problems) from None
-    except (OSError, TypeError, KeyError, AttributeError, RecursionError) as e:
-        # A check that could not even run on this value (say a path too long for the OS to look up).
-        reason = f"{type(e).__name__}: {e}"
-        reason = reason if len(reason) <= 200 else reason[:197] + "..."
-        raise SpecError(source, [(_section_of_crash(data), f"cannot be checked ({reason}); fix this section")]) from None
-
-
-def load_job(path) -> JobSpec:
-    path = Path(path)
-    if not path.is_file():
-        raise SpecError(str(path), [("(file)", "no such file: give the path of a job YAML, e.g. jobs/quickstart.yaml")])
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        raise SpecError(str(path), [("(file)", f"not valid YAML: {e}")]) from None
-    except (UnicodeDecodeError, OSError) as e:
-        raise SpecError(str(path), [("(file)", f"cannot be read as UTF-8 text: {e}")]) from None
-    # A relative data path may be given from the working directory or from the spec's folder.
-    data_section = data.get("data") if isinstance(data, dict) else None
-    if isinstance(data_section, dict):
-        for split in ("train", "validation", "test"):
-            value = data_section.get(split)
-            if isinstance(value, str) and not Path(value).is_absolute() and not _exists(Path(value)):
-                if _exists(path.parent / value):
-                    data_section[split] = str((path.parent / value).resolve())
-    return parse_job(data, str(path))
-
-
-def _exists(path: Path) -> bool:
-    try:
-        return path.exists()
-    except (OSError, ValueError):  # a name too long to look up, a NUL byte
-        return False

@@ -23,7 +23,7 @@ from ray.tune.search import ConcurrencyLimiter, Searcher
 from ray.tune.search.basic_variant import BasicVariantGenerator
 from ray.tune.search.search_generator import SearchGenerator
 
-from raytune_ft.space import Sampler
+from raytune_ft.searchable import Sampler
 
 
 def derive_seed(base: int, *keys) -> int:
@@ -156,7 +156,7 @@ def make_search(job, n_concurrent: int):
     times over.
     optuna: one study per strategy, num_samples each; Tune's num_samples is the total.
     """
-    from raytune_ft.driver import strategy_spaces
+    from raytune_ft.sweep.space import strategy_spaces
 
     search = job.search
     if search.algorithm == "optuna":

@@ -1,6 +1,6 @@
 """A run's report: one self-contained HTML page (figures embedded, inline CSS) plus the figures as PNG.
 
-    from raytune_ft.report import write_report
+    from raytune_ft.results.report import write_report
     write_report(Path("runs/quickstart-20260101-120000"))   # -> runs/.../report/report.html
 
 Reads what a run folder holds (trials / strategies / epochs Parquet, job.yaml, the test reports) and
@@ -62,7 +62,7 @@ class Run:
 
 
 def load_run(run_dir: Path) -> Run:
-    from raytune_ft.results import read_table
+    from raytune_ft.results.tables import read_table
 
     run_dir = Path(run_dir)
     if not (run_dir / "trials.parquet").exists():
@@ -72,7 +72,7 @@ def load_run(run_dir: Path) -> Run:
     if (run_dir / "strategies.parquet").exists():
         strategies = read_table(run_dir / "strategies.parquet")
     else:  # a run that crashed between the two writes: rebuild the summary
-        from raytune_ft.results import strategy_rows
+        from raytune_ft.results.tables import strategy_rows
         strategies = strategy_rows(trials, _job(run_dir).get("search", {}).get("mode", "max"))
     epochs = read_table(run_dir / "epochs.parquet") if (run_dir / "epochs.parquet").exists() else None
     job = _job(run_dir)

@@ -1,0 +1,90 @@
+"""Commands for a sweep on a Ray cluster through the Jobs API: submit, status, logs, stop, fetch."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from raytune_ft.cli.app import app
+from raytune_ft.cli.local import _load
+from raytune_ft.errors import UserError
+
+
+_ADDRESS_HELP = "the cluster's dashboard, e.g. http://127.0.0.1:8265 (default: where RUN was submitted, or RAY_ADDRESS)"
+
+
+@app.command()
+def submit(
+    spec: Annotated[Path, typer.Argument(help="job spec YAML")],
+    address: Annotated[Optional[str], typer.Option(help="the cluster's dashboard, e.g. http://127.0.0.1:8265 "
+                                                       "(through `ray dashboard cluster.yaml`)")] = None,
+    storage: Annotated[Optional[str], typer.Option(help="where run folders go: a path every node sees, or "
+                                                       "s3:// gs:// file:// (default RAYTUNE_FT_STORAGE)")] = None,
+    run_id: Annotated[Optional[str], typer.Option(help="default: <name>-<time>-<4 hex>")] = None,
+    project: Annotated[Optional[Path], typer.Option(help="folder shipped as the job's working dir")] = None,
+):
+    """Submit the sweep to a running Ray cluster (Ray Jobs API) and print its run id at once."""
+    import os
+
+    from raytune_ft.cluster.client import submit as submit_run
+
+    _load(spec)
+    address = address or os.environ.get("RAY_API_SERVER_ADDRESS") or os.environ.get("RAY_ADDRESS")
+    if not address:
+        raise UserError("give the cluster with --address http://HEAD:8265 (or set RAY_ADDRESS)")
+    rid = submit_run(spec, address, run_id=run_id, storage=storage, project=project)
+    typer.echo(rid)
+    typer.echo(f"follow it: raytune-ft logs {rid} --follow | raytune-ft status {rid} | raytune-ft stop {rid}",
+               err=True)
+
+
+@app.command()
+def status(
+    run: Annotated[str, typer.Argument(help="run id printed by submit")],
+    address: Annotated[Optional[str], typer.Option(help=_ADDRESS_HELP)] = None,
+):
+    """A submitted run's state: PENDING, RUNNING, SUCCEEDED, FAILED or STOPPED."""
+    from raytune_ft.cluster.client import status as run_status
+
+    s = run_status(run, address)
+    typer.echo(f"{run}: {s['status']}" + (f"  {s['message']}" if s["message"] else "")
+               + (f"\nrun folder: {s['run_dir']}" if s["run_dir"] else ""))
+
+
+@app.command()
+def logs(
+    run: Annotated[str, typer.Argument(help="run id printed by submit")],
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="keep printing until the run ends")] = False,
+    address: Annotated[Optional[str], typer.Option(help=_ADDRESS_HELP)] = None,
+):
+    """A submitted run's driver output (the progress lines and the leaderboard)."""
+    from raytune_ft.cluster.client import logs as run_logs
+
+    run_logs(run, address, follow=follow)
+
+
+@app.command()
+def stop(
+    run: Annotated[str, typer.Argument(help="run id printed by submit")],
+    address: Annotated[Optional[str], typer.Option(help=_ADDRESS_HELP)] = None,
+):
+    """Stop a submitted run and wait until it has ended."""
+    from raytune_ft.cluster.client import stop as stop_run
+
+    s = stop_run(run, address)
+    typer.echo(f"{run}: {s['status']}")
+
+
+@app.command()
+def fetch(
+    run: Annotated[str, typer.Argument(help="run id printed by submit")],
+    output: Annotated[Optional[Path], typer.Option(help="local folder (default runs/<run id>)")] = None,
+    storage: Annotated[Optional[str], typer.Option(help="the run's storage, if not submitted from here")] = None,
+    address: Annotated[Optional[str], typer.Option(help=_ADDRESS_HELP)] = None,
+):
+    """Bring a run's trials.parquet, strategies.parquet, epochs.parquet, job.yaml and reports/ home."""
+    from raytune_ft.cluster.client import fetch as fetch_run
+
+    dest, found = fetch_run(run, output, address=address, storage=storage)
+    typer.echo(f"{dest}: {', '.join(found)}")

@@ -1,0 +1,59 @@
+"""Read a job spec: YAML file -> dict -> JobSpec, every problem reported at once as a SpecError."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import yaml
+from pydantic import ValidationError
+
+from raytune_ft.data.base import path_exists
+from raytune_ft.errors import SpecError
+from raytune_ft.spec.job import JobSpec
+from raytune_ft.spec.messages import _loc, _message, _section_of_crash
+
+
+def parse_job(data, source: str = "job spec", *, prepared: bool = False) -> JobSpec:
+    """The validated spec. prepared=True (a run folder whose data were prepared, for `resume`): the
+    raw data files are not looked at again, as nothing reads them any more."""
+    if not isinstance(data, dict):
+        raise SpecError(source, [("(top level)", "a job spec is a YAML mapping of fields (name, model, data, ...)")])
+    try:
+        return JobSpec.model_validate(data, context={"prepared": prepared})
+    except ValidationError as e:
+        problems = []
+        for err in e.errors():
+            loc, msg = _loc(err["loc"]), _message(err)
+            if loc == "(top level)":  # the cross-field rules: "path: message", one per line
+                for line in msg.splitlines():
+                    m = re.match(r"^([\w.\[\]]+): (.*)$", line)
+                    problems.append((m.group(1), m.group(2)) if m else (loc, line))
+            else:
+                problems.append((loc, msg))
+        raise SpecError(source, problems) from None
+    except (OSError, TypeError, KeyError, AttributeError, RecursionError) as e:
+        # A check that could not even run on this value (say a path too long for the OS to look up).
+        reason = f"{type(e).__name__}: {e}"
+        reason = reason if len(reason) <= 200 else reason[:197] + "..."
+        raise SpecError(source, [(_section_of_crash(data), f"cannot be checked ({reason}); fix this section")]) from None
+
+
+def load_job(path) -> JobSpec:
+    path = Path(path)
+    if not path.is_file():
+        raise SpecError(str(path), [("(file)", "no such file: give the path of a job YAML, e.g. jobs/quickstart.yaml")])
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        raise SpecError(str(path), [("(file)", f"not valid YAML: {e}")]) from None
+    except (UnicodeDecodeError, OSError) as e:
+        raise SpecError(str(path), [("(file)", f"cannot be read as UTF-8 text: {e}")]) from None
+    # A relative data path may be given from the working directory or from the spec's folder.
+    data_section = data.get("data") if isinstance(data, dict) else None
+    if isinstance(data_section, dict):
+        for split in ("train", "validation", "test"):
+            value = data_section.get(split)
+            if isinstance(value, str) and not Path(value).is_absolute() and not path_exists(Path(value)):
+                if path_exists(path.parent / value):
+                    data_section[split] = str((path.parent / value).resolve())
+    return parse_job(data, str(path))

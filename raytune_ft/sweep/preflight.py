@@ -1,0 +1,84 @@
+"""Before Ray starts: what would fail every trial fails once, here, naming the model or the strategy."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from raytune_ft.errors import InputError
+from raytune_ft.searchable import Sampler
+from raytune_ft.sweep.space import strategy_spaces
+
+
+def preflight(job, data_dir: Path) -> None:
+    """Before Ray starts, what would fail every trial fails here, naming the model or the strategy:
+    weights that cannot be read, texts longer than the model's positions (virtual tokens included),
+    a target module that does not exist, a method or block structure that does not fit the model.
+    The model is built, then each strategy applied to it (knobs at their first value) and run
+    forward on 2 samples of the prepared train split."""
+    import torch
+
+    from raytune_ft.data import load_meta, load_split
+    from raytune_ft.models import SOURCES, build_model
+    from raytune_ft.train.evaluate import model_inputs
+    from raytune_ft.train.model import build_trial_model
+
+    meta = load_meta(data_dir)
+    num_classes = len(meta["classes"])
+    resolved = job.resolved()
+    try:
+        build_model(SOURCES.get(job.model.source).Config.model_validate(resolved["model"]), num_classes)
+    except Exception as e:  # noqa: BLE001 - a missing or corrupt weights file, a broken model folder
+        raise InputError(f"model {job.model.name}: cannot be built: {type(e).__name__}: {e}") from e
+    problems = list(_position_problems(job))
+    if problems:
+        raise InputError("\n".join(problems))
+    batch = {k: v[:2] for k, v in load_split(data_dir, "train").items()}
+    for i, space in enumerate(strategy_spaces(job)):
+        first = {k: (v.values[0] if isinstance(v, Sampler) else v) for k, v in space.items() if k != "hparams"}
+        hp = {k: (v.values[0] if isinstance(v, Sampler) else v) for k, v in space["hparams"].items()}
+        try:
+            model, strategy = build_trial_model(resolved["model"], first, hp.get("head_dropout", 0.0), num_classes)
+            strategy.groups(model, {k: v for k, v in first.items() if k != "name"})
+        except Exception as e:  # noqa: BLE001 - whatever a strategy's apply raises, said before any trial
+            raise InputError(f"strategies[{i}] ({first['name']}) does not fit model {job.model.name}: "
+                             f"{type(e).__name__}: {e}") from e
+        try:
+            model.eval()
+            with torch.no_grad():
+                model(**model_inputs(batch, meta, torch.device("cpu")))
+        except Exception as e:  # noqa: BLE001 - a shape that does not fit, a token id beyond the vocabulary
+            reason = " ".join(str(e).split())[:400]
+            raise InputError(f"strategies[{i}] ({first['name']}) on model {job.model.name}: a forward pass on 2 "
+                             f"samples of the prepared train split fails ({type(e).__name__}: {reason}); every "
+                             "trial would fail the same way: make the data, model.max_length and the strategy's "
+                             "knobs fit the model") from e
+
+
+def _position_problems(job):
+    """Texts longer than the model has positions for: model.max_length, plus the virtual tokens of
+    prompt / prefix tuning (knob num_virtual_tokens, at its largest), against the Hugging Face
+    config's max_position_embeddings."""
+    max_length = getattr(job.model, "max_length", None)
+    if max_length is None:
+        return
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(job.model.path(), trust_remote_code=job.model.trust_remote_code)
+    except Exception:  # noqa: BLE001 - the model was built just before; the forward pass checks the rest
+        return
+    limit = getattr(config, "max_position_embeddings", None)
+    if not isinstance(limit, int):
+        return
+    where = f"model {job.model.name} has {limit} positions (max_position_embeddings in its config.json)"
+    if max_length > limit:
+        yield f"model.max_length: {max_length} tokens, but {where}: set model.max_length to {limit} or less"
+        return
+    for i, s in enumerate(job.strategies):
+        virtual = getattr(s, "num_virtual_tokens", None)
+        if virtual is None:
+            continue
+        most = max(virtual.candidates()) if isinstance(virtual, Sampler) else virtual
+        if most + max_length > limit:
+            yield (f"strategies[{i}].num_virtual_tokens: up to {most} virtual tokens + model.max_length {max_length} "
+                   f"= {most + max_length} positions, but {where}: keep num_virtual_tokens at most "
+                   f"{limit - max_length}, or lower model.max_length")

@@ -1,0 +1,130 @@
+"""Ray start-up, the resources a trial asks for, how many trials fit, and freeing what a stopped
+trial held."""
+from __future__ import annotations
+
+import math
+import os
+import time
+from typing import Optional
+
+from raytune_ft.errors import InputError
+
+# Trial drivers (one per running trial, light: they only wait on their TorchTrainer) ask for this
+# custom resource instead of CPUs, so they never take a CPU a Train worker needs. The local
+# cluster defines plenty; on a real cluster the head node defines it (cluster.yaml).
+DRIVER_RESOURCE = "raytune_ft_driver"
+
+
+def ray_environment() -> None:
+    """Set before Ray or Tune start: no outside calls (usage stats), our progress lines instead of
+    Ray's tables, and Tune's experiment state saved at most every 5 s (what `resume` starts from)."""
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "5")
+
+
+def init_ray(address: Optional[str] = None, verbose: bool = False, num_cpus: Optional[int] = None):
+    """Start Ray's embedded local cluster (loopback only, dashboard for the State API) or attach to one."""
+    import logging
+
+    ray_environment()
+    import ray
+
+    if ray.is_initialized():
+        return
+    kwargs = dict(logging_level=logging.INFO if verbose else logging.WARNING, log_to_driver=verbose,
+                  configure_logging=True)
+    if address:
+        ray.init(address=address, **kwargs)
+    else:
+        # The dashboard serves the State API that Train's placement-group cleaner polls: without it,
+        # a trial stopped by Tune would keep its resources for the rest of the job.
+        # Loopback only: Ray swaps 127.0.0.1 for the machine's LAN address, and its GCS and raylet then
+        # listen on every interface. Ray's single-machine mode (the flag it uses on macOS / Windows)
+        # keeps the node on 127.0.0.1, so every server binds there. Set for this process (Ray may be
+        # imported already) and for the processes the local cluster starts.
+        import ray._private.ray_constants as ray_constants
+
+        os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+        ray_constants.ENABLE_RAY_CLUSTER = False
+        # address="local": always a fresh embedded cluster, never one that `ray start` left on this machine
+        ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), include_dashboard=True, dashboard_host="127.0.0.1",
+                 _node_ip_address="127.0.0.1", resources={DRIVER_RESOURCE: 1000}, **kwargs)
+
+
+def driver_resources() -> dict:
+    """What one trial driver asks for: the custom resource where the cluster has it."""
+    import ray
+
+    return {DRIVER_RESOURCE: 1} if ray.cluster_resources().get(DRIVER_RESOURCE) else {"CPU": 0.01}
+
+
+def local_resources(num_cpus: Optional[int] = None) -> dict:
+    """What the embedded local cluster will hold (init_ray), known before Ray starts."""
+    import torch
+
+    return {"CPU": num_cpus or os.cpu_count(), "GPU": torch.cuda.device_count(), DRIVER_RESOURCE: 1000}
+
+
+def concurrency(job, have: Optional[dict] = None, *, local: bool = False) -> int:
+    """How many trials the cluster can hold at once (bounded by max_concurrent_trials).
+
+    have: the cluster's resources (default: the running cluster's). A trial it can never hold is an
+    InputError, except on a cluster that may grow (not `local`) when max_concurrent_trials is set.
+    """
+    if have is None:
+        import ray
+
+        have = ray.cluster_resources()
+    res = job.resources
+    need_cpu = res.workers_per_trial * res.cpus_per_worker + (0 if have.get(DRIVER_RESOURCE) else 0.01)
+    fits = [have.get("CPU", 0) / need_cpu]
+    if res.gpus_per_worker:
+        fits.append(have.get("GPU", 0) / (res.workers_per_trial * res.gpus_per_worker))
+    n = math.floor(min(fits) + 1e-9)
+    if n < 1 and res.max_concurrent_trials and not local:
+        # an autoscaling cluster (cluster.yaml) starts with no GPU workers: trials wait for the autoscaler
+        return res.max_concurrent_trials
+    if n < 1:
+        where = "this machine (the local Ray cluster)" if local else "the cluster"
+        raise InputError(
+            f"resources: a trial needs {need_cpu:g} CPU(s)"
+            + (f" and {res.workers_per_trial * res.gpus_per_worker:g} GPU(s)" if res.gpus_per_worker else "")
+            + f" but {where} has {have.get('CPU', 0):g} CPU(s), {have.get('GPU', 0):g} GPU(s): "
+            "lower resources.workers_per_trial / cpus_per_worker / gpus_per_worker"
+            + ("" if local else ", or, on a cluster whose workers autoscale from zero, set "
+               "resources.max_concurrent_trials"))
+    return min(n, res.max_concurrent_trials or n)
+
+
+def free_placement_group(pg_hex: str) -> bool:
+    """Remove a trial's Train placement group if it is still held; True if we removed it."""
+    import ray
+    from ray._raylet import PlacementGroupID
+    from ray.util.placement_group import PlacementGroup, placement_group_table, remove_placement_group
+
+    if not pg_hex:
+        return False
+    pg = PlacementGroup(PlacementGroupID(bytes.fromhex(pg_hex)))
+    try:
+        if placement_group_table(pg).get("state") in (None, "REMOVED"):
+            return False
+        remove_placement_group(pg)
+        return True
+    except (ray.exceptions.RaySystemError, ValueError, KeyError):
+        return False
+
+
+def live_placement_groups(ids: Optional[set[str]] = None) -> list[dict]:
+    """Placement groups not yet removed: all of them, or only those with these hex ids."""
+    from ray.util.placement_group import placement_group_table
+
+    return [v for k, v in placement_group_table().items()
+            if v["state"] != "REMOVED" and (ids is None or k in ids)]
+
+
+def wait_for_release(ids: set[str], timeout_s: float = 30.0) -> None:
+    """Trials stopped by Tune free their placement groups asynchronously: wait until ours are gone."""
+    deadline = time.monotonic() + timeout_s
+    while live_placement_groups(ids) and time.monotonic() < deadline:
+        time.sleep(0.5)

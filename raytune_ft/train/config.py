@@ -1,0 +1,53 @@
+"""What a trial's workers get: a typed `TrialConfig`, everything a trial needs and nothing that needs the
+driver. It crosses the Ray boundary as is (pydantic models pickle), and is saved with every checkpoint
+(trial.json) so that a checkpoint rebuilds its model on its own."""
+from __future__ import annotations
+
+import json
+from typing import Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from raytune_ft.hparams import HParams
+from raytune_ft.spec.job import ResourcesSpec, TrainingSpec
+
+
+class TrialConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model: dict = Field(description="the job's model entry, resolved; its source's Config checks it when built")
+    training: TrainingSpec
+    resources: ResourcesSpec
+    metric: Literal["val_accuracy", "val_f1", "val_loss"]
+    mode: Literal["max", "min"]
+    data_dir: str
+    trial_dir: str = Field(description="this trial's local folder (a failed-trial mark; checkpoints without Ray)")
+    strategy: dict = Field(description="the strategy's name and this trial's value of each of its knobs")
+    hparams: HParams
+    seed: int
+    classes: Optional[list[str]] = Field(None, description="the class names, once known (saved checkpoints)")
+
+    def knobs(self, **extra) -> dict:
+        """The strategy's knob values (without its name), plus what the loop adds (total_steps)."""
+        return {**{k: v for k, v in self.strategy.items() if k != "name"}, **extra}
+
+    def with_training(self, **changes) -> "TrialConfig":
+        """A copy with some training settings changed, checked as the spec checks them."""
+        return self.model_copy(update={"training": TrainingSpec.model_validate(
+            {**self.training.model_dump(), **changes})})
+
+    def key(self) -> str:
+        """What must match for a saved state to be this trial's: its strategy, hyperparameters, seed, model."""
+        return json.dumps([self.strategy, self.hparams.model_dump(mode="json"), self.seed, self.model],
+                          sort_keys=True, default=str)
+
+
+def trial_config(job, data_dir, trial_dir, strategy: dict, hparams: dict, seed: Optional[int] = None) -> TrialConfig:
+    """A trial's config from the job (a JobSpec, or its resolved dict as Tune passes it to trial drivers)."""
+    resolved = job.resolved() if hasattr(job, "resolved") else job
+    return TrialConfig.model_validate({
+        "model": resolved["model"], "training": resolved["training"], "resources": resolved["resources"],
+        "metric": resolved["search"]["metric"], "mode": resolved["search"]["mode"],
+        "data_dir": str(data_dir), "trial_dir": str(trial_dir), "strategy": strategy, "hparams": hparams,
+        "seed": resolved["search"]["seed"] if seed is None else seed,
+    })

@@ -1,0 +1,73 @@
+"""Batches into model inputs, and the one evaluation loop: validation in the worker, the test split
+and reloads afterwards (results/evaluation.py) all run it, under the trial's autocast."""
+from __future__ import annotations
+
+from raytune_ft.data.images import ImageRecipe
+from raytune_ft.train.metrics import classification_metrics
+
+
+class TensorDict:
+    """A map-style dataset over a dict of equally long tensors; `augment` maps one uint8 image."""
+
+    def __init__(self, tensors: dict, augment=None):
+        self.tensors = tensors
+        self.augment = augment
+
+    def __len__(self):
+        return len(self.tensors["labels"])
+
+    def __getitem__(self, i):
+        item = {k: v[i] for k, v in self.tensors.items()}
+        if self.augment is not None:
+            item["pixel_values"] = self.augment(item["pixel_values"])
+        return item
+
+
+def model_inputs(batch: dict, meta: dict, device):
+    """Model inputs from a prepared batch: uint8 images are center-cropped (a stored, uncropped image:
+    validation, test) and normalised here, on the device."""
+    inputs = {k: v.to(device) for k, v in batch.items() if k != "labels"}
+    if "pixel_values" in inputs:
+        pixels = inputs["pixel_values"]
+        inputs["pixel_values"] = ImageRecipe.from_meta(meta, pixels.shape[-1]).model_inputs(pixels)
+    return inputs
+
+
+def autocast(mixed_precision: str, device):
+    """The autocast Accelerate puts around a prepared model's forward for this mixed precision: every
+    evaluation (validation in the loop, test split and reload afterwards) runs under it, so a
+    reloaded model scores what it scored in training."""
+    import contextlib
+
+    import torch
+
+    if mixed_precision == "no":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16 if mixed_precision == "bf16" else torch.float16)
+
+
+def evaluate(model, loader, meta, device, num_classes: int, *, mixed_precision: str = "no", gather=None) -> dict:
+    """Accuracy, macro-F1, confusion matrix and mean loss of `model` on `loader`.
+
+    `gather` collects every worker's share (Accelerate's `gather_for_metrics`, which drops the
+    samples that pad the last batch across workers); None in a single process."""
+    import torch
+    import torch.nn.functional as F
+
+    model.eval()
+    all_preds, all_labels, loss_sum = [], [], 0.0
+    with torch.no_grad(), autocast(mixed_precision, device):
+        for batch in loader:
+            logits = model(**model_inputs(batch, meta, device))
+            labels = batch["labels"].to(device)
+            losses = F.cross_entropy(logits.float(), labels, reduction="none")  # per sample (see `gather`)
+            preds = logits.argmax(-1)
+            if gather is not None:
+                preds, labels, losses = gather((preds, labels, losses))
+            all_preds.append(preds.cpu())
+            all_labels.append(labels.cpu())
+            loss_sum += float(losses.sum())
+    labels, preds = torch.cat(all_labels), torch.cat(all_preds)
+    out = classification_metrics(labels, preds, num_classes)
+    out["loss"] = loss_sum / max(1, len(labels))
+    return out

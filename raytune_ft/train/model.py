@@ -1,0 +1,46 @@
+"""The pretrained model with the strategy applied, the same for training and for reloading; and the
+public reload API.
+
+    from raytune_ft.train import load_trial_model
+    model, config = load_trial_model(trials.parquet's checkpoint_path)   # a folder, or s3:// / gs://
+"""
+from __future__ import annotations
+
+import json
+
+from raytune_ft.models import SOURCES, build_model
+from raytune_ft.strategies import get_strategy
+from raytune_ft.train.checkpoint import TRIAL, WEIGHTS, open_checkpoint
+
+
+def build_trial_model(model_spec: dict, strategy: dict, head_dropout: float, num_classes: int, **extra_knobs):
+    """(model, strategy): the model built from its spec entry, the strategy (name + knob values) applied."""
+    model_cfg = SOURCES.get(model_spec["source"]).Config.model_validate(model_spec)
+    applied = get_strategy(strategy["name"])
+    model = build_model(model_cfg, num_classes)
+    model.block_paths = model_cfg.block_paths
+    model.head_dropout.p = float(head_dropout)
+    knobs = {**{k: v for k, v in strategy.items() if k != "name"}, **extra_knobs}
+    return applied.apply(model, knobs), applied
+
+
+def load_trial_model(location):
+    """(model in eval mode, TrialConfig) from a checkpoint: a checkpoint folder, a trial folder (its best,
+    as a run without Ray keeps it), or the URI Ray stored it at (trials.parquet's checkpoint_path)."""
+    from accelerate.utils import set_seed
+    from safetensors.torch import load_file
+
+    from raytune_ft.train.config import TrialConfig
+
+    with open_checkpoint(location) as folder:
+        config = TrialConfig.model_validate(json.loads((folder / TRIAL).read_text())["config"])
+        state = load_file(str(folder / WEIGHTS))
+    set_seed(config.seed)  # as in training: a randomly initialised frozen part comes out the same
+    model, _ = build_trial_model(config.model, config.strategy, config.hparams.head_dropout, len(config.classes))
+    extra = set(state) - set(model.state_dict())
+    lacking = {n for n, p in model.named_parameters() if p.requires_grad} - set(state)
+    if extra or lacking:
+        raise ValueError(f"checkpoint {location} does not fit the rebuilt model: extra {sorted(extra)[:3]}, "
+                         f"missing {sorted(lacking)[:3]}")
+    model.load_state_dict(state, strict=False)
+    return model.eval(), config

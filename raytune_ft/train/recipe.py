@@ -1,0 +1,285 @@
+"""One trial as a recipe (torchtune's shape): `setup` builds the data, model, optimizer and schedule;
+`run` trains epoch by epoch, each ending with `validate` and one checkpoint + report (`save`).
+A trial started again (its worker group restarted, or the sweep resumed) `restore`s the latest
+checkpoint first and goes on from the next epoch.
+"""
+from __future__ import annotations
+
+import math
+import resource
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+from raytune_ft.cluster import storage
+from raytune_ft.data import load_meta, load_split
+from raytune_ft.data.images import ImageRecipe
+from raytune_ft.metric import sign
+from raytune_ft.train.checkpoint import LocalCheckpoints, RayCheckpoints, read_resume_state, write_checkpoint
+from raytune_ft.train.config import TrialConfig
+from raytune_ft.train.evaluate import TensorDict, evaluate, model_inputs
+from raytune_ft.train.faults import Faults
+from raytune_ft.train.model import build_trial_model
+from raytune_ft.train.optim import build_optimizer, lr_schedule, set_lr, set_scales, trainable_now
+
+SCORES = {"val_accuracy": "accuracy", "val_f1": "f1", "val_loss": "loss"}  # metric -> evaluate()'s key
+
+
+class TrialRecipe:
+    def __init__(self, config: TrialConfig, report: Optional[Callable[[dict], None]] = None):
+        self.config, self.training, self.hp = config, config.training, config.hparams
+        self.in_ray = report is None and _in_ray_train()
+        self.report = report or (lambda m: None)
+        self.checkpoints = RayCheckpoints() if self.in_ray else LocalCheckpoints(Path(config.trial_dir))
+        self.faults = Faults(config.strategy["name"], Path(config.trial_dir))
+        self.started = time.perf_counter()
+        # what the loop carries from epoch to epoch (and a checkpoint saves)
+        self.best_score, self.best_epoch, self.step, self.trainable, self.resumes = -math.inf, 0, 0, 0, 0
+        self.history: list[dict] = []
+        self.first_step_s: Optional[float] = None
+
+    # ------------------------------------------------------------------ setup
+
+    def setup(self) -> None:
+        import torch
+        from accelerate import Accelerator
+        from accelerate.state import AcceleratorState
+        from accelerate.utils import set_seed
+
+        config, training = self.config, self.training
+        torch.set_num_threads(max(1, int(config.resources.cpus_per_worker)))
+        if self.in_ray:
+            _alone_is_not_distributed()
+        # A trial owns its process's Accelerate state (a singleton): one called directly after another with
+        # another mixed precision would otherwise be refused ("AcceleratorState has already been initialized")
+        AcceleratorState._reset_state()
+        self.accelerator = accelerator = Accelerator(
+            mixed_precision=training.mixed_precision, gradient_accumulation_steps=training.grad_accum_steps,
+            cpu=config.resources.gpus_per_worker == 0)
+        set_seed(config.seed)
+        self.faults.on_start()
+        self._setup_data()
+        self.model, self.strategy = build_trial_model(config.model, config.strategy, self.hp.head_dropout,
+                                                      len(self.meta["classes"]), total_steps=self.total_steps)
+        self.knobs = config.knobs(total_steps=self.total_steps)
+        self.total_params = sum(p.numel() for p in self.model.parameters())
+        self.optimizer = build_optimizer(self.model, self.strategy, self.knobs, self.hp, training)
+        self.model, self.optimizer, self.train_loader, self.val_loader = accelerator.prepare(
+            self.model, self.optimizer, self.train_loader, self.val_loader)
+        self.schedule = lr_schedule(training.schedule, self.total_steps, self.hp.warmup_ratio, self.steps_per_epoch,
+                                    training.step_every_epochs, training.step_gamma)
+        self.plain = accelerator.unwrap_model(self.model)
+        self.params = dict(self.plain.named_parameters())
+        self.class_weights = class_weights(self.meta["splits"]["train"]["class_counts"]).to(accelerator.device) \
+            if training.class_weighted_loss else None
+        # L2-SP: the pretrained values of the backbone weights that train
+        self.anchors = {n: p.detach().clone() for n, p in self.params.items()
+                        if p.requires_grad and not n.startswith("head.")} if self.hp.l2sp > 0 else {}
+        self.where = {}  # the node and placement group, under Ray
+        if self.in_ray:
+            import ray
+            import ray.util
+
+            pg = ray.util.get_current_placement_group()
+            self.where = {"pg_id": pg.id.hex() if pg else "",  # lets the driver free it when Tune stops the trial
+                          "node_id": ray.get_runtime_context().get_node_id()}
+
+    def _setup_data(self) -> None:
+        import torch
+
+        config, training, accelerator = self.config, self.training, self.accelerator
+        load_start = time.perf_counter()
+        storage.ensure_local(config.data_dir)  # a node without the prepared data gets it from the run's URI
+        self.meta = load_meta(config.data_dir)
+        train_set, val_set = load_split(config.data_dir, "train"), load_split(config.data_dir, "validation")
+        self.data_load_s = time.perf_counter() - load_start  # prepared once per job, before any trial
+        batch_size = int(self.hp.batch_size)
+        per_process = math.ceil(len(train_set["labels"]) / accelerator.num_processes)
+        batches = per_process // batch_size if per_process > batch_size else 1
+        self.steps_per_epoch = math.ceil(batches / training.grad_accum_steps)
+        self.total_steps = self.steps_per_epoch * training.epochs
+        augment = ImageRecipe.from_meta(self.meta, train_set["pixel_values"].shape[-1]).train_transform(
+            training.augment.model_dump()) if "pixel_values" in train_set else None
+        self.train_loader = torch.utils.data.DataLoader(
+            TensorDict(train_set, augment), batch_size=batch_size, shuffle=True,
+            generator=torch.Generator().manual_seed(config.seed),
+            # a last batch of 1 sample breaks BatchNorm in train mode (1x1 feature maps): drop the remainder
+            drop_last=per_process > batch_size)
+        self.val_loader = torch.utils.data.DataLoader(TensorDict(val_set), batch_size=training.eval_batch_size)
+
+    # ------------------------------------------------------------------ state
+
+    def restore(self) -> None:
+        """Go on from the latest checkpoint, if there is one of this trial."""
+        latest = self.checkpoints.latest()
+        if latest is None:
+            return
+        with latest as folder:
+            saved = read_resume_state(folder, self.config)
+        if saved is None:
+            return
+        self.plain.load_state_dict(saved["model"], strict=False)
+        self.optimizer.load_state_dict(saved["optimizer"])
+        self.strategy.load_state_dict(self.plain, saved["strategy"])
+        self.best_score, self.best_epoch, self.step = saved["best_score"], saved["best_epoch"], saved["step"]
+        self.trainable, self.history, self.resumes = saved["trainable"], saved["history"], saved["resumes"] + 1
+        # The last saved epoch's report may not have reached the sweep before the process died: send it
+        # again, without a checkpoint (the sweep keeps one row per epoch; schedulers record a rung once).
+        self.checkpoints.commit({**self.history[-1], **self.where, "resumes": self.resumes}, None, False, self.report)
+
+    def save(self, metrics: dict, val: dict, improved: bool) -> None:
+        """One checkpoint of this epoch (rank 0 writes it) and the epoch's report, together."""
+        state = {"best_score": self.best_score, "best_epoch": self.best_epoch, "step": self.step,
+                 "trainable": self.trainable, "resumes": self.resumes,
+                 "history": [{k: v for k, v in m.items() if k != "lr_scales"} for m in self.history]}
+        config = self.config.model_copy(update={"classes": self.meta["classes"]})
+
+        def write(folder: Path) -> None:
+            start = time.perf_counter()
+            write_checkpoint(folder, config=config, model=self.plain, optimizer=self.optimizer,
+                             strategy_state=self.strategy.state_dict(self.plain), epoch=metrics["epoch"],
+                             validation=val, state=state)
+            metrics["checkpoint_seconds"] = time.perf_counter() - start  # before the report carries it
+
+        keep = self.training.keep_checkpoint and self.accelerator.is_main_process
+        self.accelerator.wait_for_everyone()
+        self.checkpoints.commit(metrics, write if keep else None, improved, self.report)
+
+    # ------------------------------------------------------------------ one epoch
+
+    def train_epoch(self, epoch: int) -> tuple[float, int, float]:
+        """(mean training loss, samples seen, seconds), over every worker."""
+        import torch
+        import torch.nn.functional as F
+
+        acc, model, optimizer = self.accelerator, self.model, self.optimizer
+        model.train()
+        for module in self.strategy.eval_modules(self.plain, self.knobs, epoch):
+            module.eval()
+        start, seen, loss_sum = time.perf_counter(), 0, 0.0
+        for batch in self.train_loader:
+            with acc.accumulate(model):
+                set_lr(optimizer, self.schedule(self.step))
+                logits = model(**model_inputs(batch, self.meta, acc.device))
+                loss = F.cross_entropy(logits.float(), batch["labels"].to(acc.device), weight=self.class_weights,
+                                       label_smoothing=self.hp.label_smoothing)
+                loss = self.faults.on_loss(loss)
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"training loss became {loss.item()} at epoch {epoch}: "
+                                             "lower the learning rate or turn off fp16")
+                acc.backward(loss + self.penalties())
+                optimizer.step()
+                if acc.sync_gradients:
+                    self.step += 1
+                    self.strategy.after_step(self.plain, self.step)
+                optimizer.zero_grad()
+            if self.first_step_s is None:
+                self.first_step_s = time.perf_counter() - self.started
+            seen += len(batch["labels"])
+            loss_sum += float(loss.detach()) * len(batch["labels"])
+        seconds = time.perf_counter() - start
+        totals = acc.reduce(torch.tensor([loss_sum, float(seen)], device=acc.device), "sum")
+        return float(totals[0]) / max(1, int(totals[1])), int(totals[1]), seconds
+
+    def penalties(self):
+        """What is added to the loss: the strategy's own term (AdaLoRA's orthogonal regulariser) and L2-SP."""
+        total = 0.0
+        term = self.strategy.penalty(self.plain)
+        if term is not None:
+            total = total + term
+        if self.anchors:
+            total = total + self.hp.l2sp / 2 * sum(((self.params[n] - a) ** 2).sum() for n, a in self.anchors.items())
+        return total
+
+    def validate(self) -> dict:
+        return evaluate(self.model, self.val_loader, self.meta, self.accelerator.device, len(self.meta["classes"]),
+                        mixed_precision=self.training.mixed_precision, gather=self.accelerator.gather_for_metrics)
+
+    # ------------------------------------------------------------------ the whole trial
+
+    def run(self) -> list[dict]:
+        self.setup()
+        self.restore()
+        direction, training = sign(self.config.mode), self.training
+        start_epoch = self.history[-1]["epoch"] + 1 if self.history else 1
+        for epoch in range(start_epoch, training.epochs + 1):
+            self.faults.on_epoch(epoch)
+            scales = set_scales(self.optimizer, self.strategy, self.knobs, epoch, self.hp.head_lr_mult)
+            self.trainable = max(self.trainable, trainable_now(self.optimizer))
+            train_loss, seen, train_seconds = self.train_epoch(epoch)
+            eval_start = time.perf_counter()
+            val = self.validate()
+            eval_seconds = time.perf_counter() - eval_start
+            score = val[SCORES[self.config.metric]]
+            improved = direction * score > self.best_score
+            if improved:
+                self.best_score, self.best_epoch = direction * score, epoch
+            metrics = {
+                "epoch": epoch, "train_loss": train_loss, "val_loss": val["loss"], "val_accuracy": val["accuracy"],
+                "val_f1": val["f1"], "best_epoch": self.best_epoch, "trainable_params": self.trainable,
+                "total_params": self.total_params, "samples_per_sec": seen / max(train_seconds, 1e-9),
+                "train_seconds": train_seconds, "eval_seconds": eval_seconds, "first_step_s": self.first_step_s,
+                "data_load_s": self.data_load_s, "world_size": self.accelerator.num_processes,
+                "distributed_type": str(self.accelerator.distributed_type),
+                "peak_memory_mb": _peak_memory_mb(self.accelerator.device), "lr": head_lr(self.optimizer),
+                "lr_scales": scales, "resumes": self.resumes, **self.where,
+                # what Ray Train ranks checkpoints by (CheckpointConfig): only an epoch better than every
+                # earlier one counts, so the best Ray keeps is this trial's best_epoch (ties: the first)
+                "checkpoint_score": direction * score if improved else float("-inf"),
+            }
+            if training.patience and epoch - self.best_epoch >= training.patience and epoch < training.epochs:
+                metrics["stop_reason"] = "patience"  # no better validation score for `patience` epochs: the
+                # last report says why, so the sweep tells this stop from the scheduler's
+            self.history.append(metrics)
+            metrics["checkpoint_seconds"] = 0.0
+            self.save(metrics, val, improved)
+            if metrics.get("stop_reason"):
+                break
+        return self.history
+
+
+def class_weights(counts: list[int]):
+    """Inverse class frequency, normalised so a balanced set gets weight 1 everywhere."""
+    import torch
+
+    counts_t = torch.tensor(counts, dtype=torch.float)
+    present = counts_t > 0
+    w = torch.zeros_like(counts_t)
+    w[present] = counts_t.sum() / (present.sum() * counts_t[present])
+    return w
+
+
+def head_lr(optimizer) -> float:
+    """The new head's learning rate at the last step: it trains under every strategy from epoch 1
+    (group 0 is the stem for block-wise strategies, 0 while gradual unfreezing holds it)."""
+    return next(g["lr"] for g in optimizer.param_groups if g["group"] == "head")
+
+
+def _peak_memory_mb(device) -> float:
+    import torch
+
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB -> MiB
+
+
+def _in_ray_train() -> bool:
+    try:
+        from ray.train import get_context
+
+        get_context()
+        return True
+    except Exception:
+        return False
+
+
+def _alone_is_not_distributed() -> None:
+    """Ray Train sets LOCAL_RANK / RANK / WORLD_SIZE even for a trial of one worker, and Accelerate then
+    wraps the model in DistributedDataParallel for a world of 1: gradient buckets and an all-reduce
+    with nobody (benchmarks/trial_overhead.py measures its cost). With one worker, hide those variables
+    from Accelerate so that it trains as one plain process."""
+    import os
+
+    if os.environ.get("WORLD_SIZE") == "1":
+        for key in ("LOCAL_RANK", "RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "NODE_RANK"):
+            os.environ.pop(key, None)
