@@ -170,6 +170,16 @@ def test_a_single_trial(tmp_path):
     assert "Winner: full" in page and "No trial failed." in page
 
 
+def test_user_text_is_escaped_in_the_title_and_the_tables(tmp_path, monkeypatch):
+    """The page is a jinja2 template with autoescape: a run folder's name and a strategy's name are text."""
+    monkeypatch.setitem(PARAMS, "<b>lora</b>", PARAMS["lora"])
+    trials = [("t0", "<b>lora</b>", "completed", (0.5, 0.6), {"r": 4}), ("t1", "full", "error", (), {})]
+    page = text_of(write_report(make_run(tmp_path / "<i>run&'", trials, with_test=False)))
+    assert "<b>" not in page and "<i>" not in page
+    assert "<title>raytune-ft report: &lt;i&gt;run&amp;&#x27;</title>" in page
+    assert '<span class="swatch" style="background:#1f77b4"></span>&lt;b&gt;lora&lt;/b&gt;</td>' in page
+
+
 def test_no_run_folder_says_what_to_do(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"trials\.parquet.*raytune-ft run"):
         write_report(tmp_path)

@@ -230,3 +230,30 @@ def test_grid_repeats_are_named_as_such(resnet_weights):
     (line,) = repeat_warnings(job)  # lora: 2 x 2 = 4 points >= 3
     assert line.startswith("warning: strategies[0] (full): its grid has 2 point(s) and search.num_samples 3 runs "
                            "each 3 times")
+
+
+def test_the_callback_hands_its_records_to_tune_and_takes_them_back(resnet_weights, tmp_path):
+    """Tune saves a callback's get_state() with its experiment and calls set_state() on restore: the
+    records come back, and the newer ones (read from sweep_state.json) are not overwritten."""
+    from raytune_ft.layout import RunLayout
+    from raytune_ft.sweep.callback import SweepCallback
+    from raytune_ft.sweep.records import TrialRecord
+
+    job = job_of(resnet_weights, epochs=2)
+    cb = SweepCallback(job, RunLayout(tmp_path), lambda line: None)
+    trial = fake_trial("a", "full", 7)
+    cb.on_trial_start(0, [], trial)
+    cb.on_trial_result(0, [], trial, {"epoch": 1, "val_accuracy": 0.5, "train_loss": 1.0, "val_loss": 1.0,
+                                      "val_f1": 0.5, "train_seconds": 1.0, "samples_per_sec": 1.0,
+                                      "peak_memory_mb": 1.0, "checkpoint_uri": "s3://b/r/ray/train-a/checkpoint_0"})
+    state = cb.get_state()
+
+    newer = TrialRecord(strategy={"name": "full"}, seed=7, history=[{"epoch": 1}, {"epoch": 2}])
+    restored = SweepCallback(job, RunLayout(tmp_path), lambda line: None, records={"a": newer})
+    restored.set_state(state)
+    assert restored.records["a"] is newer  # what sweep_state.json had wins
+    fresh = SweepCallback(job, RunLayout(tmp_path / "other"), lambda line: None)
+    fresh.set_state(state)
+    assert fresh.records["a"].seed == 7
+    # a bucket checkpoint is recorded by its URI, which load_trial_model reads back
+    assert fresh.records["a"].history[0]["checkpoint_path"] == "s3://b/r/ray/train-a/checkpoint_0"

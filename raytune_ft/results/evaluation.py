@@ -13,15 +13,18 @@ from raytune_ft.layout import RunLayout
 
 
 def per_class_report(cm: list[list[int]], classes: list[str]) -> list[dict]:
-    out = []
-    for i, name in enumerate(classes):
-        tp = cm[i][i]
-        support, predicted = sum(cm[i]), sum(row[i] for row in cm)
-        precision = tp / predicted if predicted else 0.0
-        recall = tp / support if support else 0.0
-        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        out.append({"class": name, "precision": precision, "recall": recall, "f1": f1, "support": support})
-    return out
+    """Precision / recall / F1 / support of each class from a confusion matrix (rows: true classes); a ratio
+    with nothing to divide by (a class never predicted, or never true) is 0.0."""
+    import numpy as np
+    from sklearn.metrics import precision_recall_fscore_support
+
+    n = len(classes)
+    # the matrix back to (true, predicted) pairs, one per sample, which is what scikit-learn takes
+    y_true, y_pred = np.divmod(np.repeat(np.arange(n * n), np.asarray(cm, dtype=int).ravel()), n)
+    stats = (precision_recall_fscore_support(y_true, y_pred, labels=range(n), zero_division=0) if len(y_true)
+             else np.zeros((4, n)))  # scikit-learn refuses empty input
+    return [{"class": name, "precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
+            for name, p, r, f, s in zip(classes, *stats)]
 
 
 def evaluate_trial(checkpoint, data_dir: Path, split: str = "test") -> dict:

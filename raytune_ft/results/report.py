@@ -9,27 +9,24 @@ learned, what quality costs, where trials ended (cut by the scheduler, or by pat
 winner's test confusion matrix.
 Anything a run does not have (no epochs.parquet, no test split, a strategy whose trials all failed)
 becomes a note in place of its figure.
+This module gathers the page's content (sections of tables and figures); the page itself is the jinja2
+template `templates/report.html.j2`, the figures are drawn in `figures.py`.
 """
 from __future__ import annotations
 
 import base64
 import html
-import io
 import json
-import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-# stopped_early: the scheduler cut the trial; stopped_patience: the trial ended itself (training.patience)
-STATUS_COLORS = {"completed": "#2ca02c", "stopped_early": "#ff7f0e", "stopped_patience": "#9467bd", "error": "#d62728"}
-STATUS_LABELS = {"completed": "completed", "stopped_early": "stopped early (scheduler)",
-                 "stopped_patience": "stopped by patience", "error": "failed"}
+from raytune_ft.results.figures import (MPL_STYLE, STATUS_COLORS, _count, _fmt, _num, plot_confusion, plot_curves,
+                                       plot_frontier, plot_rungs, plot_scores, save_png)
+from raytune_ft.results.figures import pareto  # noqa: F401 (callers import it from here)
+
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
            "#bcbd22", "#17becf"]
-CURVES_PER_STRATEGY = 3
-MPL_STYLE = {"text.parse_math": False, "font.size": 9, "axes.spines.top": False, "axes.spines.right": False,
-             "axes.grid": True, "grid.alpha": 0.3, "figure.dpi": 100}
 
 
 @dataclass
@@ -96,66 +93,64 @@ def write_report(run_dir: Path, out_dir: Path | None = None) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     with rc_context(MPL_STYLE):
         sections = [
-            table_section("leaderboard", "Leaderboard", *leaderboard_table(run)),
-            figure_section("scores", "Score distributions", plot_scores(run), out_dir),
-            figure_section("curves", "Learning curves", plot_curves(run), out_dir),
-            figure_section("frontier", "Cost and quality", plot_frontier(run), out_dir),
-            figure_section("rungs", "Where trials ended", plot_rungs(run), out_dir),
-            table_section("configs", "Best configuration of each strategy", *config_table(run)),
-            figure_section("confusion", "Test confusion matrix of the winner", plot_confusion(run), out_dir),
-            table_section("failures", "Failures", *failures_table(run)),
+            Section("leaderboard", "Leaderboard", "leaderboard", *leaderboard_table(run)),
+            figure_section("scores", "Score distributions", "scores", plot_scores(run), out_dir),
+            figure_section("curves", "Learning curves", "curves", plot_curves(run), out_dir),
+            figure_section("frontier", "Cost and quality", "cost", plot_frontier(run), out_dir),
+            figure_section("rungs", "Where trials ended", "rungs", plot_rungs(run), out_dir),
+            Section("configs", "Best configuration of each strategy", "configs", *config_table(run)),
+            figure_section("confusion", "Test confusion matrix of the winner", "confusion", plot_confusion(run),
+                           out_dir),
+            Section("failures", "Failures", "failures", *failures_table(run)),
         ]
     path = out_dir / "report.html"
     path.write_text(render_page(run, sections), encoding="utf-8")
     return path
 
 
-# ---------------------------------------------------------------- sections and page
+# ---------------------------------------------------------------- the page's content, and the page
 
 
-def table_section(anchor: str, title: str, caption: str, body: str) -> str:
-    return (f'<section id="{anchor}"><h2>{esc(title)}</h2><p class="caption">{esc(caption)}</p>'
-            f"{body}</section>")
+@dataclass
+class Row:
+    cells: list[str]  # plain text: the template escapes it
+    color: str | None = None  # a swatch of the strategy's colour (as in the figures) before the first cell
+    win: bool = False  # shaded: the winner's row
 
 
-def figure_section(anchor: str, title: str, drawn: tuple, out_dir: Path) -> str:
+@dataclass
+class Table:
+    header: list[str]
+    rows: list[Row]
+    numeric: set[int] = field(default_factory=set)  # right-aligned columns (the first is always the row's name)
+    wrap: set[int] = field(default_factory=set)  # monospace columns, wrapped anywhere (error texts)
+
+
+@dataclass
+class Section:
+    anchor: str
+    title: str
+    nav: str  # its link at the top of the page
+    caption: str  # what it shows; with note, why it has no figure
+    table: Table | None = None
+    image: str | None = None  # the figure, as a data: URI
+    note: bool = False
+
+
+def figure_section(anchor: str, title: str, nav: str, drawn: tuple, out_dir: Path) -> Section:
     """A figure saved as out_dir/<anchor>.png and embedded; or, when it could not be drawn, the note why."""
     fig, caption = drawn
     png = out_dir / f"{anchor}.png"
     if fig is None:
         png.unlink(missing_ok=True)  # no stale figure from an earlier report of this run
-        return f'<section id="{anchor}"><h2>{esc(title)}</h2><p class="note">{esc(caption)}</p></section>'
-    data = save_png(fig, png)
-    src = "data:image/png;base64," + base64.b64encode(data).decode("ascii")
-    return (f'<section id="{anchor}"><h2>{esc(title)}</h2><p class="caption">{esc(caption)}</p>'
-            f'<img src="{src}" alt="{esc(title)}"></section>')
+        return Section(anchor, title, nav, caption, note=True)
+    src = "data:image/png;base64," + base64.b64encode(save_png(fig, png)).decode("ascii")
+    return Section(anchor, title, nav, caption, image=src)
 
 
-def save_png(fig, path: Path) -> bytes:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
+def render_page(run: Run, sections: list[Section]) -> str:
+    from jinja2 import Environment, PackageLoader, StrictUndefined
 
-    FigureCanvasAgg(fig)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    path.write_bytes(buf.getvalue())
-    return buf.getvalue()
-
-
-CSS = """
-body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif;margin:0 auto;
-max-width:1150px;padding:1.5em;color:#222;background:#fff;line-height:1.4}
-h1{margin-bottom:.2em} h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.8em}
-.meta{color:#555} .caption{color:#444;font-style:italic;margin:.3em 0 .8em} .note{color:#8a6d00}
-nav a{margin-right:1em} img{max-width:100%;height:auto;display:block}
-table{border-collapse:collapse;font-size:.9em;margin:.5em 0} th,td{border:1px solid #ccc;padding:.25em .6em}
-th{background:#f3f3f3} td.n{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
-td.name{white-space:nowrap} tr.win td{background:#eef7ee} .scroll{overflow-x:auto}
-td.err{font-family:ui-monospace,Menlo,Consolas,monospace;white-space:pre-wrap;word-break:break-word}
-.swatch{display:inline-block;width:.8em;height:.8em;border-radius:2px;margin-right:.4em;vertical-align:-.05em}
-"""
-
-
-def render_page(run: Run, sections: list[str]) -> str:
     counts = {s: sum(t["status"] == s for t in run.trials) for s in STATUS_COLORS}
     model, data, search = run.job.get("model", {}), run.job.get("data", {}), run.job.get("search", {})
     facts = [f"{len(run.trials)} trials ({counts['completed']} completed, {counts['stopped_early']} stopped early by "
@@ -174,51 +169,36 @@ def render_page(run: Run, sections: list[str]) -> str:
     winner = run.winner
     headline = (f"Winner: {winner['strategy']} with best {run.metric} {_fmt(winner['best_score'])}"
                 if winner else "No strategy has a score: every trial failed.")
-    nav = "".join(f'<a href="#{a}">{esc(t)}</a>' for a, t in (
-        ("leaderboard", "leaderboard"), ("scores", "scores"), ("curves", "curves"), ("frontier", "cost"),
-        ("rungs", "rungs"), ("configs", "configs"), ("confusion", "confusion"), ("failures", "failures")))
-    title = f"raytune-ft report: {run.dir.name}"
-    return "\n".join([
-        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>{esc(title)}</title><style>{CSS}</style></head><body>",
-        f"<h1>{esc(title)}</h1>", f'<p class="meta">{esc("; ".join(facts))}</p>',
-        f"<p><strong>{esc(headline)}</strong></p>", f"<nav>{nav}</nav>", *sections, "</body></html>", ""])
+    env = Environment(loader=PackageLoader("raytune_ft", "templates"), autoescape=True, finalize=_escape,
+                      undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
+    return env.get_template("report.html.j2").render(title=f"raytune-ft report: {run.dir.name}", facts=facts,
+                                                     headline=headline, sections=sections)
 
 
-def html_table(header: list[str], rows: list[list[str]], numeric: set[int] = frozenset(),
-               row_classes: list[str] | None = None, wrap: set[int] = frozenset()) -> str:
-    """A table of plain-text headers and already-escaped cells; the first column is the row's name, columns in
-    `numeric` are right-aligned, in `wrap` monospace and wrapped anywhere."""
-    def cell(j, c):
-        cls = "name" if j == 0 else "n" if j in numeric else "err" if j in wrap else ""
-        return f'<td class="{cls}">{c}</td>' if cls else f"<td>{c}</td>"
+def _escape(value):
+    """Autoescape as html.escape does (' as &#x27;, where jinja2 writes &#39;): the page's text as it always was."""
+    from markupsafe import Markup
 
-    head = "".join(f"<th>{esc(h).replace('_', '_<wbr>')}</th>" for h in header)
-    body = []
-    for i, row in enumerate(rows):
-        cls = f' class="{row_classes[i]}"' if row_classes and row_classes[i] else ""
-        body.append(f"<tr{cls}>{''.join(cell(j, c) for j, c in enumerate(row))}</tr>")
-    return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>'
+    return value if hasattr(value, "__html__") else Markup(html.escape(str(value), quote=True))
 
 
 # ---------------------------------------------------------------- tables
 
 
-def leaderboard_table(run: Run) -> tuple[str, str]:
+def leaderboard_table(run: Run) -> tuple[str, Table | None]:
     has_test = any(_num(s.get("test_accuracy")) is not None for s in run.strategies)
     header = ["strategy", f"best {run.metric}", "mean ± std", "trials", "done / stopped / patience / failed",
               "trainable", "trainable params", "compute s"] + (["test acc", "test F1"] if has_test else [])
-    rows, classes = [], []
+    rows = []
     for s in run.strategies:
-        row = [_swatch(run.colors[s["strategy"]]) + esc(s["strategy"]), _fmt(s["best_score"]),
+        row = [s["strategy"], _fmt(s["best_score"]),
                _mean_std(s["mean_score"], s["std_score"]), str(s["trials"]),
                f"{s['completed']} / {s['stopped_early']} / {_num(s.get('stopped_patience')) or 0} / {s['errored']}",
                _pct(s["trainable_fraction"]),
                _count(s["trainable_params"]), _fmt(s["compute_seconds"], ".0f")]
         if has_test:
             row += [_fmt(s.get("test_accuracy")), _fmt(s.get("test_f1"))]
-        rows.append(row)
-        classes.append("win" if s is run.winner else "")
+        rows.append(Row(row, run.colors[s["strategy"]], win=s is run.winner))
     caption = (f"Strategies ranked by their best trial's {run.metric} ({run.better} is better; the winner is "
                "shaded). Done / stopped / patience / failed count its trials that ran every epoch, that the "
                "scheduler stopped early, that ended themselves after `patience` epochs without a better score, "
@@ -226,13 +206,13 @@ def leaderboard_table(run: Run) -> tuple[str, str]:
                "trainable is the best trial's share of trainable weights; compute is the sum of all its trials' "
                "wall seconds" + ("; test columns are the best trial re-evaluated on the test split." if has_test
                                  else "."))
-    return caption, html_table(header, rows, numeric=set(range(1, len(header))), row_classes=classes)
+    return caption, Table(header, rows, numeric=set(range(1, len(header))))
 
 
-def config_table(run: Run) -> tuple[str, str]:
+def config_table(run: Run) -> tuple[str, Table | None]:
     configs = [(s["strategy"], json.loads(s["best_config"])) for s in run.strategies if s.get("best_config")]
     if not configs:
-        return "No strategy has a best trial, so there is no configuration to show.", ""
+        return "No strategy has a best trial, so there is no configuration to show.", None
     own = lambda name, key: key.startswith(f"{name}.")  # noqa: E731
     shared = list(dict.fromkeys(k for name, c in configs for k in c if "." not in k))
     header = ["strategy", "trial"] + shared + ["strategy knobs"]
@@ -240,20 +220,19 @@ def config_table(run: Run) -> tuple[str, str]:
     rows = []
     for name, c in configs:
         knobs = ", ".join(f"{k.split('.', 1)[1]}={_value(v)}" for k, v in c.items() if own(name, k) and v is not None)
-        rows.append([_swatch(run.colors[name]) + esc(name), esc(best_trial[name])]
-                    + [esc(_value(c.get(k))) for k in shared] + [esc(knobs or "-")])
+        rows.append(Row([name, str(best_trial[name]), *[_value(c.get(k)) for k in shared], knobs or "-"],
+                        run.colors[name]))
     caption = ("The hyperparameters of each strategy's best trial, one row per strategy; "
                "the last column holds the strategy's own searched knobs (e.g. LoRA's rank).")
-    return caption, html_table(header, rows, numeric=set(range(2, 2 + len(shared))))
+    return caption, Table(header, rows, numeric=set(range(2, 2 + len(shared))))
 
 
-def failures_table(run: Run) -> tuple[str, str]:
+def failures_table(run: Run) -> tuple[str, Table | None]:
     failed = [t for t in run.trials if t["status"] == "error"]
     if not failed:
-        return "No trial failed.", ""
-    rows = [[esc(t["trial_id"]), esc(t["strategy"]), str(t["epochs_run"] or 0), esc(error_line(t))]
-            for t in failed]
-    table = html_table(["trial", "strategy", "epochs run", "error (last line)"], rows, numeric={2}, wrap={3})
+        return "No trial failed.", None
+    rows = [Row([str(t["trial_id"]), str(t["strategy"]), str(t["epochs_run"] or 0), error_line(t)]) for t in failed]
+    table = Table(["trial", "strategy", "epochs run", "error (last line)"], rows, numeric={2}, wrap={3})
     caption = (f"{len(failed)} of {len(run.trials)} trials failed; each with the last line of its error "
                "(the full text is in trials.parquet, column error).")
     return caption, table
@@ -267,265 +246,7 @@ def error_line(trial: dict) -> str:
     return lines[-1] if lines else "unknown error"
 
 
-# ---------------------------------------------------------------- figures: each gives (Figure or None, caption or note)
-
-
-def plot_scores(run: Run):
-    from matplotlib.figure import Figure
-
-    names = [s["strategy"] for s in run.strategies]
-    by_name = {n: run.ranked([t for t in run.trials if t["strategy"] == n]) for n in names}
-    failed = sum(t["status"] == "error" for t in run.trials)
-    if not any(by_name.values()):
-        return None, "No trial has a score (every trial failed): nothing to plot."
-    fig = Figure(figsize=(9, 0.55 * len(names) + 1.4))
-    ax = fig.add_subplot()
-    for y, name in enumerate(names):
-        trials = by_name[name]
-        scores = [t["score"] for t in trials]
-        if len(scores) > 1:
-            ax.boxplot(scores, positions=[y], orientation="horizontal", widths=0.5, showfliers=False,
-                       medianprops={"color": "#555"}, boxprops={"color": "#999"}, whiskerprops={"color": "#999"},
-                       capprops={"color": "#999"})
-        offsets = [0.0] if len(scores) == 1 else [0.18 * (2 * i / (len(scores) - 1) - 1) for i in range(len(scores))]
-        for t, dy in zip(trials, offsets):
-            filled = t["status"] == "completed"
-            ax.scatter(t["score"], y + dy, s=40, zorder=3, edgecolors=run.colors[name], linewidths=1.5,
-                       facecolors=run.colors[name] if filled else "white",
-                       marker="s" if t["status"] == "stopped_patience" else "o")
-        if not trials:
-            ax.text(0.01, y, "every trial failed", transform=ax.get_yaxis_transform(), va="center", color="#d62728")
-    nfail = {n: sum(t["status"] == "error" for t in run.trials if t["strategy"] == n) for n in names}
-    ax.set_yticks(range(len(names)), [f"{n}\n({len(by_name[n])} scored" + (f", {nfail[n]} failed)" if nfail[n] else ")")
-                                      for n in names])
-    ax.set_ylim(len(names) - 0.5, -0.5)  # best strategy on top
-    ax.set_xlabel(f"best {run.metric} of the trial ({run.better} is better)")
-    ax.grid(axis="y", visible=False)
-    ax.scatter([], [], s=40, c="grey", label="completed")
-    ax.scatter([], [], s=40, facecolors="white", edgecolors="grey", linewidths=1.5, label="stopped early (scheduler)")
-    if any(t["status"] == "stopped_patience" for t in run.trials):
-        ax.scatter([], [], s=40, marker="s", facecolors="white", edgecolors="grey", linewidths=1.5,
-                   label="stopped by patience")
-    ax.legend(loc="lower right" if run.mode == "max" else "lower left", fontsize=8, framealpha=0.9)
-    caption = (f"One dot per trial at its best {run.metric} ({run.better} is better), boxes over each strategy's "
-               "trials; filled = ran all epochs, hollow circle = stopped early by the scheduler, hollow square = "
-               "ended by patience (no better score for training.patience epochs). "
-               + (f"{failed} failed trial{'s' if failed != 1 else ''} not shown (counted under each name)."
-                  if failed else "No trial failed."))
-    return fig, caption
-
-
-def plot_curves(run: Run):
-    from matplotlib.figure import Figure
-    from matplotlib.lines import Line2D
-
-    if run.epochs is None:
-        return None, ("No learning curves: this run has no epochs.parquet (runs made before it was written "
-                      "per epoch). The other sections do not need it.")
-    if run.epochs and run.metric not in run.epochs[0]:
-        return None, f"No learning curves: epochs.parquet has no column {run.metric}."
-    fig = Figure(figsize=(9, 4.6))
-    ax = fig.add_subplot()
-    drawn = []
-    for s in run.strategies:
-        top = run.ranked([t for t in run.trials if t["strategy"] == s["strategy"]])[:CURVES_PER_STRATEGY]
-        for rank, t in enumerate(top):
-            pts = sorted((e["epoch"], e[run.metric]) for e in run.epochs
-                         if e["trial_id"] == t["trial_id"] and _num(e[run.metric]) is not None)
-            if not pts:
-                continue
-            xs, ys = zip(*pts)
-            ax.plot(xs, ys, color=run.colors[s["strategy"]], marker="o", markersize=3 if rank else 4,
-                    linewidth=2.2 if rank == 0 else 1.0, alpha=1.0 if rank == 0 else 0.45, zorder=3 - rank)
-            drawn.append(s["strategy"])
-    if not drawn:
-        return None, "No learning curves: epochs.parquet holds no epoch of a scored trial."
-    ax.set_xlabel("epoch")
-    ax.set_ylabel(run.metric)
-    ax.xaxis.get_major_locator().set_params(integer=True)
-    handles = [Line2D([], [], color=run.colors[n], linewidth=2, label=n) for n in dict.fromkeys(drawn)]
-    ax.legend(handles=handles, fontsize=8, loc="best", framealpha=0.9)
-    caption = (f"Validation {run.metric} after each epoch of the {CURVES_PER_STRATEGY} best trials of each strategy "
-               f"({run.better} is better); thick line = the strategy's best trial, thin = the runners-up; "
-               "a line that ends early is a trial the scheduler stopped, or one that ended by patience.")
-    return fig, caption
-
-
-def pareto(points: list[tuple[float, float]], mode: str) -> list[bool]:
-    """For (cost, score) points: True where no other point costs no more and scores at least as well,
-    being strictly better at one of the two."""
-    sign = 1 if mode == "max" else -1
-
-    def dominates(a, b):
-        return a[0] <= b[0] and sign * a[1] >= sign * b[1] and (a[0] < b[0] or sign * a[1] > sign * b[1])
-
-    return [not any(dominates(q, p) for q in points if q is not p) for p in points]
-
-
-def plot_frontier(run: Run):
-    from matplotlib.figure import Figure
-    from matplotlib.ticker import FuncFormatter
-
-    scored = [s for s in run.strategies if _num(s["best_score"]) is not None]
-    if not scored:
-        return None, "No strategy has a score (every trial failed): no cost/quality frontier."
-    axes_spec = [("trainable_params", "trainable parameters of the best trial (log scale)", True),
-                 ("compute_seconds", "compute: wall seconds of all the strategy's trials", False)]
-    fig = Figure(figsize=(11, 4.6))
-    axes = fig.subplots(1, 2, sharey=True)
-    for ax, (column, label, log) in zip(axes, axes_spec):
-        rows = [s for s in scored if _num(s[column]) is not None and (not log or s[column] > 0)]
-        if not rows:
-            ax.text(0.5, 0.5, f"no {column} recorded", transform=ax.transAxes, ha="center")
-            continue
-        points = [(float(s[column]), float(s["best_score"])) for s in rows]
-        optimal = pareto(points, run.mode)
-        front = sorted(p for p, o in zip(points, optimal) if o)
-        ax.step([p[0] for p in front], [p[1] for p in front], where="post", color="#444", linewidth=1,
-                linestyle="--", zorder=1)
-        for s, (x, y), opt in zip(rows, points, optimal):
-            ax.scatter(x, y, s=90 if opt else 45, color=run.colors[s["strategy"]], zorder=3,
-                       edgecolors="black" if opt else "none", linewidths=1.5, marker="D" if opt else "o")
-        if log:
-            ax.set_xscale("log")
-            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: _count(v, "g").replace(" ", "")))
-        ax.set_xlabel(label)
-        ax.margins(x=0.15, y=0.12)
-        place_labels(ax, [(x, y, s["strategy"], run.colors[s["strategy"]]) for s, (x, y) in zip(rows, points)])
-    axes[0].set_ylabel(f"best {run.metric} ({run.better} is better)" + ("" if run.mode == "max" else "; axis flipped"))
-    if run.mode == "min":
-        axes[0].invert_yaxis()  # better is up in both modes, so the frontier always runs to the top left
-    axes[0].scatter([], [], s=90, marker="D", c="lightgrey", edgecolors="black", linewidths=1.5,
-                    label="Pareto-optimal")
-    axes[0].scatter([], [], s=45, c="lightgrey", label="dominated")
-    axes[0].legend(fontsize=8, loc="best", framealpha=0.9)
-    fig.tight_layout()
-    caption = ("Each strategy's best score against what it cost: left, the trainable weights of its best trial; "
-               "right, the compute its whole search used. Diamonds joined by the dashed line are Pareto-optimal "
-               "(no other strategy is both cheaper and better); round dots are dominated.")
-    return fig, caption
-
-
-def place_labels(ax, points: list[tuple[float, float, str, str]]) -> None:
-    """Name each point next to it, moving a name to the next free spot when it would cover one already placed."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
-    renderer = FigureCanvasAgg(ax.figure).get_renderer()
-    ax.autoscale_view()
-    offsets = [(6, 4), (6, -12), (-6, 4), (-6, -12)] + [(6, 4 + 11 * k * side) for k in range(2, 8) for side in (-1, 1)]
-    placed = []
-    for x, y, text, color in points:
-        for dx, dy in offsets:
-            label = ax.annotate(text, (x, y), xytext=(dx, dy), textcoords="offset points", fontsize=8,
-                                ha="left" if dx > 0 else "right", color=color)
-            box = label.get_window_extent(renderer).expanded(1.05, 1.1)
-            if not any(box.overlaps(b) for b in placed):
-                break
-            label.remove()
-        else:  # nowhere free: leave it at the first spot
-            label = ax.annotate(text, (x, y), xytext=offsets[0], textcoords="offset points", fontsize=8,
-                                color=color)
-            box = label.get_window_extent(renderer)
-        placed.append(box)
-
-
-def plot_rungs(run: Run):
-    from matplotlib.figure import Figure
-    from matplotlib.patches import Patch
-
-    names = [s["strategy"] for s in run.strategies]
-    max_epochs = max([int(run.job.get("training", {}).get("epochs") or 0)]
-                     + [int(t["epochs_run"] or 0) for t in run.trials])
-    low = 0 if any(not t["epochs_run"] for t in run.trials) else 1
-    xs = list(range(low, max(max_epochs, 1) + 1))
-    cols = min(4, len(names))
-    nrows = math.ceil(len(names) / cols)
-    fig = Figure(figsize=(2.8 * cols + 0.6, 2.3 * nrows + 0.6))
-    axes = fig.subplots(nrows, cols, sharey=True, squeeze=False).ravel()
-    for ax, name in zip(axes, names):
-        trials = [t for t in run.trials if t["strategy"] == name]
-        bottom = [0] * len(xs)
-        for status in ("stopped_early", "stopped_patience", "completed", "error"):
-            counts = [sum(t["status"] == status and int(t["epochs_run"] or 0) == x for t in trials) for x in xs]
-            ax.bar(xs, counts, bottom=bottom, color=STATUS_COLORS[status], width=0.7)
-            bottom = [b + c for b, c in zip(bottom, counts)]
-        ax.set_title(name, fontsize=9, color=run.colors[name], fontweight="bold")
-        ax.set_xticks(xs)
-        ax.yaxis.get_major_locator().set_params(integer=True)
-        ax.grid(axis="x", visible=False)
-    tallest = max(sum(t["strategy"] == n and int(t["epochs_run"] or 0) == x for t in run.trials)
-                  for n in names for x in xs)
-    axes[0].set_ylim(0, tallest + 0.5)  # shared by all panels: headroom above the tallest bar
-    for ax in axes[len(names):]:
-        ax.set_visible(False)
-    for ax in axes[::cols]:
-        ax.set_ylabel("trials")
-    for ax in axes[(nrows - 1) * cols:]:
-        ax.set_xlabel("epochs run")
-    fig.legend(handles=[Patch(color=STATUS_COLORS[s], label=STATUS_LABELS[s]) for s in STATUS_COLORS],
-               loc="upper center", ncol=len(STATUS_COLORS), fontsize=8, frameon=False, bbox_to_anchor=(0.5, 1.0))
-    fig.tight_layout(rect=(0, 0, 1, 0.94))
-    stopped = sum(t["status"] == "stopped_early" for t in run.trials)
-    patience = sum(t["status"] == "stopped_patience" for t in run.trials)
-    caption = (f"For each strategy, how many trials ended after each number of epochs: orange = stopped early "
-               f"by the scheduler at that rung ({stopped} in all), purple = ended by itself after "
-               f"training.patience epochs without a better score ({patience} in all), green = ran every epoch, "
-               "red = failed.")
-    return fig, caption
-
-
-def plot_confusion(run: Run):
-    from matplotlib.figure import Figure
-
-    winner = run.winner
-    path = run.dir / "reports" / str(winner["strategy"]) / "test_report.json" if winner else None
-    if path is None or not path.exists():
-        return None, ("No test confusion matrix: the winning strategy has no reports/<strategy>/test_report.json "
-                      "(the job has no test split, or its best trial kept no checkpoint).")
-    report = json.loads(path.read_text())
-    cm, classes = report["confusion_matrix"], [str(c) for c in report["classes"]]
-    n = len(classes)
-    side = min(12.0, max(4.5, 0.45 * n + 2.5))
-    fig = Figure(figsize=(side + 1.2, side))
-    ax = fig.add_subplot()
-    share = [[v / max(1, sum(row)) for v in row] for row in cm]
-    image = ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
-    if n <= 25:
-        for i in range(n):
-            for j in range(n):
-                if cm[i][j]:
-                    ax.text(j, i, str(cm[i][j]), ha="center", va="center", fontsize=8,
-                            color="white" if share[i][j] > 0.5 else "black")
-    if n <= 60:
-        ax.set_xticks(range(n), classes, rotation=45 if max(map(len, classes)) > 3 else 0, ha="right"
-                      if max(map(len, classes)) > 3 else "center")
-        ax.set_yticks(range(n), classes)
-    ax.set_xlabel("predicted class")
-    ax.set_ylabel("true class")
-    ax.grid(False)
-    ax.set_title(f"{winner['strategy']} (trial {report.get('trial_id')}): test accuracy "
-                 f"{_fmt(report.get('accuracy'))}, macro-F1 {_fmt(report.get('f1'))}, {report.get('samples')} samples",
-                 fontsize=9)
-    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="share of the true class")
-    fig.tight_layout()
-    caption = ("Rows are the true classes, columns the predicted ones; the numbers are test samples and the colour "
-               "is each row's share, so a dark diagonal is good and an off-diagonal cell is a confusion.")
-    return fig, caption
-
-
 # ---------------------------------------------------------------- formatting
-
-
-def esc(value) -> str:
-    return html.escape(str(value), quote=True)
-
-
-def _num(v) -> float | None:
-    return None if v is None or (isinstance(v, float) and math.isnan(v)) else v
-
-
-def _fmt(v, spec: str = ".4f") -> str:
-    return "-" if _num(v) is None else format(v, spec)
 
 
 def _mean_std(mean, std) -> str:
@@ -536,21 +257,7 @@ def _pct(v) -> str:
     return "-" if _num(v) is None else f"{v:.2%}"
 
 
-def _count(v, spec: str = ".1f") -> str:
-    """3.4 M, 12.8 K: a parameter count."""
-    if _num(v) is None:
-        return "-"
-    for div, unit in ((1e9, "G"), (1e6, "M"), (1e3, "K")):
-        if v >= div:
-            return f"{v / div:{spec}} {unit}"
-    return str(int(v))
-
-
 def _value(v) -> str:
     if isinstance(v, float):
         return f"{v:.3g}"
     return "-" if v is None else str(v)
-
-
-def _swatch(color: str) -> str:
-    return f'<span class="swatch" style="background:{color}"></span>'

@@ -7,7 +7,6 @@ crash at any moment leaves readable tables of what was done. The columns are lis
 from __future__ import annotations
 
 import json
-import math
 import os
 from pathlib import Path
 from typing import Optional
@@ -85,34 +84,46 @@ def _cell(value):
 
 
 def strategy_rows(trials: list[dict], mode: str) -> list[dict]:
-    """Per-strategy summary: counts by status, best / mean / std score, the best trial and its cost."""
+    """Per-strategy summary: counts by status; best / mean / std score over the trials that did not fail (std
+    sample, 0.0 for one score); the best trial (the first of equals), its config and cost; the compute of all
+    the strategy's trials. Best strategy first (the first to appear among equals), those without a score last."""
+    import pandas as pd
+
+    if not trials:
+        return []
+    df = pd.DataFrame(trials, columns=["strategy", "status", "score", "wall_seconds"])
+    df = df.astype({"score": float, "wall_seconds": float})
+    by = df.groupby("strategy", sort=False)
+    scored = df[df["score"].notna() & (df["status"] != "error")].groupby("strategy", sort=False)["score"]
+    table = pd.concat([
+        by.size().rename("trials"),
+        pd.crosstab(df["strategy"], df["status"]).reindex(columns=list(STATUSES), fill_value=0),
+        scored.agg(scored="count", best_score="max" if mode == "max" else "min",
+                   best="idxmax" if mode == "max" else "idxmin", mean_score="mean", std_score="std"),
+        by["wall_seconds"].sum().rename("compute_seconds"),
+    ], axis=1).reindex(by.size().index).fillna({"scored": 0})
+    table = table.sort_values("best_score", ascending=mode == "min", kind="stable", na_position="last")
     out = []
-    for name in dict.fromkeys(t["strategy"] for t in trials):
-        group = [t for t in trials if t["strategy"] == name]
-        scored = [t for t in group if t["score"] is not None and t["status"] != "error"]
-        scores = [t["score"] for t in scored]
-        best = (max if mode == "max" else min)(scored, key=lambda t: t["score"]) if scored else None
-        mean = sum(scores) / len(scores) if scores else None
-        std = math.sqrt(sum((s - mean) ** 2 for s in scores) / (len(scores) - 1)) if len(scores) > 1 else (0.0 if scores else None)
+    for name, r in zip(table.index, table.to_dict("records")):
+        best = trials[int(r["best"])] if r["scored"] > 0 else None
         config = {k: v for k, v in best.items() if k in HPARAM_COLUMNS or k.startswith(f"{name}.")} if best else None
         out.append({
             "strategy": name,
-            "trials": len(group),
-            "completed": sum(t["status"] == "completed" for t in group),
-            "stopped_early": sum(t["status"] == "stopped_early" for t in group),
-            "stopped_patience": sum(t["status"] == "stopped_patience" for t in group),
-            "errored": sum(t["status"] == "error" for t in group),
+            "trials": r["trials"],
+            "completed": r["completed"],
+            "stopped_early": r["stopped_early"],
+            "stopped_patience": r["stopped_patience"],
+            "errored": r["error"],
             "best_score": best["score"] if best else None,
-            "mean_score": mean,
-            "std_score": std,
+            "mean_score": r["mean_score"] if best else None,
+            "std_score": (r["std_score"] if r["scored"] > 1 else 0.0) if best else None,
             "best_trial_id": best["trial_id"] if best else None,
             "best_config": json.dumps(config) if config else None,
             "trainable_fraction": best["trainable_fraction"] if best else None,
             "trainable_params": best["trainable_params"] if best else None,
-            "compute_seconds": sum(t["wall_seconds"] or 0.0 for t in group),
+            "compute_seconds": r["compute_seconds"],
         })
-    sign = 1 if mode == "max" else -1
-    return sorted(out, key=lambda r: -sign * r["best_score"] if r["best_score"] is not None else math.inf)
+    return out
 
 
 def write_table(rows: list[dict], path: Path) -> None:

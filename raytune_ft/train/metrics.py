@@ -1,25 +1,22 @@
-"""Classification metrics from a confusion matrix (matches scikit-learn's accuracy and macro-F1)."""
+"""Classification metrics of one evaluation: scikit-learn's accuracy, macro-F1 and confusion matrix."""
 from __future__ import annotations
 
 import torch
 
 
-def confusion_matrix(labels: torch.Tensor, preds: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """Rows are true classes, columns predicted classes."""
-    index = labels.long() * num_classes + preds.long()
-    return torch.bincount(index, minlength=num_classes**2).reshape(num_classes, num_classes)
-
-
 def classification_metrics(labels: torch.Tensor, preds: torch.Tensor, num_classes: int) -> dict:
-    cm = confusion_matrix(labels.cpu(), preds.cpu(), num_classes).double()
-    tp = cm.diag()
-    support, predicted = cm.sum(1), cm.sum(0)
-    denom = support + predicted  # = 2TP + FP + FN
-    seen = denom > 0  # like scikit-learn: classes that occur in labels or predictions
-    f1 = torch.where(seen, 2 * tp / denom.clamp(min=1), torch.zeros_like(tp))
+    """Macro-F1 averages over the classes that occur in the labels or the predictions (scikit-learn's default);
+    per_class_f1 has every class, 0.0 for one that never occurs. The confusion matrix's rows are true classes."""
+    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
+
+    classes = range(num_classes)
+    if len(labels) == 0:  # scikit-learn refuses empty input
+        return {"accuracy": 0.0, "f1": 0.0, "confusion_matrix": [[0] * num_classes for _ in classes],
+                "per_class_f1": [0.0] * num_classes}
+    y_true, y_pred = labels.cpu().numpy(), preds.cpu().numpy()
     return {
-        "accuracy": float(tp.sum() / cm.sum().clamp(min=1)),
-        "f1": float(f1[seen].mean()) if seen.any() else 0.0,
-        "confusion_matrix": cm.long().tolist(),
-        "per_class_f1": f1.tolist(),
+        "accuracy": float(accuracy_score(y_true, y_pred)),
+        "f1": float(f1_score(y_true, y_pred, average="macro", zero_division=0)),
+        "confusion_matrix": confusion_matrix(y_true, y_pred, labels=classes).tolist(),
+        "per_class_f1": f1_score(y_true, y_pred, labels=classes, average=None, zero_division=0).tolist(),
     }
