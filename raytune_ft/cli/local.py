@@ -25,16 +25,19 @@ def _load(spec: Path):
     return load_job(spec)
 
 
-def _check_labels(job, where: str):
+def _check_labels(job, where: Optional[str] = None):
     """Train's labels, where they can be read alone (a label column, class folder names): each names a
-    class, and there are at least 2. The InputError names the file and row."""
+    class, and there are at least 2. The error names the file and row: as a problem of the spec's
+    data.train field (validate, given `where`), or as bad input that stopped a run."""
     from raytune_ft.data import check_train_labels
     from raytune_ft.errors import InputError, SpecError
 
     try:
         check_train_labels(job.data)
     except InputError as e:
-        raise SpecError(where, [("data.train", str(e))]) from None
+        if where is not None:
+            raise SpecError(where, [("data.train", str(e))]) from None
+        raise InputError(f"bad input, nothing was trained: {e}") from None
 
 
 def _warn_about_search(job) -> None:
@@ -76,7 +79,7 @@ def run(
     if run_dir.exists() and any(run_dir.iterdir()):
         raise UserError(f"{run_dir} already holds a run: nothing was overwritten. To go on with it after a crash: "
                    f"raytune-ft resume {run_dir}; for a new run, choose another --run-dir")
-    _check_labels(job, str(spec))  # before the folder exists
+    _check_labels(job)  # before the folder exists
     made = [d for d in (run_dir, *run_dir.parents) if not d.exists()]  # what this run creates
     run_dir.mkdir(parents=True, exist_ok=True)
     # absolute data / model paths: `resume` reads this file from whatever folder it is started in
