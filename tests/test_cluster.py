@@ -101,7 +101,7 @@ def test_submission_ships_the_project_and_the_spec(tmp_path):
     spec = tmp_path / "job.yaml"
     spec.write_text("name: x\n")
     outside = submission(spec, "r2", "s3://bucket/runs", project=ROOT)
-    assert outside["entrypoint"] == ("python -m raytune_ft.cluster.client --run-dir /tmp/raytune_ft_runs/r2 "
+    assert outside["entrypoint"] == ("python -m raytune_ft.cluster.entry --run-dir /tmp/raytune_ft_runs/r2 "
                                      "--storage-uri s3://bucket/runs/r2")
     env = outside["runtime_env"]["env_vars"]
     assert env["RAYTUNE_FT_SPEC_YAML"] == "name: x\n"
