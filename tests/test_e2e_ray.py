@@ -207,10 +207,11 @@ def test_two_workers_per_trial(tiny_bert, text_csvs, tmp_path, ray_session):
 
 
 def test_a_worker_that_dies_goes_on_from_its_last_epoch(resnet_weights, tmp_path, ray_session, monkeypatch):
-    """Ray Train starts the dead worker group again; the trial goes on from epoch 2, not from scratch."""
+    """Ray Train starts the dead worker group again; the trial goes on from its latest checkpoint Ray had
+    taken (epoch 1 or 2), not from scratch."""
     from raytune_ft.sweep.run import run_sweep
 
-    monkeypatch.setenv("RAYTUNE_FT_INJECT_FAULT", "full:exit_once")  # os._exit at epoch 2, first time only
+    monkeypatch.setenv("RAYTUNE_FT_INJECT_FAULT", "full:exit_once")  # os._exit at epoch 3, first time only
     spec = vision_spec(resnet_weights, training={"epochs": 3})
     spec["strategies"] = [{"name": "full"}]
     spec["search"] = {"num_samples": 1, "scheduler": {"name": "none"}, "hparams": {"lr": 1e-3, "batch_size": 32}}

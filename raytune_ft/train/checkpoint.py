@@ -58,14 +58,15 @@ def read_resume_state(folder: Path, config) -> Optional[dict]:
 
 class LocalCheckpoints:
     """Without Ray: `<trial_dir>/epoch-N` folders, `last` and `best` links swapped in atomically, the
-    others removed."""
+    others removed. `location`: where the checkpoint `latest()` found is."""
 
     def __init__(self, trial_dir: Path):
         self.trial_dir = Path(trial_dir)
 
     def latest(self) -> Optional[ContextManager[Path]]:
         last = self.trial_dir / "last"
-        return contextlib.nullcontext(last) if (last / STATE).exists() else None
+        self.location = str(last.resolve()) if (last / STATE).exists() else None
+        return contextlib.nullcontext(last) if self.location else None
 
     def commit(self, metrics: dict, write: Optional[Callable[[Path], None]], is_best: bool,
                report: Callable[[dict], None]) -> None:
@@ -91,12 +92,15 @@ class LocalCheckpoints:
 
 class RayCheckpoints:
     """Under Ray Train: the latest checkpoint comes from `ray.train.get_checkpoint()`; each epoch's is
-    reported with its metrics (rank 0 writes it, every rank reports), and Ray stores and prunes them."""
+    reported with its metrics (rank 0 writes it, every rank reports), and Ray stores and prunes them.
+    A report counts once Ray Train's controller has taken it (it polls the workers every 2 s): a worker
+    that dies sooner after reporting starts again from the checkpoint before."""
 
     def latest(self) -> Optional[ContextManager[Path]]:
         import ray.train
 
         checkpoint = ray.train.get_checkpoint()
+        self.location = None if checkpoint is None else checkpoint_uri(checkpoint)
         return None if checkpoint is None else _as_path(checkpoint)
 
     def commit(self, metrics: dict, write: Optional[Callable[[Path], None]], is_best: bool,

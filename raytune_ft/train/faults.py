@@ -3,7 +3,8 @@
 Tests switch it on for one strategy with RAYTUNE_FT_INJECT_FAULT=<strategy>:<fault> (an environment
 variable, so that it reaches Ray Train workers in their own processes). Faults: `raise` (a
 ValueError at start), `nan` (the training loss becomes NaN), `exit_once` (the process dies at the
-start of epoch 2, the first time only, as one killed by the OS would: no exception, no cleanup).
+start of epoch 3, the first time only, as one killed by the OS would: no exception, no cleanup; by
+then Ray Train has taken epoch 1's report, which it does when it polls the workers every 2 s).
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ class Faults:
 
     def on_epoch(self, epoch: int) -> None:
         mark = self.trial_dir / ".fault_injected"
-        if self.fault == "exit_once" and epoch == 2 and not mark.exists():
+        if self.fault == "exit_once" and epoch == 3 and not mark.exists():
             mark.parent.mkdir(parents=True, exist_ok=True)
             mark.touch()
             os._exit(3)

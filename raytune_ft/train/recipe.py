@@ -125,7 +125,10 @@ class TrialRecipe:
         self.trainable, self.history, self.resumes = saved["trainable"], saved["history"], saved["resumes"] + 1
         # The last saved epoch's report may not have reached the sweep before the process died: send it
         # again, without a checkpoint (the sweep keeps one row per epoch; schedulers record a rung once).
-        self.checkpoints.commit({**self.history[-1], **self.where, "resumes": self.resumes}, None, False, self.report)
+        again = {**self.history[-1], **self.where, "resumes": self.resumes}
+        if self.checkpoints.location:  # the sweep may not have recorded where that epoch's checkpoint is
+            again["checkpoint_uri"] = self.checkpoints.location
+        self.checkpoints.commit(again, None, False, self.report)
 
     def save(self, metrics: dict, val: dict, improved: bool) -> None:
         """One checkpoint of this epoch (rank 0 writes it) and the epoch's report, together."""
