@@ -139,7 +139,7 @@ def test_run_on_s3_storage_evaluates_and_keeps_its_checkpoints_in_the_bucket(s3_
         log = []
         cluster.logs(run_id, out=log.append)
         (tmp_path / "job.log").write_text("".join(log))
-        assert final["status"] == "SUCCEEDED", f"{final['message'][:300]}\nfull log: {tmp_path / 'job.log'}"
+        assert final["status"] == "SUCCEEDED", "".join(log)[-4000:]
         assert "test split, best trial of each strategy" in "".join(log), tmp_path / "job.log"
 
         # fetch: the tables and the test-split reports, from the bucket
