@@ -8,7 +8,9 @@ import torch
 from raytune_ft.data import prepare_data
 from raytune_ft.models import build_model
 from raytune_ft.train.optim import build_optimizer, set_scales, trainable_now
+from raytune_ft.hparams import HParams
 from raytune_ft.spec import parse_job
+from raytune_ft.spec.job import TrainingSpec
 from raytune_ft.strategies import STRATEGIES, get_strategy
 from raytune_ft.train.loop import train_trial
 from raytune_ft.train.recipe import class_weights
@@ -122,7 +124,7 @@ def test_partial_with_more_blocks_than_the_model_trains_all(jobs):
 
 def test_discriminative_lr_decays_from_the_head_down(jobs):
     model, s, k = model_of(jobs, "vision", "discriminative_lr", layer_decay=0.5)
-    opt = build_optimizer(model, s, k, HP, {})
+    opt = build_optimizer(model, s, k, HParams(**HP), TrainingSpec())
     scales = set_scales(opt, s, k, epoch=1, head_lr_mult=3.0)
     # resnet18: stem + 8 blocks + head
     assert scales["head"] == 3.0 and scales["block7"] == 0.5 and scales["block6"] == 0.25
@@ -134,14 +136,14 @@ def test_discriminative_lr_decays_from_the_head_down(jobs):
 def test_head_multiplier_applies_to_every_strategy(jobs):
     for strategy in ("full", "lora", "feature_extraction"):
         model, s, k = model_of(jobs, "text", strategy)
-        opt = build_optimizer(model, s, k, HP, {})
+        opt = build_optimizer(model, s, k, HParams(**HP), TrainingSpec())
         scales = set_scales(opt, s, k, epoch=1, head_lr_mult=10.0)
         assert scales["head"] == 10.0 and all(v == 1.0 for g, v in scales.items() if g != "head"), strategy
 
 
 def test_gradual_unfreeze_schedule(jobs):
     model, s, k = model_of(jobs, "text", "gradual_unfreeze", every_epochs=2)
-    opt = build_optimizer(model, s, k, HP, {})
+    opt = build_optimizer(model, s, k, HParams(**HP), TrainingSpec())
     live = {}
     for epoch in range(1, 9):
         scales = set_scales(opt, s, k, epoch, 1.0)
@@ -282,7 +284,7 @@ def test_weight_decay_applies_by_what_a_parameter_is(jobs, family, strategy, exe
     """Scaling vectors (IA3, shape (d, 1), start at 1), soft prompts and prefixes, AdaLoRA's singular
     values, norms and biases get no weight decay; layer weights, LoRA's A / B and the head's weight do."""
     model, s, knobs = model_of(jobs, family, strategy)
-    optimizer = build_optimizer(model, s, knobs, {**HP, "weight_decay": 0.1}, {})
+    optimizer = build_optimizer(model, s, knobs, HParams(**{**HP, "weight_decay": 0.1}), TrainingSpec())
     names = {id(p): n for n, p in model.named_parameters()}
     decay = {names[id(p)] for g in optimizer.param_groups if g["weight_decay"] > 0 for p in g["params"]}
     plain = {names[id(p)] for g in optimizer.param_groups if g["weight_decay"] == 0 for p in g["params"]}

@@ -25,9 +25,10 @@ def vision_job(resnet_weights, tmp_path):
 
 
 def test_the_worker_marks_the_report_of_a_patience_stop(vision_job, tmp_path):
-    """lr 0 on a frozen backbone: the score never improves after epoch 1, so patience 1 ends it at epoch 2 of 4."""
+    """lr 1e-12 (the spec allows no 0) on a frozen backbone: the score never improves after epoch 1, so
+    patience 1 ends it at epoch 2 of 4."""
     config = trial_config(vision_job, tmp_path / "data", tmp_path / "a", {"name": "feature_extraction"},
-                          {**HP, "lr": 0.0})
+                          {**HP, "lr": 1e-12})
     config = config.with_training(epochs=4, patience=1)
     reports = []
     history = train_trial(config, report=reports.append)
@@ -35,7 +36,7 @@ def test_the_worker_marks_the_report_of_a_patience_stop(vision_job, tmp_path):
     assert reports[-1]["stop_reason"] == "patience" and "stop_reason" not in reports[0]
     # patience running out at the last epoch is no stop: the trial ran every epoch
     config = trial_config(vision_job, tmp_path / "data", tmp_path / "b", {"name": "feature_extraction"},
-                          {**HP, "lr": 0.0})
+                          {**HP, "lr": 1e-12})
     config = config.with_training(epochs=3, patience=2)
     reports = []
     train_trial(config, report=reports.append)

@@ -211,7 +211,7 @@ def test_validate_and_run_warn_when_a_space_has_fewer_points_than_num_samples(re
     assert "strategies[1] (lora)" in warnings[1] and " 2 distinct" in warnings[1]
 
     swept = []
-    monkeypatch.setattr(cli, "_sweep", lambda job, run_dir, **kw: swept.append(run_dir))
+    monkeypatch.setattr("raytune_ft.cli.local._sweep", lambda job, run_dir, **kw: swept.append(run_dir))
     out = runner.invoke(cli.app, ["run", str(path), "--run-dir", str(tmp_path / "r")])
     assert out.exit_code == 0 and swept and out.stderr.count("warning") == 2
 

@@ -70,16 +70,18 @@ def test_param_groups_skip_decay_on_biases_and_norms(resnet_weights):
     config = parse_job(vision_spec(resnet_weights)).model
     strategy = get_strategy("full")
     model = strategy.apply(build_model(config, 3), {})
+    from raytune_ft.hparams import HParams
+    from raytune_ft.spec.job import TrainingSpec
     from raytune_ft.train.optim import build_optimizer
 
-    hp = {"lr": 0.1, "weight_decay": 0.05}
-    groups = build_optimizer(model, strategy, {}, hp, {"optimizer": "adamw"}).param_groups
+    hp = HParams(lr=0.1, weight_decay=0.05)
+    groups = build_optimizer(model, strategy, {}, hp, TrainingSpec(optimizer="adamw")).param_groups
     assert {(g["group"], g["weight_decay"]) for g in groups} == {("backbone", 0.05), ("backbone", 0.0),
                                                                 ("head", 0.05), ("head", 0.0)}
     for g in groups:
         assert all((p.ndim >= 2) == (g["weight_decay"] > 0) for p in g["params"])
     assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
-    sgd = build_optimizer(model, strategy, {}, hp, {"optimizer": "sgd", "momentum": 0.8})
+    sgd = build_optimizer(model, strategy, {}, hp, TrainingSpec(optimizer="sgd", momentum=0.8))
     assert type(sgd).__name__ == "SGD" and sgd.defaults["momentum"] == 0.8
 
 

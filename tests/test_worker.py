@@ -129,6 +129,7 @@ def test_best_trials_are_evaluated_on_the_test_split(vision_job, tmp_path):
     history, _, config = run(vision_job, tmp_path, {"name": "full"}, name="trials/t1")
     row = trial_row(job="j", run_id="r", trial_id="t1", strategy={"name": "full", "hparams": config.hparams.model_dump()},
                     status="completed", history=history, metric="val_accuracy", mode="max", wall_seconds=1.0)
+    write_table([row], tmp_path / "trials.parquet")  # its checkpoint_path: where the best checkpoint is
     write_table(strategy_rows([row], "max"), tmp_path / "strategies.parquet")
     add_test_metrics(tmp_path, "max", printer=lambda line: None)
     table = read_table(tmp_path / "strategies.parquet")[0]

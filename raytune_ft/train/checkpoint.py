@@ -79,7 +79,7 @@ class LocalCheckpoints:
             for old in self.trial_dir.glob("epoch-*"):
                 if os.path.realpath(old) not in keep:
                     shutil.rmtree(old, ignore_errors=True)
-            metrics = {**metrics, "checkpoint_path": str(folder)}
+            metrics["checkpoint_path"] = str(folder)  # the history the loop returns says it too
         report(metrics)
 
     def _swap_link(self, name: str, folder: Path) -> None:

@@ -7,7 +7,11 @@ every step `lr = base_lr x scale x schedule(step)`.
 from __future__ import annotations
 
 import math
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
+
+if TYPE_CHECKING:
+    from raytune_ft.hparams import HParams
+    from raytune_ft.spec.job import TrainingSpec
 
 SCHEDULES = ("cosine", "linear", "step", "one_cycle", "constant")
 
@@ -71,7 +75,7 @@ def decayed_parameters(model) -> set[str]:
     return out
 
 
-def build_optimizer(model, strategy, knobs: dict, hp: dict, training: dict):
+def build_optimizer(model, strategy, knobs: dict, hp: "HParams", training: "TrainingSpec"):
     """One optimizer group per (strategy group x decay / no decay): see `decayed_parameters`."""
     import torch
 
@@ -81,13 +85,13 @@ def build_optimizer(model, strategy, knobs: dict, hp: dict, training: dict):
     for group, names in strategy.groups(model, knobs).items():
         decay = [params[n] for n in names if n in decayed]
         no_decay = [params[n] for n in names if n not in decayed]
-        for plist, wd in ((decay, hp["weight_decay"]), (no_decay, 0.0)):
+        for plist, wd in ((decay, hp.weight_decay), (no_decay, 0.0)):
             if plist:
-                groups.append({"params": plist, "group": group, "base_lr": hp["lr"], "scale": 1.0,
-                               "weight_decay": wd, "lr": hp["lr"]})
-    if training.get("optimizer", "adamw") == "sgd":
-        return torch.optim.SGD(groups, lr=hp["lr"], momentum=training.get("momentum", 0.9))
-    return torch.optim.AdamW(groups, lr=hp["lr"])
+                groups.append({"params": plist, "group": group, "base_lr": hp.lr, "scale": 1.0,
+                               "weight_decay": wd, "lr": hp.lr})
+    if training.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=hp.lr, momentum=training.momentum)
+    return torch.optim.AdamW(groups, lr=hp.lr)
 
 
 def set_scales(optimizer, strategy, knobs: dict, epoch: int, head_lr_mult: float) -> dict[str, float]:
