@@ -17,6 +17,13 @@ NEG = "bad awful poor nasty dreadful sad ugly".split()
 FILLER = "the a movie film plot actor scene was is it this".split()
 
 
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    """monkeypatch for a module's fixtures (an environment set up before a module's Ray cluster starts)."""
+    with pytest.MonkeyPatch.context() as mp:
+        yield mp
+
+
 @pytest.fixture(scope="session")
 def tiny_bert(tmp_path_factory) -> Path:
     """A 2-layer BERT (hidden 32) with a real WordPiece tokenizer, saved like a hub folder."""

@@ -2,14 +2,9 @@
 cluster on this machine (`ray start --head` + `ray start --address`, loopback only, token auth)."""
 from __future__ import annotations
 
-import json
 import os
-import shutil
-import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -18,6 +13,7 @@ import yaml
 
 from raytune_ft.cluster import storage
 from raytune_ft.cluster.client import submission
+from tests.cluster_fixture import RAY_SINGLETONS, free_port, running_cluster, write_spec
 from tests.conftest import ROOT, vision_spec
 
 # --------------------------------------------------------------------------- storage (file:// URIs)
@@ -125,7 +121,7 @@ def test_cluster_commands_refuse_bad_input_with_exit_2(tmp_path, resnet_weights)
 
     good = tmp_path / "good.yaml"
     good.write_text(yaml.safe_dump(vision_spec(resnet_weights)))
-    port = _free_port()  # nothing listens there
+    port = free_port()  # nothing listens there
     out = _cli("submit", str(good), "--address", f"http://127.0.0.1:{port}", "--storage", str(tmp_path), env=home)
     assert out.returncode == 2 and "cannot reach the Ray Jobs API" in out.stderr and "Traceback" not in out.stderr
     out = _cli("submit", str(good), "--address", f"http://127.0.0.1:{port}", env={**home, "RAYTUNE_FT_STORAGE": ""})
@@ -180,204 +176,14 @@ def _pyproject_dependencies() -> list[str]:
 
 # --------------------------------------------------------------------------- a real two-node cluster
 
-# `ray start` swaps 127.0.0.1 for this machine's LAN address (services.resolve_ip_for_localhost), and
-# then every node, the GCS included, serves on that address. This launcher keeps 127.0.0.1, and the
-# environment variable below makes every process the nodes start (agents, job drivers) keep it too.
-LAUNCHER = """
-import sys
-import ray._private.ray_constants as rc
-import ray._private.services as services
-rc.ENABLE_RAY_CLUSTER = True  # RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 would refuse a joining node here
-_resolve = services.resolve_ip_for_localhost
-services.resolve_ip_for_localhost = lambda host: host if host in ("127.0.0.1", "localhost") else _resolve(host)
-from ray.scripts.scripts import main
-sys.argv[0] = "ray"
-sys.exit(main())
-"""
-RAY_SINGLETONS = {"_AutoscalingCoordinatorActor"}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _node_ports() -> list[str]:
-    # every port a node opens, chosen here: other agents' Ray clusters on this machine hold the defaults
-    return [f"--{k}={_free_port()}" for k in ("node-manager-port", "object-manager-port", "dashboard-agent-listen-port",
-                                               "dashboard-agent-grpc-port", "metrics-export-port",
-                                               "runtime-env-agent-port")]
-
-
-class LocalCluster:
-    def __init__(self, tmp: Path):
-        self.tmp = tmp
-        # Each node's session folders: every process of this cluster names one in its command line.
-        # Short (Ray's unix sockets live there, at most 107 bytes a path), and one per node: nodes
-        # sharing one would share runtime_resources/, and one node's runtime-env agent would delete
-        # the job's working_dir under the other's driver.
-        self.temp_dirs = [Path(tempfile.mkdtemp(prefix="rtc-", dir="/tmp")) for _ in range(2)]
-        self.gcs_port, self.dash_port = _free_port(), _free_port()
-        self.address = f"http://127.0.0.1:{self.dash_port}"
-        self.env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_USAGE_STATS_ENABLED": "0",
-                    "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
-                    "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-        for k in ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS"):
-            self.env.pop(k, None)
-        self.procs: list[subprocess.Popen] = []
-
-    def _start(self, args: list[str], log: str) -> None:
-        self.procs.append(subprocess.Popen(
-            [sys.executable, "-c", LAUNCHER, "start", "--block", "--node-ip-address=127.0.0.1", "--num-cpus=1",
-             f"--temp-dir={self.temp_dirs[len(self.procs)]}", "--disable-usage-stats", *_node_ports(), *args],
-            env=self.env, stdout=open(self.tmp / log, "w"), stderr=subprocess.STDOUT, start_new_session=True))
-
-    def start(self) -> None:
-        self._start(["--head", f"--port={self.gcs_port}", "--dashboard-host=127.0.0.1",
-                     f"--dashboard-port={self.dash_port}", f"--ray-client-server-port={_free_port()}",
-                     '--resources={"raytune_ft_driver": 100}'], "head.log")
-        self.wait_for(lambda: len(self.nodes()) == 1, 300, "the head")
-        self._start([f"--address=127.0.0.1:{self.gcs_port}", '--resources={"worker_node": 1}'], "node.log")
-        self.wait_for(lambda: len(self.nodes()) == 2, 300, "the second node")
-
-    def wait_for(self, ok, timeout_s: float, what: str) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if any(p.poll() is not None for p in self.procs):
-                raise RuntimeError(f"a `ray start` exited while waiting for {what}: "
-                                   + (self.tmp / "head.log").read_text()[-2000:])
-            try:
-                if ok():
-                    return
-            except Exception:
-                pass
-            time.sleep(2)
-        raise TimeoutError(f"{what} not up after {timeout_s}s")
-
-    def api(self, path: str) -> dict:
-        import requests
-
-        from raytune_ft.cluster.client import auth_headers
-
-        r = requests.get(f"{self.address}{path}", headers=auth_headers(), timeout=30)
-        r.raise_for_status()
-        return r.json()
-
-    def nodes(self) -> list[dict]:
-        rows = self.api("/api/v0/nodes?limit=100&detail=1")["data"]["result"]["result"]
-        return [n for n in rows if n["state"] == "ALIVE"]
-
-    def actors(self, class_name: str = "", state: str = "") -> list[dict]:
-        q = "/api/v0/actors?limit=10000&detail=1"
-        rows = self.api(q)["data"]["result"]["result"]
-        return [a for a in rows if (not class_name or a["class_name"] == class_name) and (not state or a["state"] == state)]
-
-    def resources(self) -> tuple[dict, dict]:
-        """(total, available) from a driver attached to the cluster."""
-        code = ("import json, ray; ray.init(address='auto', logging_level='ERROR'); "
-                "print(json.dumps([ray.cluster_resources(), ray.available_resources()]))")
-        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180,
-                             env={**self.env, "RAY_ADDRESS": f"127.0.0.1:{self.gcs_port}"})
-        return tuple(json.loads(out.stdout.strip().splitlines()[-1]))
-
-    def listeners(self) -> set[tuple[str, int, str]]:
-        """(address, port, process) of every listening socket of every process of this cluster."""
-        import psutil
-
-        procs = []
-        for p in self.procs:
-            try:
-                root = psutil.Process(p.pid)
-                procs += [root, *root.children(recursive=True)]
-            except psutil.NoSuchProcess:
-                pass
-        out = set()
-        for proc in procs:
-            try:
-                out |= {(c.laddr.ip, c.laddr.port, proc.name()) for c in proc.net_connections(kind="inet")
-                        if c.status == psutil.CONN_LISTEN}
-            except psutil.Error:
-                pass
-        return out
-
-    def processes(self) -> list[int]:
-        """Pids of live processes of this cluster: our `ray start`s, and anything whose command line
-        names our temp dir (raylets, GCS, agents, workers all carry the session folder)."""
-        import psutil
-
-        mine = []
-        for proc in psutil.process_iter(["pid", "cmdline"]):
-            cmd = " ".join(proc.info["cmdline"] or [])
-            if proc.info["pid"] in {p.pid for p in self.procs} or any(str(d) in cmd for d in self.temp_dirs):
-                mine.append(proc.info["pid"])
-        return mine
-
-    def stop(self) -> None:
-        import psutil
-
-        tree = []
-        for p in self.procs:
-            try:
-                tree += [psutil.Process(p.pid), *psutil.Process(p.pid).children(recursive=True)]
-            except psutil.NoSuchProcess:
-                pass
-        for p in reversed(self.procs):  # the joining node first, then the head
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-                try:
-                    p.wait(60)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait(30)
-        _, alive = psutil.wait_procs(tree, timeout=30)
-        for proc in alive:  # only processes this cluster started, by pid
-            try:
-                proc.kill()
-            except psutil.NoSuchProcess:
-                pass
-        psutil.wait_procs(alive, timeout=30)
-        for pid in self.processes():
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        time.sleep(1)
-        if not self.processes():
-            for d in self.temp_dirs:
-                shutil.rmtree(d, ignore_errors=True)
-
-
 @pytest.fixture(scope="module")
 def ray_cluster(tmp_path_factory, monkeypatch_module):
     tmp = tmp_path_factory.mktemp("cluster")
     monkeypatch_module.setenv("RAYTUNE_FT_HOME", str(tmp / "home"))
     monkeypatch_module.delenv("RAY_ADDRESS", raising=False)
     monkeypatch_module.delenv("RAY_API_SERVER_ADDRESS", raising=False)
-    cluster = LocalCluster(tmp)
-    try:
-        cluster.start()
+    with running_cluster(tmp) as cluster:
         yield cluster
-    finally:
-        cluster.stop()
-        time.sleep(2)
-        left = cluster.processes()
-        assert left == [], f"processes of the test cluster still alive: {left}"
-
-
-@pytest.fixture(scope="module")
-def monkeypatch_module():
-    with pytest.MonkeyPatch.context() as mp:
-        yield mp
-
-
-def _write_spec(tmp: Path, weights: Path, name: str, epochs: int, samples: int, strategies: list) -> Path:
-    spec = vision_spec(weights, name=name, strategies=strategies, training={"epochs": epochs})
-    spec["search"] = {"num_samples": samples, "scheduler": {"name": "none"}, "hparams": {"lr": 1e-3, "batch_size": 32}}
-    spec["resources"] = {"workers_per_trial": 1, "cpus_per_worker": 1}  # one CPU a node: one trial a node
-    path = tmp / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(spec))
-    return path
 
 
 @pytest.mark.ray
@@ -391,7 +197,7 @@ def test_submitted_job_runs_trials_on_both_nodes(ray_cluster, resnet_weights, tm
     print("listening:", sorted(listening))
 
     shared = tmp_path / "shared"  # a path both nodes see
-    spec = _write_spec(tmp_path, resnet_weights, "two-nodes", epochs=1, samples=1,
+    spec = write_spec(tmp_path, resnet_weights, "two-nodes", epochs=1, samples=1,
                        strategies=[{"name": "full"}, {"name": "feature_extraction"}])
     started = time.monotonic()
     run_id = cluster.submit(spec, ray_cluster.address, storage=str(shared), project=ROOT)
@@ -430,7 +236,7 @@ def test_submitted_job_runs_trials_on_both_nodes(ray_cluster, resnet_weights, tm
 def test_stop_ends_a_running_job_and_frees_the_cluster(ray_cluster, resnet_weights, tmp_path):
     from raytune_ft.cluster import client as cluster
 
-    spec = _write_spec(tmp_path, resnet_weights, "long", epochs=200, samples=4,
+    spec = write_spec(tmp_path, resnet_weights, "long", epochs=200, samples=4,
                        strategies=[{"name": "full"}, {"name": "feature_extraction"}])
     run_id = cluster.submit(spec, ray_cluster.address, storage=str(tmp_path / "shared"), project=ROOT)
     run_dir = tmp_path / "shared" / run_id

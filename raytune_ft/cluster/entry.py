@@ -21,7 +21,7 @@ def _entry(argv: list[str]) -> int:
 
     from raytune_ft.cli import app
 
-    p = argparse.ArgumentParser(prog="python -m raytune_ft.cluster.client")
+    p = argparse.ArgumentParser(prog="python -m raytune_ft.cluster.entry")
     p.add_argument("--run-dir", required=True)
     p.add_argument("--spec")
     p.add_argument("--storage-uri")

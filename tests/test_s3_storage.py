@@ -1,0 +1,200 @@
+"""A run on bucket storage through a real S3 API (issue 12): moto's server on 127.0.0.1 is the bucket,
+its endpoint given the standard way (AWS_ENDPOINT_URL, as for any S3-compatible store) to every node of
+a two-node loopback cluster, the run submitted with `--storage s3://...` and fetched back.
+
+What it proves: Ray Train writes each trial's checkpoints into the bucket and prunes them there
+(`CheckpointConfig`: the best and the latest stay), the test split is evaluated from the bucket's
+checkpoints, `fetch` brings the tables and reports home, and each best checkpoint reloads from its
+s3:// URI. Nothing of it talks to anything but 127.0.0.1.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.cluster_fixture import ConnectionWatch, free_port, process_tree, running_cluster, write_spec
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.ray
+
+BUCKET = "raytune-ft-test"
+
+
+class MotoS3:
+    """moto's S3 server as a child process on 127.0.0.1, and the environment that points clients at it."""
+
+    def __init__(self, tmp: Path):
+        self.port = free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.env = {
+            "AWS_ENDPOINT_URL": self.endpoint,  # boto3 and pyarrow's S3FileSystem (http:// here) both read it
+            "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
+            # never ask an instance-metadata service for credentials or a region, never read ~/.aws
+            "AWS_EC2_METADATA_DISABLED": "true",
+            "AWS_CONFIG_FILE": str(tmp / "no-aws-config"), "AWS_SHARED_CREDENTIALS_FILE": str(tmp / "no-aws-credentials"),
+        }
+        self.log = tmp / "moto.log"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+                                     stdout=open(self.log, "w"), stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                self.client().create_bucket(Bucket=BUCKET)
+                return
+            except Exception as e:  # not listening yet
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"moto's server did not come up: {e}\n{self.log.read_text()[-2000:]}")
+                time.sleep(0.5)
+
+    def client(self):
+        import boto3
+
+        return boto3.client("s3", endpoint_url=self.endpoint)
+
+    def keys(self, prefix: str) -> list[str]:
+        pages = self.client().get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix)
+        return [o["Key"] for page in pages for o in page.get("Contents", [])]
+
+    def read(self, key: str) -> bytes:
+        return self.client().get_object(Bucket=BUCKET, Key=key)["Body"].read()
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.terminate()  # by its pid
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(30)
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory, monkeypatch_module):
+    moto = MotoS3(tmp_path_factory.mktemp("moto"))
+    for k, v in moto.env.items():  # this process (submit, fetch, reload) and every node of the cluster
+        monkeypatch_module.setenv(k, v)
+    for k in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_REGION"):
+        monkeypatch_module.delenv(k, raising=False)
+    try:
+        moto.start()
+        yield moto
+    finally:
+        moto.stop()
+
+
+@pytest.fixture(scope="module")
+def s3_cluster(s3, tmp_path_factory, monkeypatch_module):
+    """The two-node loopback cluster, started with the bucket's environment; and a watch, from before it
+    starts, on where any process of the test connects to."""
+    tmp = tmp_path_factory.mktemp("s3-cluster")
+    monkeypatch_module.setenv("RAYTUNE_FT_HOME", str(tmp / "home"))
+    monkeypatch_module.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch_module.delenv("RAY_API_SERVER_ADDRESS", raising=False)
+    clusters = []
+    with ConnectionWatch(lambda: process_tree(os.getpid()) | set(clusters[0].processes() if clusters else ())) as watch:
+        with running_cluster(tmp, env=s3.env) as cluster:
+            clusters.append(cluster)
+            cluster.watch = watch
+            yield cluster
+
+
+def _cli(*args, timeout=300):
+    return subprocess.run([sys.executable, "-m", "raytune_ft.cli", *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, cwd=ROOT, env=os.environ.copy())
+
+
+def test_run_on_s3_storage_evaluates_and_keeps_its_checkpoints_in_the_bucket(s3_cluster, s3, resnet_weights,
+                                                                              tmp_path):
+    import torch
+
+    from raytune_ft.cluster import client as cluster
+    from raytune_ft.cluster import storage
+    from raytune_ft.data import load_meta, load_split
+    from raytune_ft.results.evaluation import evaluate_trial
+    from raytune_ft.results.tables import read_table
+    from raytune_ft.train import load_trial_model
+    from raytune_ft.train.evaluate import model_inputs
+
+    strategies = ["full", "feature_extraction"]
+    # three epochs: Ray keeps two checkpoints at most (best, latest), so at least one is pruned from the bucket
+    epochs = 3
+    spec = write_spec(tmp_path, resnet_weights, "on-s3", epochs=epochs, samples=1,
+                      strategies=[{"name": s} for s in strategies])
+    out = _cli("submit", spec, "--address", s3_cluster.address, "--storage", f"s3://{BUCKET}/runs")
+    assert out.returncode == 0, out.stdout + out.stderr
+    run_id = out.stdout.split()[0]
+    try:
+        final = cluster.wait(run_id, timeout_s=900, poll_s=3)
+        log = []
+        cluster.logs(run_id, out=log.append)
+        (tmp_path / "job.log").write_text("".join(log))
+        assert final["status"] == "SUCCEEDED", "".join(log)[-4000:]
+        assert "test split, best trial of each strategy" in "".join(log), tmp_path / "job.log"
+
+        # fetch: the tables and the test-split reports, from the bucket
+        home = tmp_path / "home"
+        out = _cli("fetch", run_id, "--storage", f"s3://{BUCKET}/runs", "--output", home)
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert {"trials.parquet", "strategies.parquet", "epochs.parquet", "job.yaml", "reports"} <= \
+            {p.name for p in home.iterdir()}
+        table = read_table(home / "strategies.parquet")
+        assert sorted(r["strategy"] for r in table) == sorted(strategies)
+        for row in table:
+            assert row["test_accuracy"] is not None and 0.0 <= row["test_accuracy"] <= 1.0, row
+            report = json.loads((home / "reports" / row["strategy"] / "test_report.json").read_text())
+            assert report["trial_id"] == row["best_trial_id"] and report["accuracy"] == row["test_accuracy"]
+
+        # the prepared data went to the bucket too (workers of other nodes read it there)
+        data = tmp_path / "data"
+        assert storage.download_dir(f"s3://{BUCKET}/runs/{run_id}/data", data)
+        meta, test = load_meta(data), load_split(data, "test")
+        batch = {k: v[:8] for k, v in test.items()}
+
+        trials = read_table(home / "trials.parquet")
+        assert len(trials) == len(strategies)
+        best_of = {r["best_trial_id"]: r for r in table}
+        for t in trials:
+            assert t["status"] == "completed" and t["epochs_run"] == epochs, t["error"]
+            trial_prefix = f"runs/{run_id}/ray/train-{t['trial_id']}/"
+            uri = t["checkpoint_path"]
+            assert uri.startswith(f"s3://{BUCKET}/{trial_prefix}checkpoint_"), uri
+
+            # each best checkpoint rebuilds its model from the bucket, and the model runs
+            model, config = load_trial_model(uri)
+            assert config.strategy["name"] == t["strategy"]
+            with torch.no_grad():
+                logits = model(**model_inputs(batch, meta, torch.device("cpu")))
+            assert logits.shape == (8, len(meta["classes"])) and torch.isfinite(logits).all()
+            if t["trial_id"] in best_of:  # what the run scored on the test split is this checkpoint's score
+                assert evaluate_trial(uri, data)["accuracy"] == pytest.approx(best_of[t["trial_id"]]["test_accuracy"])
+
+            # in the bucket, only the kept checkpoints: the best and the latest epoch's
+            keys = s3.keys(trial_prefix)
+            folders = sorted({k[len(trial_prefix):].split("/")[0] for k in keys
+                              if k[len(trial_prefix):].startswith("checkpoint_")})
+            kept = {json.loads(s3.read(f"{trial_prefix}{f}/trial.json"))["epoch"]: f for f in folders}
+            print(t["trial_id"], "in the bucket:", *sorted(k[len(trial_prefix):] for k in keys), sep="\n  ")
+            assert len(folders) <= 2 and len(kept) == len(folders), folders
+            assert set(kept) == {t["best_epoch"], epochs}, kept
+            assert uri.rstrip("/").rsplit("/", 1)[1] == kept[t["best_epoch"]]
+
+        # Ray wrote the checkpoints to the bucket itself: none in the head's local copy of the run folder
+        local = Path(cluster.LOCAL_RUNS_ON_HEAD) / run_id
+        assert local.is_dir() and not list(local.rglob("model.safetensors")), sorted(local.rglob("*"))[:20]
+    finally:
+        shutil.rmtree(Path(cluster.LOCAL_RUNS_ON_HEAD) / run_id, ignore_errors=True)
+
+    # nothing of the test left 127.0.0.1: no connection to, and no socket listening on, another address
+    watch = s3_cluster.watch
+    assert watch.seen > 0 and not watch.outside, sorted(watch.outside)
