@@ -9,6 +9,8 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from raytune_ft.metric import at_least_as_good, better, sign
+
 if TYPE_CHECKING:
     from raytune_ft.results.report import Run
 
@@ -71,7 +73,7 @@ def plot_scores(run: Run):
     if any(t["status"] == "stopped_patience" for t in run.trials):
         ax.scatter([], [], s=40, marker="s", facecolors="white", edgecolors="grey", linewidths=1.5,
                    label="stopped by patience")
-    ax.legend(loc="lower right" if run.mode == "max" else "lower left", fontsize=8, framealpha=0.9)
+    ax.legend(loc="lower right" if sign(run.mode) > 0 else "lower left", fontsize=8, framealpha=0.9)
     caption = (f"One dot per trial at its best {run.metric} ({run.better} is better), boxes over each strategy's "
                "trials; filled = ran all epochs, hollow circle = stopped early by the scheduler, hollow square = "
                "ended by patience (no better score for training.patience epochs). "
@@ -119,10 +121,8 @@ def plot_curves(run: Run):
 def pareto(points: list[tuple[float, float]], mode: str) -> list[bool]:
     """For (cost, score) points: True where no other point costs no more and scores at least as well,
     being strictly better at one of the two."""
-    sign = 1 if mode == "max" else -1
-
     def dominates(a, b):
-        return a[0] <= b[0] and sign * a[1] >= sign * b[1] and (a[0] < b[0] or sign * a[1] > sign * b[1])
+        return a[0] <= b[0] and at_least_as_good(a[1], b[1], mode) and (a[0] < b[0] or better(a[1], b[1], mode))
 
     return [not any(dominates(q, p) for q in points if q is not p) for p in points]
 
@@ -157,8 +157,8 @@ def plot_frontier(run: Run):
         ax.set_xlabel(label)
         ax.margins(x=0.15, y=0.12)
         place_labels(ax, [(x, y, s["strategy"], run.colors[s["strategy"]]) for s, (x, y) in zip(rows, points)])
-    axes[0].set_ylabel(f"best {run.metric} ({run.better} is better)" + ("" if run.mode == "max" else "; axis flipped"))
-    if run.mode == "min":
+    axes[0].set_ylabel(f"best {run.metric} ({run.better} is better)" + ("" if sign(run.mode) > 0 else "; axis flipped"))
+    if sign(run.mode) < 0:
         axes[0].invert_yaxis()  # better is up in both modes, so the frontier always runs to the top left
     axes[0].scatter([], [], s=90, marker="D", c="lightgrey", edgecolors="black", linewidths=1.5,
                     label="Pareto-optimal")

@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Optional
 
+from raytune_ft.metric import best_first, better
 from raytune_ft.results.tables import STATUSES
 
 
@@ -32,7 +33,6 @@ def snapshot(records: dict, *, t0: float, total: Optional[int], concurrency: int
              epochs: int, now: Optional[float] = None) -> Snapshot:
     """Counts, best score per strategy and an estimate of the time left, from the sweep's records."""
     now = time.monotonic() if now is None else now
-    sign = 1 if mode == "max" else -1
     counts = {s: 0 for s in ("running", *STATUSES)}
     best, running, durations = {}, [], []
     for tid, rec in records.items():
@@ -40,7 +40,7 @@ def snapshot(records: dict, *, t0: float, total: Optional[int], concurrency: int
         name = rec.strategy["name"]
         score, seen = best.get(name, (None, 0))
         for m in rec.history:
-            if score is None or sign * m[metric] > sign * score:
+            if better(m[metric], score, mode):
                 score = m[metric]
         best[name] = (score, seen + 1)
         if rec.status == "running":
@@ -67,8 +67,7 @@ def _clock(seconds: Optional[float]) -> str:
 def summary_line(snap: Snapshot) -> str:
     """The one-line summary that ends every plain progress line."""
     c = snap.counts
-    sign = 1 if snap.mode == "max" else -1
-    ranked = sorted(((k, v[0]) for k, v in snap.best.items() if v[0] is not None), key=lambda kv: -sign * kv[1])
+    ranked = best_first(((k, v[0]) for k, v in snap.best.items() if v[0] is not None), lambda kv: kv[1], snap.mode)
     done = sum(c[s] for s in STATUSES)
     left = f", ~{_clock(snap.eta)} left" if snap.eta is not None else ""
     return (f"{done}/{snap.total or '?'} ended{left} | running {c['running']} done {c['completed']} "
@@ -94,8 +93,8 @@ def render(snap: Snapshot):
     table.add_column("strategy")
     table.add_column(f"best {snap.metric}", justify="right")
     table.add_column("trials", justify="right")
-    sign = 1 if snap.mode == "max" else -1
-    for name, (score, n) in sorted(snap.best.items(), key=lambda kv: (kv[1][0] is None, -sign * (kv[1][0] or 0))):
+    scored = best_first((kv for kv in snap.best.items() if kv[1][0] is not None), lambda kv: kv[1][0], snap.mode)
+    for name, (score, n) in scored + [kv for kv in snap.best.items() if kv[1][0] is None]:
         table.add_row(name, "-" if score is None else f"{score:.4f}", str(n))
     parts = [head, table]
     if snap.running:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
+from raytune_ft.metric import best_first, direction_word
 from raytune_ft.results.figures import (MPL_STYLE, STATUS_COLORS, _count, _fmt, _num, plot_confusion, plot_curves,
                                        plot_frontier, plot_rungs, plot_scores, save_png)
 from raytune_ft.results.figures import pareto  # noqa: F401 (callers import it from here)
@@ -42,7 +43,7 @@ class Run:
 
     @property
     def better(self) -> str:
-        return "higher" if self.mode == "max" else "lower"
+        return direction_word(self.mode)
 
     @property
     def winner(self) -> dict | None:
@@ -55,7 +56,7 @@ class Run:
     def ranked(self, trials: list[dict]) -> list[dict]:
         """Scored trials (failed ones left out), best first."""
         scored = [t for t in trials if t["status"] != "error" and _num(t["score"]) is not None]
-        return sorted(scored, key=lambda t: -t["score"] if self.mode == "max" else t["score"])
+        return best_first(scored, lambda t: t["score"], self.mode)
 
 
 def load_run(run_dir: Path) -> Run:

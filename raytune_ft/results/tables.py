@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Optional
 
 from raytune_ft.hparams import HParams
+from raytune_ft.metric import arg_best_of, best_of, sign
+from raytune_ft.metric import best as metric_best
 
 HPARAM_COLUMNS = list(HParams.model_fields)
 # stopped_early: by the scheduler (ASHA, HyperBand, median); stopped_patience: by training.patience
@@ -26,8 +28,7 @@ def trial_row(*, job: str, run_id: str, trial_id: str, strategy: dict, status: s
     row = {"job": job, "run_id": run_id, "trial_id": trial_id, "strategy": strategy["name"], "seed": seed}
     row.update({k: strategy["hparams"].get(k) for k in HPARAM_COLUMNS})
     row.update({f"{strategy['name']}.{k}": _cell(v) for k, v in knobs.items()})
-    sign = 1 if mode == "max" else -1
-    best = max(history, key=lambda m: sign * m[metric]) if history else {}
+    best = metric_best(history, lambda m: m[metric], mode) if history else {}
     last = history[-1] if history else {}
     trainable, total = last.get("trainable_params"), last.get("total_params")
     row.update({
@@ -98,11 +99,11 @@ def strategy_rows(trials: list[dict], mode: str) -> list[dict]:
     table = pd.concat([
         by.size().rename("trials"),
         pd.crosstab(df["strategy"], df["status"]).reindex(columns=list(STATUSES), fill_value=0),
-        scored.agg(scored="count", best_score="max" if mode == "max" else "min",
-                   best="idxmax" if mode == "max" else "idxmin", mean_score="mean", std_score="std"),
+        scored.agg(scored="count", best_score=best_of(mode), best=arg_best_of(mode), mean_score="mean",
+                   std_score="std"),
         by["wall_seconds"].sum().rename("compute_seconds"),
     ], axis=1).reindex(by.size().index).fillna({"scored": 0})
-    table = table.sort_values("best_score", ascending=mode == "min", kind="stable", na_position="last")
+    table = table.sort_values("best_score", ascending=sign(mode) < 0, kind="stable", na_position="last")
     out = []
     for name, r in zip(table.index, table.to_dict("records")):
         best = trials[int(r["best"])] if r["scored"] > 0 else None
