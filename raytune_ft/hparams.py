@@ -1,7 +1,9 @@
 """Training hyperparameters that every strategy shares and any of them can search."""
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Optional
+
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from raytune_ft.searchable import Searchable
 
@@ -25,14 +27,12 @@ class HParams(BaseModel):
         "values (strategies that train backbone weights only)")
 
 
-class HParamsOverride(HParams):
-    """The same fields, each optional: only what a strategy sets differently from the job."""
+def _all_optional(model: type[BaseModel], name: str, doc: str) -> type[BaseModel]:
+    """`model`'s fields, each with its bounds and description but defaulting to None (not given)."""
+    fields = {n: (Optional[f.rebuild_annotation()], Field(None, description=f.description))
+              for n, f in model.model_fields.items()}
+    return create_model(name, __config__=ConfigDict(extra="forbid"), __doc__=doc, __module__=__name__, **fields)
 
-    lr: Searchable(float, gt=0, le=1) = None
-    weight_decay: Searchable(float, ge=0, le=1) = None
-    batch_size: Searchable(int, ge=1) = None
-    warmup_ratio: Searchable(float, ge=0, lt=1) = None
-    label_smoothing: Searchable(float, ge=0, lt=1) = None
-    head_lr_mult: Searchable(float, gt=0) = None
-    head_dropout: Searchable(float, ge=0, lt=1) = None
-    l2sp: Searchable(float, ge=0) = None
+
+HParamsOverride = _all_optional(HParams, "HParamsOverride",
+                                "The same fields, each optional: only what a strategy sets differently from the job.")
