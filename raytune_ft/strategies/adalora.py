@@ -33,14 +33,14 @@ class AdaLora(PeftStrategy):
     mapping = "TRANSFORMERS_MODELS_TO_ADALORA_TARGET_MODULES_MAPPING"
     linear_only = True
 
-    def peft_config(self, model, knobs):
+    def peft_config(self, model, cfg, total_steps):
         import peft
 
-        total = int(knobs.get("total_steps") or 100)  # the worker passes the trial's optimizer steps
+        total = total_steps or 100  # the loop passes the trial's optimizer steps; a bare build (reload) has none
         return peft.AdaLoraConfig(
-            init_r=int(knobs["init_r"]), target_r=min(int(knobs["target_r"]), int(knobs["init_r"])),
-            lora_alpha=float(knobs["alpha"]), target_modules=self.targets(model, knobs), total_step=total,
-            orth_reg_weight=float(knobs.get("orth_reg_weight", 0.5)),
+            init_r=cfg.init_r, target_r=min(cfg.target_r, cfg.init_r), lora_alpha=cfg.alpha,
+            target_modules=self.targets(model, cfg.target_modules), total_step=total,
+            orth_reg_weight=cfg.orth_reg_weight,
             tinit=int(total * 0.1), tfinal=int(total * 0.2), deltaT=max(1, total // 20))
 
     def after_step(self, model, step):

@@ -6,7 +6,7 @@ one place decides what trains). `param_groups` turns that into optimizer groups.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Optional
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -36,6 +36,9 @@ class StrategyConfig(BaseModel):
 class Strategy:
     """What trains, and how fast, in groups of parameters.
 
+    Every method gets `cfg`, this strategy's own `Config` holding the trial's value of each knob
+    (constants: Tune has drawn the samplers); `config(**knobs)` builds one.
+
     The worker puts each group (stem, blocks, head... as the strategy names them) in the optimizer
     and, before every epoch, sets its learning rate to base lr x `lr_scale(group, epoch)` (x the
     head multiplier for "head"), times the schedule's factor at each step. A scale of 0 holds a
@@ -47,19 +50,24 @@ class Strategy:
     families: ClassVar[tuple[str, ...]] = ("vision", "text")
     trains_backbone: ClassVar[bool] = True  # pretrained weights change (L2-SP applies)
 
-    def apply(self, model: "Classifier", knobs: dict[str, Any]) -> "nn.Module":
+    def config(self, **knobs) -> StrategyConfig:
+        """This strategy's typed config from knob values (checked as the job spec checks them)."""
+        return self.Config.model_validate({"name": self.name, **knobs})
+
+    def apply(self, model: "Classifier", cfg: StrategyConfig, *, total_steps: Optional[int] = None) -> "nn.Module":
+        """`total_steps`: the optimizer steps the trial will take, when known (AdaLoRA's budget schedule)."""
         raise NotImplementedError
 
-    def groups(self, model: "nn.Module", knobs: dict[str, Any]) -> dict[str, list[str]]:
+    def groups(self, model: "nn.Module", cfg: StrategyConfig) -> dict[str, list[str]]:
         """Ordered {group: parameter names} of every trainable parameter; "head" is the new head."""
         names = [n for n, p in model.named_parameters() if p.requires_grad]
         head = [n for n in names if n.startswith("head.")]
         return {"backbone": [n for n in names if not n.startswith("head.")], "head": head}
 
-    def lr_scale(self, group: str, knobs: dict[str, Any], epoch: int) -> float:
+    def lr_scale(self, group: str, cfg: StrategyConfig, epoch: int) -> float:
         return 1.0
 
-    def eval_modules(self, model: "nn.Module", knobs: dict[str, Any], epoch: int) -> list["nn.Module"]:
+    def eval_modules(self, model: "nn.Module", cfg: StrategyConfig, epoch: int) -> list["nn.Module"]:
         """Modules that stay in eval mode while training this epoch (frozen BatchNorm statistics)."""
         return []
 

@@ -24,15 +24,16 @@ class BlockwiseStrategy(Strategy):
     def depth(self, group: str) -> int:
         return 0 if group == "head" else len(self.order) - self.order.index(group)
 
-    def groups(self, model, knobs):
+    def groups(self, model, cfg):
         names = self._structure(model)
         trainable = {n for n, p in model.named_parameters() if p.requires_grad}
         out = {g: sorted(names[g] & trainable) for g in self.order}
         out["head"] = sorted(n for n in trainable if n.startswith("head."))
         return {g: v for g, v in out.items() if v}
 
-    def decayed(self, group: str, knobs) -> float:
-        return float(knobs.get("layer_decay", 1.0)) ** self.depth(group)
+    def decayed(self, group: str, layer_decay: float) -> float:
+        """base lr x layer_decay^depth for this group."""
+        return layer_decay ** self.depth(group)
 
     def modules(self, model, groups: list[str]):
         """The nn.Modules of these groups (entries that name a bare parameter are skipped)."""

@@ -21,10 +21,10 @@ class DiscriminativeLr(BlockwiseStrategy):
     name = "discriminative_lr"
     Config = DiscriminativeLrConfig
 
-    def apply(self, model, knobs):
+    def apply(self, model, cfg, *, total_steps=None):
         for p in model.parameters():
             p.requires_grad_(True)
         return model
 
-    def lr_scale(self, group, knobs, epoch):
-        return self.decayed(group, knobs)
+    def lr_scale(self, group, cfg, epoch):
+        return self.decayed(group, cfg.layer_decay)

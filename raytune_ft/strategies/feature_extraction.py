@@ -15,9 +15,9 @@ class FeatureExtraction(Strategy):
     Config = FeatureExtractionConfig
     trains_backbone = False
 
-    def apply(self, model, knobs):
+    def apply(self, model, cfg, *, total_steps=None):
         set_trainable(model, {n for n, _ in model.head.named_parameters(prefix="head")})
         return model
 
-    def eval_modules(self, model, knobs, epoch):
+    def eval_modules(self, model, cfg, epoch):
         return [model.backbone]  # the features are exactly the pretrained ones

@@ -14,7 +14,7 @@ class Full(Strategy):
     name = "full"
     Config = FullConfig
 
-    def apply(self, model, knobs):
+    def apply(self, model, cfg, *, total_steps=None):
         for p in model.parameters():
             p.requires_grad_(True)
         return model

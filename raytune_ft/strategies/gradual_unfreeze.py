@@ -24,20 +24,20 @@ class GradualUnfreeze(BlockwiseStrategy):
     name = "gradual_unfreeze"
     Config = GradualUnfreezeConfig
 
-    def apply(self, model, knobs):
+    def apply(self, model, cfg, *, total_steps=None):
         for p in model.parameters():
             p.requires_grad_(True)
         return model
 
-    def unfrozen(self, knobs, epoch: int) -> list[str]:
-        n = (epoch - 1) // int(knobs["every_epochs"])
+    def unfrozen(self, cfg, epoch: int) -> list[str]:
+        n = (epoch - 1) // cfg.every_epochs
         return self.order[::-1][:n]
 
-    def lr_scale(self, group, knobs, epoch):
-        if group != "head" and group not in self.unfrozen(knobs, epoch):
+    def lr_scale(self, group, cfg, epoch):
+        if group != "head" and group not in self.unfrozen(cfg, epoch):
             return 0.0
-        return self.decayed(group, knobs)
+        return self.decayed(group, cfg.layer_decay)
 
-    def eval_modules(self, model, knobs, epoch):
-        live = set(self.unfrozen(knobs, epoch))
+    def eval_modules(self, model, cfg, epoch):
+        live = set(self.unfrozen(cfg, epoch))
         return self.modules(model, [g for g in self.order if g not in live])

@@ -20,12 +20,12 @@ class Ia3(PeftStrategy):
     Config = Ia3Config
     mapping = "TRANSFORMERS_MODELS_TO_IA3_TARGET_MODULES_MAPPING"
 
-    def peft_config(self, model, knobs):
+    def peft_config(self, model, cfg, total_steps):
         import peft
 
-        targets = self.targets(model, knobs)
-        ff = knobs.get("feedforward_modules")
+        targets = self.targets(model, cfg.target_modules)
+        ff = cfg.feedforward_modules
         if ff is None:
             ff = (model_type_targets(model, "TRANSFORMERS_MODELS_TO_IA3_FEEDFORWARD_MODULES_MAPPING")
-                  if model.kind == "text" and not knobs.get("target_modules") else [])
+                  if model.kind == "text" and not cfg.target_modules else [])
         return peft.IA3Config(target_modules=targets, feedforward_modules=ff)

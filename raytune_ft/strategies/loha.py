@@ -22,8 +22,8 @@ class Loha(PeftStrategy):
     Config = LohaConfig
     mapping = "TRANSFORMERS_MODELS_TO_LOHA_TARGET_MODULES_MAPPING"
 
-    def peft_config(self, model, knobs):
+    def peft_config(self, model, cfg, total_steps):
         import peft
 
-        return peft.LoHaConfig(r=int(knobs["r"]), alpha=float(knobs["alpha"]), rank_dropout=float(knobs["dropout"]),
-                               target_modules=self.targets(model, knobs))
+        return peft.LoHaConfig(r=cfg.r, alpha=cfg.alpha, rank_dropout=cfg.dropout,
+                               target_modules=self.targets(model, cfg.target_modules))

@@ -21,9 +21,9 @@ class Lora(PeftStrategy):
     name = "lora"
     Config = LoraConfig
 
-    def peft_config(self, model, knobs):
+    def peft_config(self, model, cfg, total_steps):
         import peft
 
-        return peft.LoraConfig(r=int(knobs["r"]), lora_alpha=float(knobs["alpha"]),
-                               lora_dropout=float(knobs["dropout"]), target_modules=self.targets(model, knobs),
+        return peft.LoraConfig(r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout,
+                               target_modules=self.targets(model, cfg.target_modules),
                                bias="none")

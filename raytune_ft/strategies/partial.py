@@ -24,17 +24,17 @@ class Partial(BlockwiseStrategy):
     def trained_groups(self, n: int) -> list[str]:
         return self.order[::-1][:n]  # from the top down; the stem last
 
-    def apply(self, model, knobs):
+    def apply(self, model, cfg, *, total_steps=None):
         names = self._structure(model)
         keep = {n for n, _ in model.head.named_parameters(prefix="head")}
-        for g in self.trained_groups(int(knobs["trainable_blocks"])):
+        for g in self.trained_groups(cfg.trainable_blocks):
             keep |= names[g]
         set_trainable(model, keep)
         return model
 
-    def lr_scale(self, group, knobs, epoch):
-        return self.decayed(group, knobs)
+    def lr_scale(self, group, cfg, epoch):
+        return self.decayed(group, cfg.layer_decay)
 
-    def eval_modules(self, model, knobs, epoch):
-        trained = set(self.trained_groups(int(knobs["trainable_blocks"])))
+    def eval_modules(self, model, cfg, epoch):
+        trained = set(self.trained_groups(cfg.trainable_blocks))
         return self.modules(model, [g for g in self.order if g not in trained])

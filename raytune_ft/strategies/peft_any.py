@@ -55,21 +55,21 @@ class PeftAny(PeftStrategy):
     name = "peft"
     Config = PeftAnyConfig
 
-    def peft_config(self, model, knobs):
+    def peft_config(self, model, cfg, total_steps):
         import inspect
 
         from peft.config import PromptLearningConfig
         from peft.utils import PeftType
 
-        cls = _config_class(knobs["method"])
-        kwargs = dict(knobs.get("config") or {})
+        cls = _config_class(cfg.method)
+        kwargs = dict(cfg.config or {})
         if issubclass(cls, PromptLearningConfig):
             kwargs.setdefault("task_type", "FEATURE_EXTRACTION")
         elif "target_modules" in inspect.signature(cls).parameters and not kwargs.get("target_modules"):
-            self.mapping = f"TRANSFORMERS_MODELS_TO_{PeftType[knobs['method'].upper()].name}_TARGET_MODULES_MAPPING"
+            self.mapping = f"TRANSFORMERS_MODELS_TO_{PeftType[cfg.method.upper()].name}_TARGET_MODULES_MAPPING"
             import peft.utils
 
             if not hasattr(peft.utils, self.mapping):
                 self.mapping = "TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING"
-            kwargs["target_modules"] = self.targets(model, {})
+            kwargs["target_modules"] = self.targets(model, None)
         return cls(**kwargs)

@@ -1,7 +1,7 @@
 """Shared by the peft methods: adapters on the backbone (its own weights frozen), the new head trains."""
 from __future__ import annotations
 
-from typing import Any, ClassVar, Optional
+from typing import ClassVar, Optional
 
 from pydantic import Field
 
@@ -50,20 +50,22 @@ class PeftStrategy(Strategy):
     mapping: ClassVar[str] = "TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING"
     linear_only: ClassVar[bool] = False
 
-    def targets(self, model, knobs) -> list[str]:
-        if knobs.get("target_modules"):
-            return list(knobs["target_modules"])
+    def targets(self, model, target_modules: Optional[list[str]]) -> list[str]:
+        """The modules to adapt: those named, or the default for the model (see PeftStrategyConfig)."""
+        if target_modules:
+            return list(target_modules)
         if model.kind == "text":
             return model_type_targets(model, self.mapping)
         return vision_targets(model, self.linear_only)
 
-    def peft_config(self, model, knobs: dict[str, Any]):
+    def peft_config(self, model, cfg, total_steps: Optional[int]):
+        """peft's config object for this method, from the trial's knobs."""
         raise NotImplementedError
 
-    def apply(self, model, knobs):
+    def apply(self, model, cfg, *, total_steps=None):
         import peft
 
-        model.backbone = peft.get_peft_model(model.backbone, self.peft_config(model, knobs))
+        model.backbone = peft.get_peft_model(model.backbone, self.peft_config(model, cfg, total_steps))
         for p in model.head.parameters():  # get_peft_model froze the backbone, not our head
             p.requires_grad_(True)
         return model
@@ -75,8 +77,8 @@ class PromptLearningStrategy(PeftStrategy):
     families = ("text",)
     peft_class: ClassVar[str]  # the peft config class, e.g. "PromptTuningConfig"
 
-    def peft_config(self, model, knobs):
+    def peft_config(self, model, cfg, total_steps):
         import peft
 
         return getattr(peft, self.peft_class)(task_type="FEATURE_EXTRACTION",
-                                              num_virtual_tokens=int(knobs["num_virtual_tokens"]))
+                                              num_virtual_tokens=cfg.num_virtual_tokens)

@@ -36,8 +36,8 @@ def preflight(job, data_dir: Path) -> None:
         first = {k: (v.values[0] if isinstance(v, Sampler) else v) for k, v in space.items() if k != "hparams"}
         hp = {k: (v.values[0] if isinstance(v, Sampler) else v) for k, v in space["hparams"].items()}
         try:
-            model, strategy = build_trial_model(resolved["model"], first, hp.get("head_dropout", 0.0), num_classes)
-            strategy.groups(model, {k: v for k, v in first.items() if k != "name"})
+            model, strategy, cfg = build_trial_model(resolved["model"], first, hp.get("head_dropout", 0.0), num_classes)
+            strategy.groups(model, cfg)
         except Exception as e:  # noqa: BLE001 - whatever a strategy's apply raises, said before any trial
             raise InputError(f"strategies[{i}] ({first['name']}) does not fit model {job.model.name}: "
                              f"{type(e).__name__}: {e}") from e

@@ -27,10 +27,6 @@ class TrialConfig(BaseModel):
     seed: int
     classes: Optional[list[str]] = Field(None, description="the class names, once known (saved checkpoints)")
 
-    def knobs(self, **extra) -> dict:
-        """The strategy's knob values (without its name), plus what the loop adds (total_steps)."""
-        return {**{k: v for k, v in self.strategy.items() if k != "name"}, **extra}
-
     def with_training(self, **changes) -> "TrialConfig":
         """A copy with some training settings changed, checked as the spec checks them."""
         return self.model_copy(update={"training": TrainingSpec.model_validate(

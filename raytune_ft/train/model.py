@@ -7,21 +7,24 @@ public reload API.
 from __future__ import annotations
 
 import json
+from typing import Optional
 
 from raytune_ft.models import SOURCES, build_model
 from raytune_ft.strategies import get_strategy
 from raytune_ft.train.checkpoint import TRIAL, WEIGHTS, open_checkpoint
 
 
-def build_trial_model(model_spec: dict, strategy: dict, head_dropout: float, num_classes: int, **extra_knobs):
-    """(model, strategy): the model built from its spec entry, the strategy (name + knob values) applied."""
+def build_trial_model(model_spec: dict, strategy: dict, head_dropout: float, num_classes: int,
+                      total_steps: Optional[int] = None):
+    """(model, strategy, its typed config): the model built from its spec entry, the strategy (name + knob
+    values, checked by the strategy's own Config) applied. `total_steps`: see `Strategy.apply`."""
     model_cfg = SOURCES.get(model_spec["source"]).Config.model_validate(model_spec)
     applied = get_strategy(strategy["name"])
+    cfg = applied.config(**{k: v for k, v in strategy.items() if k not in ("name", "hparams")})
     model = build_model(model_cfg, num_classes)
     model.block_paths = model_cfg.block_paths
     model.head_dropout.p = float(head_dropout)
-    knobs = {**{k: v for k, v in strategy.items() if k != "name"}, **extra_knobs}
-    return applied.apply(model, knobs), applied
+    return applied.apply(model, cfg, total_steps=total_steps), applied, cfg
 
 
 def load_trial_model(location):
@@ -36,7 +39,7 @@ def load_trial_model(location):
         config = TrialConfig.model_validate(json.loads((folder / TRIAL).read_text())["config"])
         state = load_file(str(folder / WEIGHTS))
     set_seed(config.seed)  # as in training: a randomly initialised frozen part comes out the same
-    model, _ = build_trial_model(config.model, config.strategy, config.hparams.head_dropout, len(config.classes))
+    model, _, _ = build_trial_model(config.model, config.strategy, config.hparams.head_dropout, len(config.classes))
     extra = set(state) - set(model.state_dict())
     lacking = {n for n, p in model.named_parameters() if p.requires_grad} - set(state)
     if extra or lacking:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Callable
 if TYPE_CHECKING:
     from raytune_ft.hparams import HParams
     from raytune_ft.spec.job import TrainingSpec
+    from raytune_ft.strategies.base import StrategyConfig
 
 SCHEDULES = ("cosine", "linear", "step", "one_cycle", "constant")
 
@@ -75,14 +76,14 @@ def decayed_parameters(model) -> set[str]:
     return out
 
 
-def build_optimizer(model, strategy, knobs: dict, hp: "HParams", training: "TrainingSpec"):
+def build_optimizer(model, strategy, cfg: "StrategyConfig", hp: "HParams", training: "TrainingSpec"):
     """One optimizer group per (strategy group x decay / no decay): see `decayed_parameters`."""
     import torch
 
     params = dict(model.named_parameters())
     decayed = decayed_parameters(model)
     groups = []
-    for group, names in strategy.groups(model, knobs).items():
+    for group, names in strategy.groups(model, cfg).items():
         decay = [params[n] for n in names if n in decayed]
         no_decay = [params[n] for n in names if n not in decayed]
         for plist, wd in ((decay, hp.weight_decay), (no_decay, 0.0)):
@@ -94,11 +95,11 @@ def build_optimizer(model, strategy, knobs: dict, hp: "HParams", training: "Trai
     return torch.optim.AdamW(groups, lr=hp.lr)
 
 
-def set_scales(optimizer, strategy, knobs: dict, epoch: int, head_lr_mult: float) -> dict[str, float]:
+def set_scales(optimizer, strategy, cfg: "StrategyConfig", epoch: int, head_lr_mult: float) -> dict[str, float]:
     """Before an epoch: every group's scale from the strategy (x head_lr_mult for the head)."""
     scales = {}
     for g in optimizer.param_groups:
-        g["scale"] = strategy.lr_scale(g["group"], knobs, epoch) * (head_lr_mult if g["group"] == "head" else 1.0)
+        g["scale"] = strategy.lr_scale(g["group"], cfg, epoch) * (head_lr_mult if g["group"] == "head" else 1.0)
         scales[g["group"]] = g["scale"]
     return scales
 

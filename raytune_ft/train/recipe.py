@@ -59,11 +59,10 @@ class TrialRecipe:
         set_seed(config.seed)
         self.faults.on_start()
         self._setup_data()
-        self.model, self.strategy = build_trial_model(config.model, config.strategy, self.hp.head_dropout,
-                                                      len(self.meta["classes"]), total_steps=self.total_steps)
-        self.knobs = config.knobs(total_steps=self.total_steps)
+        self.model, self.strategy, self.strategy_cfg = build_trial_model(
+            config.model, config.strategy, self.hp.head_dropout, len(self.meta["classes"]), total_steps=self.total_steps)
         self.total_params = sum(p.numel() for p in self.model.parameters())
-        self.optimizer = build_optimizer(self.model, self.strategy, self.knobs, self.hp, training)
+        self.optimizer = build_optimizer(self.model, self.strategy, self.strategy_cfg, self.hp, training)
         self.model, self.optimizer, self.train_loader, self.val_loader = accelerator.prepare(
             self.model, self.optimizer, self.train_loader, self.val_loader)
         self.schedule = lr_schedule(training.schedule, self.total_steps, self.hp.warmup_ratio, self.steps_per_epoch,
@@ -157,7 +156,7 @@ class TrialRecipe:
 
         acc, model, optimizer = self.accelerator, self.model, self.optimizer
         model.train()
-        for module in self.strategy.eval_modules(self.plain, self.knobs, epoch):
+        for module in self.strategy.eval_modules(self.plain, self.strategy_cfg, epoch):
             module.eval()
         start, seen, loss_sum = time.perf_counter(), 0, 0.0
         for batch in self.train_loader:
@@ -207,7 +206,7 @@ class TrialRecipe:
         start_epoch = self.history[-1]["epoch"] + 1 if self.history else 1
         for epoch in range(start_epoch, training.epochs + 1):
             self.faults.on_epoch(epoch)
-            scales = set_scales(self.optimizer, self.strategy, self.knobs, epoch, self.hp.head_lr_mult)
+            scales = set_scales(self.optimizer, self.strategy, self.strategy_cfg, epoch, self.hp.head_lr_mult)
             self.trainable = max(self.trainable, trainable_now(self.optimizer))
             train_loss, seen, train_seconds = self.train_epoch(epoch)
             eval_start = time.perf_counter()
