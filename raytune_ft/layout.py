@@ -66,3 +66,12 @@ class RunLayout:
 
     def report(self, strategy: str) -> Path:
         return self.root / "reports" / strategy
+
+    def test_report(self, strategy: str) -> Path:
+        """The test-split scores of a strategy's best trial (results/evaluation.py writes it)."""
+        return self.report(strategy) / "test_report.json"
+
+    @property
+    def report_page(self) -> Path:
+        """The HTML report's folder (`report.html` and its figures)."""
+        return self.root / "report"

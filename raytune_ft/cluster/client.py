@@ -27,6 +27,7 @@ from typing import Callable, Iterable, Optional
 
 from raytune_ft.cluster import storage as st
 from raytune_ft.errors import ClusterError
+from raytune_ft.files import write_text
 
 # Never shipped to the cluster: environments, VCS data, run folders, caches. Ray also honours the
 # project's .gitignore. Gitignore-style patterns, relative to the project folder.
@@ -57,9 +58,7 @@ def _remember(run_id: str, **info) -> None:
     runs[run_id] = {**runs.get(run_id, {}), **info}
     path = _home() / "runs.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(runs, indent=1))
-    os.replace(tmp, path)
+    write_text(path, json.dumps(runs, indent=1))
 
 
 def address_of(run_id: str, address: Optional[str] = None) -> str:

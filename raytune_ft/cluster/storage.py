@@ -19,6 +19,7 @@ import threading
 from pathlib import Path
 from typing import Iterable, Optional
 
+from raytune_ft.files import replacing
 from raytune_ft.layout import RESULT_FILES
 
 URI_ENV = "RAYTUNE_FT_STORAGE_URI"
@@ -93,9 +94,8 @@ def _copy_file(src: Path, remote, dest: str) -> None:
     from pyarrow import fs as pafs
 
     if isinstance(remote, pafs.LocalFileSystem):  # atomic on a local or shared path: no half-written file
-        tmp = f"{dest.rsplit('/', 1)[0]}/.{dest.rsplit('/', 1)[1]}.part"
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, dest)
+        with replacing(dest) as tmp:
+            shutil.copyfile(src, tmp)
         return
     with src.open("rb") as f, remote.open_output_stream(dest) as out:  # an object store writes it whole
         shutil.copyfileobj(f, out, length=8 << 20)

@@ -68,7 +68,7 @@ def evaluate_best_trials(run_dir: Path, strategies: list[dict], trials: list[dic
             continue
         folder = layout.report(row["strategy"])
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / "test_report.json").write_text(json.dumps({"trial_id": row["best_trial_id"], **report}, indent=1))
+        layout.test_report(row["strategy"]).write_text(json.dumps({"trial_id": row["best_trial_id"], **report}, indent=1))
         lines = ["true/predicted," + ",".join(report["classes"])]
         lines += [f"{c}," + ",".join(map(str, r)) for c, r in zip(report["classes"], report["confusion_matrix"])]
         (folder / "confusion_matrix.csv").write_text("\n".join(lines) + "\n")

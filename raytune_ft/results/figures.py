@@ -9,6 +9,7 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from raytune_ft.layout import RunLayout
 from raytune_ft.metric import at_least_as_good, better, sign
 
 if TYPE_CHECKING:
@@ -243,7 +244,7 @@ def plot_confusion(run: Run):
     from matplotlib.figure import Figure
 
     winner = run.winner
-    path = run.dir / "reports" / str(winner["strategy"]) / "test_report.json" if winner else None
+    path = RunLayout(run.dir).test_report(str(winner["strategy"])) if winner else None
     if path is None or not path.exists():
         return None, ("No test confusion matrix: the winning strategy has no reports/<strategy>/test_report.json "
                       "(the job has no test split, or its best trial kept no checkpoint).")

@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-from raytune_ft.metric import best_first, direction_word
+from raytune_ft.layout import RunLayout
+from raytune_ft.metric import MODES, best_first, direction_word
 from raytune_ft.results.figures import (MPL_STYLE, STATUS_COLORS, _count, _fmt, _num, plot_confusion, plot_curves,
                                        plot_frontier, plot_rungs, plot_scores, save_png)
 from raytune_ft.results.figures import pareto  # noqa: F401 (callers import it from here)
@@ -62,27 +63,28 @@ class Run:
 def load_run(run_dir: Path) -> Run:
     from raytune_ft.results.tables import read_table
 
-    run_dir = Path(run_dir)
-    if not (run_dir / "trials.parquet").exists():
-        raise FileNotFoundError(f"{run_dir / 'trials.parquet'} not found: not a finished run folder "
+    layout = RunLayout(Path(run_dir))
+    if not layout.trials.exists():
+        raise FileNotFoundError(f"{layout.trials} not found: not a finished run folder "
                                 "(run `raytune-ft run JOB.yaml` first)")
-    trials = read_table(run_dir / "trials.parquet")
-    if (run_dir / "strategies.parquet").exists():
-        strategies = read_table(run_dir / "strategies.parquet")
+    trials = read_table(layout.trials)
+    job = _job(layout)
+    search = job.get("search", {})
+    metric = search.get("metric", "val_accuracy")
+    mode = search.get("mode") or MODES.get(metric, "max")
+    if layout.strategies.exists():
+        strategies = read_table(layout.strategies)
     else:  # a run that crashed between the two writes: rebuild the summary
         from raytune_ft.results.tables import strategy_rows
-        strategies = strategy_rows(trials, _job(run_dir).get("search", {}).get("mode", "max"))
-    epochs = read_table(run_dir / "epochs.parquet") if (run_dir / "epochs.parquet").exists() else None
-    job = _job(run_dir)
-    search = job.get("search", {})
-    return Run(run_dir, trials, strategies, epochs, job, search.get("metric", "score"), search.get("mode", "max"))
+        strategies = strategy_rows(trials, mode)
+    epochs = read_table(layout.epochs) if layout.epochs.exists() else None
+    return Run(layout.root, trials, strategies, epochs, job, metric, mode)
 
 
-def _job(run_dir: Path) -> dict:
+def _job(layout: RunLayout) -> dict:
     import yaml
 
-    path = run_dir / "job.yaml"
-    return (yaml.safe_load(path.read_text()) or {}) if path.exists() else {}
+    return (yaml.safe_load(layout.job.read_text()) or {}) if layout.job.exists() else {}
 
 
 def write_report(run_dir: Path, out_dir: Path | None = None) -> Path:
@@ -90,7 +92,7 @@ def write_report(run_dir: Path, out_dir: Path | None = None) -> Path:
     from matplotlib import rc_context
 
     run = load_run(run_dir)
-    out_dir = Path(out_dir) if out_dir else run.dir / "report"
+    out_dir = Path(out_dir) if out_dir else RunLayout(run.dir).report_page
     out_dir.mkdir(parents=True, exist_ok=True)
     with rc_context(MPL_STYLE):
         sections = [

@@ -7,10 +7,10 @@ crash at any moment leaves readable tables of what was done. The columns are lis
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Optional
 
+from raytune_ft.files import replacing
 from raytune_ft.hparams import HParams
 from raytune_ft.metric import arg_best_of, best_of, sign
 from raytune_ft.metric import best as metric_best
@@ -134,9 +134,8 @@ def write_table(rows: list[dict], path: Path) -> None:
 
     columns = list(dict.fromkeys(k for r in rows for k in r))
     table = pa.Table.from_pydict({c: [r.get(c) for r in rows] for c in columns})
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
+    with replacing(path) as tmp:
+        pq.write_table(table, tmp)
 
 
 def read_table(path: Path) -> list[dict]:

@@ -8,13 +8,13 @@ which Tune saves with its experiment and gives back on restore (`set_state`).
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 from typing import Callable, Optional
 
 from ray.tune import Callback
 
+from raytune_ft.files import write_text
 from raytune_ft.layout import RunLayout
 from raytune_ft.results.progress import snapshot, summary_line
 from raytune_ft.results.tables import epoch_rows, error_reason, strategy_rows, trial_row, write_table
@@ -103,9 +103,7 @@ class SweepCallback(Callback):
             self.records.setdefault(tid, TrialRecord.from_json(d))
 
     def save_state(self) -> None:
-        tmp = self.layout.sweep_state.with_name(f".{self.layout.sweep_state.name}.tmp")
-        tmp.write_text(json.dumps(self.get_state()["records"]))
-        os.replace(tmp, self.layout.sweep_state)
+        write_text(self.layout.sweep_state, json.dumps(self.get_state()["records"]))
 
     # ------------------------------------------------------------------ records, progress, tables
 
