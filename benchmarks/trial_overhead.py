@@ -27,9 +27,9 @@ from _bench import ROOT, publish  # noqa: E402  (puts the repository on sys.path
 
 SUB = """
 import json, sys
+from raytune_ft.train.config import TrialConfig
 from raytune_ft.train.loop import train_trial
-config = json.load(open(sys.argv[1]))
-config["trial_dir"] = sys.argv[2]
+config = TrialConfig.model_validate_json(open(sys.argv[1]).read()).model_copy(update={"trial_dir": sys.argv[2]})
 history = train_trial(config, report=lambda m: None)
 print(json.dumps({"sps": sum(m["samples_per_sec"] for m in history) / len(history),
                   "type": str(history[0]["distributed_type"])}))
@@ -96,7 +96,7 @@ def main() -> None:
     # MULTI_CPU and wraps the model in DDP for a world of 1. The same loop in fresh processes, with
     # and without those variables, isolates that cost (worker.py hides them from Accelerate when alone).
     config = trial_config(job, work / "data", work / "sub", {"name": args.strategy}, hp)
-    (work / "config.json").write_text(json.dumps(config))
+    (work / "config.json").write_text(config.model_dump_json())
     solo_sps, ddp1_sps = (_subprocess_sps(work, dist) for dist in (False, True))
 
     # The same loop in this process while an idle local Ray cluster (raylet, GCS, dashboard) runs:
