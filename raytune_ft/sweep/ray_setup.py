@@ -17,10 +17,17 @@ DRIVER_RESOURCE = "raytune_ft_driver"
 
 def ray_environment() -> None:
     """Set before Ray or Tune start: no outside calls (usage stats), our progress lines instead of
-    Ray's tables, and Tune's experiment state saved at most every 5 s (what `resume` starts from)."""
+    Ray's tables, and Tune's experiment state saved at most every 5 s (what `resume` starts from).
+
+    And two of Ray Train's per-trial helpers a trial of ours does not use, each a process that polls
+    while the trial trains (issue 14): the PreemptionWatcher (spot-instance notices: a trial on a
+    preempted node is restarted from its latest checkpoint by FailureConfig anyway) and Train's
+    Prometheus metrics callbacks. A user who wants them sets the variables to 1."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "5")
+    os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
+    os.environ.setdefault("RAY_TRAIN_METRICS_ENABLED", "0")
 
 
 def init_ray(address: Optional[str] = None, verbose: bool = False, num_cpus: Optional[int] = None):
@@ -28,6 +35,9 @@ def init_ray(address: Optional[str] = None, verbose: bool = False, num_cpus: Opt
     import logging
 
     ray_environment()
+    if not verbose:  # no "Loading weights" progress bars from every trial between our progress lines
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     import ray
 
     if ray.is_initialized():
