@@ -43,14 +43,14 @@ class LoadSampler(threading.Thread):
 
     def __init__(self, every: float = 5.0):
         super().__init__(daemon=True)
-        self.every, self.samples, self._stop = every, [], threading.Event()
+        self.every, self.samples, self._halt = every, [], threading.Event()
 
     def run(self):
-        while not self._stop.wait(self.every):
+        while not self._halt.wait(self.every):
             self.samples.append(os.getloadavg()[0])
 
     def stop(self) -> tuple[float, float]:
-        self._stop.set()
+        self._halt.set()
         self.join()
         s = self.samples or [os.getloadavg()[0]]
         return sum(s) / len(s), max(s)
