@@ -132,3 +132,13 @@ def test_cli_validate_exit_codes(tmp_path, resnet_weights):
     assert runner.invoke(app, ["validate", str(tmp_path / "none.yaml")]).exit_code == 2
     (tmp_path / "broken.yaml").write_text("name: [unclosed")
     assert "not valid YAML" in runner.invoke(app, ["validate", str(tmp_path / "broken.yaml")]).output
+
+
+def test_several_workers_of_one_trial_on_fractions_of_a_gpu_are_refused(resnet_weights):
+    # NCCL refuses two ranks on one GPU ("Duplicate GPU detected"): say so at validate time
+    found = problems(vision_spec(resnet_weights, resources={"workers_per_trial": 2, "gpus_per_worker": 0.5}))
+    assert list(found) == ["resources"], found
+    assert "Duplicate GPU" in found["resources"] and "gpus_per_worker: 1" in found["resources"]
+    # what works: one GPU per worker, or one worker per trial on a fraction
+    parse_job(vision_spec(resnet_weights, resources={"workers_per_trial": 2, "gpus_per_worker": 1}))
+    parse_job(vision_spec(resnet_weights, resources={"workers_per_trial": 1, "gpus_per_worker": 0.5}))

@@ -117,6 +117,18 @@ class ResourcesSpec(Strict):
         2, ge=0, description="times a trial's Train workers are started again after one dies (they go on "
                              "from the trial's last epoch); errors that would repeat are not retried")
 
+    @model_validator(mode="after")
+    def _whole_gpus_for_several_workers(self):
+        # Ray packs two workers asking for 0.5 GPU each onto one GPU, and NCCL then refuses the trial
+        # ("Duplicate GPU detected"): every worker of a multi-worker trial needs a GPU of its own.
+        if self.workers_per_trial > 1 and 0 < self.gpus_per_worker < 1:
+            raise ValueError(
+                f"workers_per_trial {self.workers_per_trial} with gpus_per_worker {self.gpus_per_worker}: the "
+                "workers of one trial would share a GPU, which NCCL refuses (\"Duplicate GPU detected\"). Use "
+                "gpus_per_worker: 1 (or more) with several workers, or workers_per_trial: 1 with a fraction "
+                "(then several trials share a GPU)")
+        return self
+
 
 class TrackingSpec(Strict):
     mlflow: bool = Field(False, description="log every trial to MLflow (Tune's MLflowLoggerCallback)")
