@@ -30,14 +30,31 @@ def ray_environment() -> None:
     os.environ.setdefault("RAY_TRAIN_METRICS_ENABLED", "0")
 
 
+def quiet_libraries(verbose: bool) -> None:
+    """Without --verbose: our progress lines only. No "Loading weights" progress bars (the pre-flight in
+    this process, every trial's workers, which inherit the environment of the local cluster), and not
+    Ray's notice that token authentication is on (it stays on: only the notice goes)."""
+    import logging
+    import sys
+
+    if verbose:
+        return
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    if "transformers" in sys.modules:  # imported already: it read the variables then
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        hf_logging.set_verbosity_error()
+    logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
+
+
 def init_ray(address: Optional[str] = None, verbose: bool = False, num_cpus: Optional[int] = None):
     """Start Ray's embedded local cluster (loopback only, dashboard for the State API) or attach to one."""
     import logging
 
     ray_environment()
-    if not verbose:  # no "Loading weights" progress bars from every trial between our progress lines
-        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    quiet_libraries(verbose)
     import ray
 
     if ray.is_initialized():

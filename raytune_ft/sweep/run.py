@@ -15,7 +15,7 @@ from raytune_ft.errors import InputError
 from raytune_ft.layout import RunLayout
 from raytune_ft.sweep.callback import SweepCallback
 from raytune_ft.sweep.preflight import preflight
-from raytune_ft.sweep.ray_setup import (concurrency, driver_resources, init_ray, local_resources,
+from raytune_ft.sweep.ray_setup import (concurrency, driver_resources, init_ray, local_resources, quiet_libraries,
                                         wait_for_release)
 from raytune_ft.sweep.records import load_sweep_state
 from raytune_ft.sweep.schedulers import make_scheduler
@@ -31,6 +31,7 @@ def run_sweep(job, run_dir: Path, *, address: Optional[str] = None, verbose: boo
     resume=True goes on with the sweep in `run_dir` after its driver died: finished trials stay as
     they are, trials that were running go on from their last epoch, the others start.
     """
+    quiet_libraries(verbose)  # before anything here loads a tokenizer or a model
     from ray import tune
 
     from raytune_ft.data import load_meta, prepare_data
