@@ -70,7 +70,7 @@ def load_run(run_dir: Path) -> Run:
     trials = read_table(layout.trials)
     job = _job(layout)
     search = job.get("search", {})
-    metric = search.get("metric", "val_accuracy")
+    metric = search.get("metric", "score")
     mode = search.get("mode") or MODES.get(metric, "max")
     if layout.strategies.exists():
         strategies = read_table(layout.strategies)

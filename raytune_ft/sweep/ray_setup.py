@@ -53,8 +53,7 @@ def init_ray(address: Optional[str] = None, verbose: bool = False, num_cpus: Opt
     """Start Ray's embedded local cluster (loopback only, dashboard for the State API) or attach to one."""
     import logging
 
-    ray_environment()
-    quiet_libraries(verbose)
+    ray_environment()  # quiet_libraries(verbose) ran already, at the start of run_sweep
     import ray
 
     if ray.is_initialized():
