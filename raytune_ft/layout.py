@@ -3,8 +3,11 @@
     runs/<name>-<time>/
       job.yaml              the resolved spec (absolute data paths: resume works from anywhere)
       data/                 the prepared splits (meta.json + tensors), made once per job
-      trials.parquet        one row per trial            strategies.parquet   one row per strategy
+      trials.parquet        one row per trial            strategies.parquet   one row per strategy (x train size)
       epochs.parquet        one row per reported epoch   sweep_state.json     the sweep's records
+      comparisons.parquet   one row per ordered pair of strategies (the confirm stage's test scores)
+      budget_curves.parquet expected best score after n trials / c seconds, per strategy, with a band
+      data_size.parquet     score against train size per strategy        provenance.json  what made the run
       trials/<trial id>/    each trial's checkpoints     reports/<strategy>/  test-split reports
       ray/                  Ray's own: Tune's experiment state, Train's runs
 """
@@ -14,7 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 # What `fetch` brings home from a run's storage: the tables and reports, not the weights
-RESULT_FILES = ("trials.parquet", "strategies.parquet", "epochs.parquet", "job.yaml", "reports")
+RESULT_FILES = ("trials.parquet", "strategies.parquet", "epochs.parquet", "comparisons.parquet",
+                "budget_curves.parquet", "data_size.parquet", "provenance.json", "job.yaml", "reports")
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,22 @@ class RunLayout:
     @property
     def epochs(self) -> Path:
         return self.root / "epochs.parquet"
+
+    @property
+    def comparisons(self) -> Path:
+        return self.root / "comparisons.parquet"
+
+    @property
+    def budget_curves(self) -> Path:
+        return self.root / "budget_curves.parquet"
+
+    @property
+    def data_size(self) -> Path:
+        return self.root / "data_size.parquet"
+
+    @property
+    def provenance(self) -> Path:
+        return self.root / "provenance.json"
 
     @property
     def sweep_state(self) -> Path:
