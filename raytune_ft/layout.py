@@ -81,6 +81,11 @@ class RunLayout:
     def tune(self) -> Path:
         return self.ray / "tune"
 
+    @property
+    def confirm_tune(self) -> Path:
+        """Tune's experiment of the confirm stage (search.confirm), after the search's (`tune`)."""
+        return self.ray / "confirm"
+
     def trial(self, trial_id: str) -> Path:
         return self.root / "trials" / trial_id
 

@@ -13,7 +13,7 @@ from raytune_ft.spec import parse_job
 from raytune_ft.spec.job import TrainingSpec
 from raytune_ft.strategies import STRATEGIES, get_strategy
 from raytune_ft.train.loop import train_trial
-from raytune_ft.train.recipe import class_weights
+from raytune_ft.train.optim import class_weights
 from raytune_ft.train.model import load_trial_model
 from raytune_ft.train.config import trial_config
 from tests.conftest import text_spec, vision_spec

@@ -13,6 +13,7 @@ from typing import Any, ClassVar, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from raytune_ft.data.subsets import Shots, SizeEntry
 from raytune_ft.errors import InputError  # noqa: F401  (raised here, caught once in the CLI)
 from raytune_ft.registry import Registry
 
@@ -63,7 +64,25 @@ class DataConfig(BaseModel):
     validation_fraction: Optional[float] = Field(
         None, gt=0, lt=1, description="hold out this share of train as validation when no validation split is given")
     max_train_samples: Optional[int] = Field(None, ge=1, description="use only this many training samples")
+    train_sizes: Optional[list[SizeEntry]] = Field(
+        None, min_length=1, description="run the whole comparison on nested, stratified subsets of train: each "
+        "entry a count (e.g. 200), a fraction (0.25) or {shots: k} (k samples per class); default: all of train")
+    test_fraction: Optional[float] = Field(
+        None, gt=0, lt=1, description="when there is no test split and search.confirm is set, hold out this "
+        "share of train as the test split (stratified, seeded); default: validation_fraction, else 0.15")
     seed: int = 0
+
+    @field_validator("train_sizes")
+    @classmethod
+    def _train_sizes(cls, sizes):
+        for i, size in enumerate(sizes or []):
+            if isinstance(size, bool) or (isinstance(size, int) and size < 2):
+                raise ValueError(f"entry {i} ({size!r}): a count of samples is at least 2; for a share of "
+                                 "train give a fraction like 0.5, for few-shot {shots: k}")
+            if isinstance(size, float) and not 0 < size <= 1:
+                raise ValueError(f"entry {i} ({size!r}): a fraction of train is in (0, 1]; for a count give a "
+                                 "whole number")
+        return sizes
 
     @field_validator("classes")
     @classmethod

@@ -148,6 +148,19 @@ def prepare_data(job, out_dir: Path) -> dict:
         train_idx, val_idx = hold_out(ys, n_val, config.seed)
         encoded["validation"] = ([xs[i] for i in val_idx], [ys[i] for i in val_idx])
         encoded["train"] = ([xs[i] for i in train_idx], [ys[i] for i in train_idx])
+    if "test" not in encoded and getattr(job.search, "confirm", None):  # the confirm stage scores on test
+        xs, ys = encoded["train"]
+        fraction = config.test_fraction or config.validation_fraction or 0.15
+        n_test = max(1, round(len(xs) * fraction))
+        if n_test >= len(xs):
+            raise InputError(f"{source.describe(config, 'train')}: {len(xs)} sample(s) are too few to hold out a "
+                             f"test split ({fraction}) for search.confirm; give a data.test split or more samples")
+        train_idx, test_idx = hold_out(ys, n_test, config.seed + 1)
+        encoded["test"] = ([xs[i] for i in test_idx], [ys[i] for i in test_idx])
+        encoded["train"] = ([xs[i] for i in train_idx], [ys[i] for i in train_idx])
+        held_out_test = n_test
+    else:
+        held_out_test = 0
     if config.max_train_samples:
         xs, ys = encoded["train"]
         order = list(range(len(xs)))
@@ -158,7 +171,7 @@ def prepare_data(job, out_dir: Path) -> dict:
     tokenizer = _tokenizer(job.model) if source.family == "text" else None
     recipe = job.model.image_recipe() if source.family == "vision" else None
     out_dir.mkdir(parents=True, exist_ok=True)
-    meta = {"family": source.family, "classes": classes, "splits": {}}
+    meta = {"family": source.family, "classes": classes, "splits": {}, "test_held_out": held_out_test}
     for split in SPLITS:
         if split not in encoded:
             continue

@@ -22,10 +22,13 @@ STATUSES = ("completed", "stopped_early", "stopped_patience", "error")
 
 def trial_row(*, job: str, run_id: str, trial_id: str, strategy: dict, status: str, history: list[dict],
               metric: str, mode: str, wall_seconds: float, error: str = "", resumes: int = 0,
-              seed: Optional[int] = None) -> dict:
-    """One trials.parquet row from a trial's per-epoch metrics."""
+              seed: Optional[int] = None, stage: str = "search", train_size: Optional[int] = None,
+              source_trial_id: Optional[str] = None) -> dict:
+    """One trials.parquet row from a trial's per-epoch metrics. A confirm trial's test_* are those of its
+    best-validation epoch (the worker scores the test split at each epoch better than all before)."""
     knobs = {k: v for k, v in strategy.items() if k not in ("name", "hparams")}
-    row = {"job": job, "run_id": run_id, "trial_id": trial_id, "strategy": strategy["name"], "seed": seed}
+    row = {"job": job, "run_id": run_id, "trial_id": trial_id, "strategy": strategy["name"], "seed": seed,
+           "stage": stage, "train_size": train_size, "source_trial_id": source_trial_id}
     row.update({k: strategy["hparams"].get(k) for k in HPARAM_COLUMNS})
     row.update({f"{strategy['name']}.{k}": _cell(v) for k, v in knobs.items()})
     best = metric_best(history, lambda m: m[metric], mode) if history else {}
@@ -42,6 +45,10 @@ def trial_row(*, job: str, run_id: str, trial_id: str, strategy: dict, status: s
         "last_val_accuracy": last.get("val_accuracy"),
         "last_val_f1": last.get("val_f1"),
         "last_val_loss": last.get("val_loss"),
+        "test_accuracy": best.get("test_accuracy"),
+        "test_f1": best.get("test_f1"),
+        "test_loss": best.get("test_loss"),
+        "test_score": best.get(metric_on_test(metric)),
         "trainable_params": trainable,
         "total_params": total,
         "trainable_fraction": trainable / total if trainable and total else None,
@@ -65,10 +72,16 @@ EPOCH_COLUMNS = ("epoch", "train_loss", "val_loss", "val_accuracy", "val_f1", "l
                  "train_seconds", "peak_memory_mb")
 
 
-def epoch_rows(*, run_id: str, trial_id: str, strategy: str, status: str, history: list[dict]) -> list[dict]:
+def epoch_rows(*, run_id: str, trial_id: str, strategy: str, status: str, history: list[dict],
+               stage: str = "search", train_size: Optional[int] = None) -> list[dict]:
     """epochs.parquet rows of one trial: its per-epoch metrics, and its status at the time of writing."""
-    return [{"run_id": run_id, "trial_id": trial_id, "strategy": strategy, "trial_status": status,
-             **{k: m.get(k) for k in EPOCH_COLUMNS}} for m in history]
+    return [{"run_id": run_id, "trial_id": trial_id, "strategy": strategy, "stage": stage, "train_size": train_size,
+             "trial_status": status, **{k: m.get(k) for k in EPOCH_COLUMNS}} for m in history]
+
+
+def metric_on_test(metric: str) -> str:
+    """The test split's counterpart of a validation metric: val_accuracy -> test_accuracy."""
+    return "test_" + metric.removeprefix("val_")
 
 
 def error_reason(error: str) -> str:

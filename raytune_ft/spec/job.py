@@ -81,6 +81,14 @@ class SchedulerSpec(Strict):
         "false: one scheduler over all trials, so slow-starting strategies are cut early")
 
 
+class ConfirmSpec(Strict):
+    """Stage two: each strategy's best configurations trained again with fresh seeds, scored on test."""
+
+    top_k: int = Field(1, ge=1, description="configurations per strategy (its best by validation) to confirm")
+    seeds: int = Field(3, ge=2, le=100, description="fresh seeds per configuration, the same for every "
+                       "strategy (paired); at least 2 for an interval, 5 or more for a tight one")
+
+
 class SearchSpec(Strict):
     algorithm: Literal["random", "grid", "optuna"] = Field(
         "random", description="random: num_samples draws per strategy; grid: every grid/choice combination; "
@@ -94,6 +102,9 @@ class SearchSpec(Strict):
     scheduler: SchedulerSpec = Field(default_factory=SchedulerSpec)
     hparams: HParams = Field(default_factory=HParams, description="hyperparameters of every strategy")
     seed: int = 0
+    confirm: Optional[ConfirmSpec] = Field(
+        None, description="after the search, train each strategy's top_k configurations again with `seeds` "
+        "fresh seeds to the full epochs and score them on the test split: means, intervals, pairwise tests")
 
     @model_validator(mode="after")
     def _mode(self):
@@ -199,6 +210,10 @@ class JobSpec(Strict):
                 if isinstance(value, Sampler) and value.kind not in ("grid", "choice"):
                     yield where, (f"a {value.kind} range cannot be enumerated by grid search: use "
                                   "{grid: [...]} / {choice: [...]}, or search.algorithm: random")
+        confirm = self.search.confirm
+        if confirm and self.search.algorithm != "grid" and confirm.top_k > self.search.num_samples:
+            yield "search.confirm.top_k", (f"{confirm.top_k} is more than the {self.search.num_samples} trials "
+                                           "each strategy gets (search.num_samples): lower it")
         if self.training.augment.active() and model_family != "vision":
             yield "training.augment", "applies to images only: remove it for a text job"
         if self.training.mixed_precision == "fp16" and self.resources.gpus_per_worker == 0:

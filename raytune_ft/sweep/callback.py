@@ -17,15 +17,17 @@ from ray.tune import Callback
 from raytune_ft.files import write_text
 from raytune_ft.layout import RunLayout
 from raytune_ft.results.progress import snapshot, summary_line
-from raytune_ft.results.tables import epoch_rows, error_reason, strategy_rows, trial_row, write_table
+from raytune_ft.results.confirm import strategy_table
+from raytune_ft.results.tables import epoch_rows, error_reason, trial_row, write_table
 from raytune_ft.sweep.ray_setup import free_placement_group
 from raytune_ft.sweep.records import TrialRecord
+from raytune_ft.sweep.space import trial_settings
 
 # What the sweep keeps of each reported epoch (the worker reports more, e.g. lr_scales)
 EPOCH_KEYS = ("epoch", "train_loss", "val_loss", "val_accuracy", "val_f1", "trainable_params", "total_params",
               "samples_per_sec", "train_seconds", "first_step_s", "peak_memory_mb", "checkpoint_path", "pg_id",
               "lr", "resumes", "eval_seconds", "checkpoint_seconds", "data_load_s", "world_size",
-              "distributed_type", "node_id", "stop_reason")
+              "distributed_type", "node_id", "stop_reason", "test_accuracy", "test_f1", "test_loss")
 ENDED_WORDS = {"completed": "completed", "stopped_early": "stopped early",
                "stopped_patience": "stopped by patience", "error": "FAILED"}
 
@@ -33,11 +35,14 @@ ENDED_WORDS = {"completed": "completed", "stopped_early": "stopped early",
 class SweepCallback(Callback):
     def __init__(self, job, layout: RunLayout, printer: Callable[[str], None], *,
                  records: Optional[dict[str, TrialRecord]] = None, concurrency: int = 1,
-                 on_update: Optional[Callable] = None):
+                 on_update: Optional[Callable] = None, train_size: Optional[int] = None, total: Optional[int] = None):
         self.job, self.layout, self.printer, self.on_update = job, layout, printer, on_update
         self.metric, self.mode, self.epochs = job.search.metric, job.search.mode, job.training.epochs
-        self.total, self.concurrency = job.search.num_samples * len(job.strategies), concurrency
+        self.total = total or job.search.num_samples * len(job.strategies)  # trials of the stage running now
+        self.concurrency = concurrency
+        self.train_size = train_size  # the whole train split's samples: the size of a trial without a subset
         self.records: dict[str, TrialRecord] = dict(records or {})
+        self.stage = "search"
         self.pg_ids: set[str] = set()
         self.t0 = time.monotonic()
 
@@ -109,8 +114,13 @@ class SweepCallback(Callback):
 
     def record(self, trial) -> TrialRecord:
         # a trial whose actor fails to start gets on_trial_error without on_trial_start
-        return self.records.setdefault(trial.trial_id, TrialRecord(strategy=trial.config["strategy"],
-                                                                   seed=trial.config.get("seed")))
+        if trial.trial_id not in self.records:
+            settings = trial_settings(trial.config)
+            self.records[trial.trial_id] = TrialRecord(
+                strategy=settings["strategy"], seed=settings["seed"], stage=settings["stage"],
+                train_size=(settings["train_subset"] or {}).get("size", self.train_size),
+                source_trial_id=settings["source_trial_id"])
+        return self.records[trial.trial_id]
 
     def _end(self, trial, rec: TrialRecord) -> None:
         rec.ended = time.monotonic()
@@ -124,16 +134,22 @@ class SweepCallback(Callback):
         self.show(line + (f": {error_reason(rec.error)[:200]}" if rec.error else ""))
 
     def show(self, line: str) -> None:
-        snap = snapshot(self.records, t0=self.t0, total=self.total, concurrency=self.concurrency,
+        stage = {tid: rec for tid, rec in self.records.items() if rec.stage == self.stage}
+        snap = snapshot(stage, t0=self.t0, total=self.total, concurrency=self.concurrency,
                         metric=self.metric, mode=self.mode, epochs=self.epochs)
         self.printer(f"{line}   {summary_line(snap)}")
         if self.on_update:
             self.on_update(snap)
 
+    def begin_stage(self, stage: str, total: int) -> None:
+        """The progress lines count the trials of this stage ("search" or "confirm") from now on."""
+        self.stage, self.total = stage, total
+
     def rows(self) -> list[dict]:
         return [trial_row(job=self.job.name, run_id=self.layout.run_id, trial_id=tid, strategy=rec.strategy,
                           seed=rec.seed, status=rec.status, history=rec.history, metric=self.metric, mode=self.mode,
-                          wall_seconds=rec.wall_seconds(), error=rec.error,
+                          wall_seconds=rec.wall_seconds(), error=rec.error, stage=rec.stage,
+                          train_size=rec.train_size or self.train_size, source_trial_id=rec.source_trial_id,
                           resumes=max((m.get("resumes", 0) for m in rec.history), default=0))
                 for tid, rec in self.records.items() if rec.status != "running"]
 
@@ -141,14 +157,17 @@ class SweepCallback(Callback):
         rows = self.rows()
         if rows:
             write_table(rows, self.layout.trials)
-            write_table(strategy_rows(rows, self.mode), self.layout.strategies)
+            strategies, comparisons = strategy_table(rows, self.mode, self.metric)
+            write_table(strategies, self.layout.strategies)
+            if comparisons:
+                write_table(comparisons, self.layout.comparisons)
         self.write_epochs()
         return rows
 
     def write_epochs(self) -> None:
         rows = [r for tid, rec in self.records.items() for r in epoch_rows(
             run_id=self.layout.run_id, trial_id=tid, strategy=rec.strategy["name"], status=rec.status,
-            history=rec.history)]
+            history=rec.history, stage=rec.stage, train_size=rec.train_size or self.train_size)]
         if rows:
             write_table(rows, self.layout.epochs)
 

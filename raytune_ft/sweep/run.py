@@ -13,7 +13,9 @@ from typing import Callable, Optional
 from raytune_ft.cluster import storage
 from raytune_ft.errors import InputError
 from raytune_ft.layout import RunLayout
+from raytune_ft.results.curves import write_curves
 from raytune_ft.sweep.callback import SweepCallback
+from raytune_ft.sweep.confirm import confirm_candidates, confirm_tuner
 from raytune_ft.sweep.preflight import preflight
 from raytune_ft.sweep.ray_setup import (concurrency, driver_resources, init_ray, local_resources, quiet_libraries,
                                         wait_for_release)
@@ -52,56 +54,105 @@ def run_sweep(job, run_dir: Path, *, address: Optional[str] = None, verbose: boo
                 + ", ".join(f"{s} {v['samples']}" for s, v in meta["splits"].items()) + f", {len(meta['classes'])} classes")
         storage.sync_up(layout.data)  # workers on other nodes read it from the run's URI, if any
     preflight(job, layout.data)
+    subsets = train_subsets(job, meta)
     init_ray(address, verbose, num_cpus)
     n_concurrent = concurrency(job, local=address is None)
     records = load_sweep_state(run_dir) if resume else {}
-    callback = SweepCallback(job, layout, printer, records=records, concurrency=n_concurrent,
-                              on_update=on_update)
-    finished = {tid: rec.history for tid, rec in records.items() if rec.status != "running"}
-    scheduler = make_scheduler(job, replay=finished)
+    n_search = job.search.num_samples * len(job.strategies) * max(1, len(subsets))
+    callback = SweepCallback(job, layout, printer, records=records, concurrency=n_concurrent, on_update=on_update,
+                             train_size=meta["splits"]["train"]["samples"], total=n_search)
     trainable = tune.with_parameters(
         tune.with_resources(trial_driver, driver_resources()),
         job=job.resolved(), data_dir=str(layout.data), run_dir=str(run_dir))
-    tune_dir = layout.tune
-    if resume and tune.Tuner.can_restore(str(tune_dir)):
-        tuner = tune.Tuner.restore(str(tune_dir), trainable, resume_unfinished=True, resume_errored=False)
-        # Tune restores its trials and search state, not our callback nor the scheduler's rungs: put
-        # ours back (records from sweep_state.json, rungs replayed from the finished trials).
-        tuner._local_tuner.get_run_config().callbacks = [callback, *tracking_callbacks(job, run_dir)]
-        tuner._local_tuner._tune_config.scheduler = scheduler
-        printer(f"resuming: {len(finished)} trial(s) had ended, "
-                f"{sum(r.status == 'running' for r in records.values())} were running; {n_concurrent} at a time")
-    else:
-        if resume:
-            printer("resuming: Tune saved no state before the driver stopped; the sweep starts over in this folder")
-            callback.records.clear()
-        tuner = _new_tuner(job, trainable, scheduler, callback, run_dir, n_concurrent)
-        printer(f"sweep: {len(job.strategies)} strategies x {job.search.num_samples} samples, search "
-                f"{job.search.algorithm}, scheduler {job.search.scheduler.name}, {n_concurrent} trial(s) at a time")
-    tuner.fit()
+    callbacks = [callback, *tracking_callbacks(job, run_dir)]
+    confirming = resume and tune.Tuner.can_restore(str(layout.confirm_tune))  # the search had ended
+    if not confirming:
+        finished = {tid: rec.history for tid, rec in records.items() if rec.status != "running"}
+        if resume and tune.Tuner.can_restore(str(layout.tune)):
+            tuner = _restore(layout.tune, trainable, callbacks, make_scheduler(job, replay=finished))
+            printer(f"resuming: {len(finished)} trial(s) had ended, "
+                    f"{sum(r.status == 'running' for r in records.values())} were running; {n_concurrent} at a time")
+        else:
+            if resume:
+                printer("resuming: Tune saved no state before the driver stopped; the sweep starts over in this folder")
+                callback.records.clear()
+            tuner = _new_tuner(job, trainable, make_scheduler(job), callbacks, run_dir, n_concurrent, subsets)
+            sizes = f" x {len(subsets)} train sizes ({', '.join(map(size_label, subsets))})" if subsets else ""
+            printer(f"sweep: {len(job.strategies)} strategies x {job.search.num_samples} samples{sizes}, search "
+                    f"{job.search.algorithm}, scheduler {job.search.scheduler.name}, {n_concurrent} trial(s) at a time")
+        tuner.fit()
+        callback.save_state()
+        callback.write_tables()
+        wait_for_release(callback.pg_ids - {""})
+    if job.search.confirm:
+        candidates = confirm_candidates(job, callback.records, {s["size"]: s for s in subsets})
+        callback.begin_stage("confirm", len(candidates) * job.search.confirm.seeds)
+        if confirming:
+            tuner = _restore(layout.confirm_tune, trainable, callbacks, None)
+            printer("resuming the confirm stage")
+        else:
+            tuner = confirm_tuner(job, trainable, candidates, callbacks, run_dir, n_concurrent)
+            printer(f"confirm: {len(candidates)} configuration(s) (top {job.search.confirm.top_k} per strategy) x "
+                    f"{job.search.confirm.seeds} fresh seeds, every epoch, scored on the test split"
+                    + (f" (held out from train: {meta['test_held_out']} samples, stratified)"
+                       if meta.get("test_held_out") else ""))
+        tuner.fit()
     callback.save_state()
     rows = callback.write_tables()
     wait_for_release(callback.pg_ids - {""})
     if rows:
         add_test_metrics(run_dir, job.search.mode, printer)
+        write_curves(run_dir, rows, job.search.mode, job.search.metric)
     return rows
 
 
-def _new_tuner(job, trainable, scheduler, callback, run_dir: Path, n_concurrent: int):
+def train_subsets(job, meta: dict) -> list[dict]:
+    """data.train_sizes resolved against the prepared train split: TrainSubset dicts, smallest first
+    []: the job has no sizes."""
+    from raytune_ft.data.subsets import resolve_sizes
+
+    if not job.data.train_sizes:
+        return []
+    try:
+        subsets = resolve_sizes(job.data.train_sizes, meta["splits"]["train"]["class_counts"], job.data.seed)
+    except ValueError as e:
+        raise InputError(str(e)) from None
+    return [s.model_dump() for s in subsets]
+
+
+def size_label(subset: dict) -> str:
+    from raytune_ft.data.subsets import TrainSubset
+
+    return TrainSubset(**subset).label()
+
+
+def _restore(tune_dir: Path, trainable, callbacks: list, scheduler):
+    """A Tuner from its saved experiment. Tune restores its trials and search state, not our callback nor
+    the scheduler's rungs: ours are put back (records from sweep_state.json, rungs replayed)."""
+    from ray import tune
+
+    tuner = tune.Tuner.restore(str(tune_dir), trainable, resume_unfinished=True, resume_errored=False)
+    tuner._local_tuner.get_run_config().callbacks = callbacks
+    if scheduler is not None:
+        tuner._local_tuner._tune_config.scheduler = scheduler
+    return tuner
+
+
+def _new_tuner(job, trainable, scheduler, callbacks: list, run_dir: Path, n_concurrent: int, subsets: list[dict]):
     from ray import tune
 
     from raytune_ft.sweep.search import make_search
 
-    # each trial gets its own seed; optuna: one study per strategy, num_samples trials each (search.py)
-    search_alg, num_samples = make_search(job, n_concurrent)
+    # each trial gets its own seed; optuna: one study per strategy (and size), num_samples trials each (search.py)
+    search_alg, num_samples = make_search(job, n_concurrent, subsets)
     return tune.Tuner(
         trainable,
-        param_space={} if job.search.algorithm == "optuna" else tune_param_space(job),
+        param_space={} if job.search.algorithm == "optuna" else tune_param_space(job, subsets),
         tune_config=tune.TuneConfig(
             metric=job.search.metric, mode=job.search.mode, num_samples=num_samples,
             scheduler=scheduler, search_alg=search_alg),  # it limits concurrency itself (n_concurrent)
         run_config=tune.RunConfig(
-            name="tune", storage_path=str(RunLayout(run_dir).ray), callbacks=[callback, *tracking_callbacks(job, run_dir)],
+            name=RunLayout(run_dir).tune.name, storage_path=str(RunLayout(run_dir).ray), callbacks=callbacks,
             verbose=0, failure_config=tune.FailureConfig(max_failures=0, fail_fast=False)),
     )
 
@@ -129,16 +180,19 @@ def tracking_callbacks(job, run_dir: Path) -> list:
 
 
 def add_test_metrics(run_dir: Path, mode: str, printer: Callable[[str], None] = print) -> None:
-    """Evaluate each strategy's best trial on the test split; add test_* columns to strategies.parquet."""
+    """Evaluate each strategy's best search trial on the test split; add test_* columns to strategies.parquet.
+    With several train sizes, the best trials of the largest (the per-class reports are of that size)."""
     from raytune_ft.results.evaluation import evaluate_best_trials
     from raytune_ft.results.tables import read_table, write_table
 
     layout = RunLayout(run_dir)
     table = read_table(layout.strategies)
-    reports = evaluate_best_trials(run_dir, table, read_table(layout.trials), printer)
+    largest = max((r.get("train_size") or 0 for r in table), default=0)
+    at_largest = [r for r in table if (r.get("train_size") or 0) == largest]
+    reports = evaluate_best_trials(run_dir, at_largest, read_table(layout.trials), printer)
     if not reports:
         return
-    for row in table:
+    for row in at_largest:
         r = reports.get(row["strategy"], {})
         row.update(test_accuracy=r.get("accuracy"), test_f1=r.get("f1"), test_loss=r.get("loss"))
     write_table(table, layout.strategies)

@@ -52,7 +52,9 @@ def grouped_scheduler(make, per_strategy: bool, replay: dict):
             return True  # each child was built with the sweep's metric and mode
 
         def child(self, trial):
-            name = trial.config["strategy"]["name"] if per_strategy else "all"
+            # one group per strategy and train size: a trial on 50 samples is not compared with one on 5,000
+            subset = trial.config.get("train_subset")
+            name = (trial.config["strategy"]["name"] if per_strategy else "all", subset and subset["size"])
             if name not in self.children:
                 self.children[name] = make()
             return self.children[name]

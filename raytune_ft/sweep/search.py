@@ -1,6 +1,6 @@
 """How trials are made: Tune's search algorithms, with every trial seeded, and Optuna per strategy.
 
-    search_alg, num_samples = make_search(job, n_concurrent)  # -> tune.TuneConfig(search_alg=..., num_samples=...)
+    search_alg, num_samples = make_search(job, n_concurrent, subsets)  # -> tune.TuneConfig(search_alg=..., ...)
 
 Everything here is pickled by Tune when it saves the sweep's state (every few seconds, and again for
 `raytune-ft resume`): module-level classes only, holding plain data, no closures.
@@ -82,11 +82,13 @@ class StrategySpace:
     A plain object (not a closure) so that Tune can pickle the study holding it.
     """
 
-    def __init__(self, space: dict):
-        self.space = space  # {"name": ..., knob: value or Sampler, "hparams": {...}} (driver.strategy_spaces)
+    def __init__(self, space: dict, train_subset: Optional[dict] = None):
+        self.space = space  # {"name": ..., knob: value or Sampler, "hparams": {...}} (space.strategy_spaces)
+        self.train_subset = train_subset  # this study's train size (data.train_sizes), None for all of train
 
     def __call__(self, trial) -> dict:
-        return {"strategy": self._draw(trial, self.space, f"{self.space['name']}.")}
+        drawn = {"strategy": self._draw(trial, self.space, f"{self.space['name']}.")}
+        return {**drawn, "train_subset": self.train_subset} if self.train_subset else drawn
 
     def _draw(self, trial, d: dict, prefix: str) -> dict:
         return {k: self._draw(trial, v, f"{prefix}{k}.") if isinstance(v, dict) else
@@ -94,22 +96,25 @@ class StrategySpace:
 
 
 class PerStrategyOptuna(Searcher):
-    """One OptunaSearch (TPE) per strategy, each given exactly `num_samples` trials.
+    """One OptunaSearch (TPE) per strategy (and train size), each given exactly `num_samples` trials.
 
-    The next trial goes to the strategy with the fewest trials so far (ties: the spec's order), so the
+    The next trial goes to the study with the fewest trials so far (ties: the spec's order), so the
     strategies take turns and each study learns only from its own strategy's trials. Its whole state
     (the studies, the counts, which trial is whose) is pickled by `save` for a resumed sweep.
     """
 
-    def __init__(self, spaces: list[dict], num_samples: int, metric: str, mode: str, seed: int = 0):
+    def __init__(self, spaces: list[dict], num_samples: int, metric: str, mode: str, seed: int = 0,
+                 subsets: Optional[list[dict]] = None):
         from ray.tune.search.optuna import OptunaSearch
 
         super().__init__(metric=metric, mode=mode)
-        self.names = [s["name"] for s in spaces]
+        groups = {(f"{s['name']}@{sub['size']}" if sub else s["name"]): (s, sub)
+                  for sub in (subsets or [None]) for s in spaces}
+        self.names = list(groups)
         self.num_samples = num_samples
-        self.studies = {s["name"]: OptunaSearch(space=StrategySpace(s), metric=metric, mode=mode,
-                                                seed=derive_seed(seed, "optuna", s["name"]))
-                        for s in spaces}
+        self.studies = {name: OptunaSearch(space=StrategySpace(s, sub), metric=metric, mode=mode,
+                                           seed=derive_seed(seed, "optuna", name))
+                        for name, (s, sub) in groups.items()}
         self.given = {name: 0 for name in self.names}
         self.owner: dict[str, str] = {}  # trial id -> strategy name, until the trial completes
 
@@ -149,7 +154,7 @@ class PerStrategyOptuna(Searcher):
             self.set_state(pickle.load(f))
 
 
-def make_search(job, n_concurrent: int):
+def make_search(job, n_concurrent: int, subsets: Optional[list[dict]] = None):
     """The search algorithm for the job, and the `num_samples` to give Tune.
 
     random / grid: Tune's generator over the Tuner's param_space (driver.tune_param_space), num_samples
@@ -161,8 +166,8 @@ def make_search(job, n_concurrent: int):
     search = job.search
     if search.algorithm == "optuna":
         searcher = PerStrategyOptuna(strategy_spaces(job), search.num_samples, search.metric, search.mode,
-                                     seed=search.seed)
+                                     seed=search.seed, subsets=subsets)
         alg = SeededSearchGenerator(ConcurrencyLimiter(searcher, max_concurrent=n_concurrent), base_seed=search.seed)
-        return alg, search.num_samples * len(job.strategies)
+        return alg, len(searcher.names) * search.num_samples
     alg = SeededVariantGenerator(search.seed, random_state=search.seed, max_concurrent=n_concurrent)
     return alg, search.num_samples

@@ -5,6 +5,8 @@ Random and grid search see one grid over the strategies with each strategy's own
 """
 from __future__ import annotations
 
+from typing import Optional
+
 from raytune_ft.hparams import HParams
 from raytune_ft.searchable import Sampler
 
@@ -27,12 +29,28 @@ def strategy_spaces(job) -> list[dict]:
     return out
 
 
-def tune_param_space(job) -> dict:
-    """A grid over strategies; inside each, its own samplers (Tune resolves nested domains)."""
+def tune_param_space(job, subsets: Optional[list[dict]] = None) -> dict:
+    """A grid over strategies (and train sizes, when the job has several); inside each strategy, its own
+    samplers (Tune resolves nested domains)."""
     from ray import tune
 
     algorithm = job.search.algorithm
 
     def convert(d):
         return {k: convert(v) if isinstance(v, dict) else _domain(v, algorithm) for k, v in d.items()}
-    return {"strategy": tune.grid_search([convert(s) for s in strategy_spaces(job)])}
+    space = {"strategy": tune.grid_search([convert(s) for s in strategy_spaces(job)])}
+    if subsets:
+        space["train_subset"] = tune.grid_search(subsets)
+    return space
+
+
+def trial_settings(config: dict) -> dict:
+    """What the sweep reads from a Tune trial's config, the same for both stages:
+    {"strategy": {name, knobs..., "hparams"}, "seed", "stage", "train_subset" (or None), "source_trial_id"}.
+
+    A search trial's config is {"strategy", "seed"[, "train_subset"]}; a confirm trial's is
+    {"candidate": {"strategy", "train_subset", "source_trial_id"}, "seed", "stage": "confirm"} (one grid
+    over candidates x seeds: sweep/confirm.py)."""
+    flat = {**config.get("candidate", {}), **{k: v for k, v in config.items() if k != "candidate"}}
+    return {"strategy": flat["strategy"], "seed": flat.get("seed"), "stage": flat.get("stage", "search"),
+            "train_subset": flat.get("train_subset"), "source_trial_id": flat.get("source_trial_id")}

@@ -41,6 +41,7 @@ def trial_driver(config: dict, *, job: dict, data_dir: str, run_dir: str) -> Non
     from ray.train.torch import TorchTrainer
 
     from raytune_ft.cluster import storage
+    from raytune_ft.sweep.space import trial_settings
     from raytune_ft.train.config import trial_config
 
     trial_id = tune.get_context().get_trial_id()
@@ -53,7 +54,8 @@ def trial_driver(config: dict, *, job: dict, data_dir: str, run_dir: str) -> Non
         if before["history"]:
             tune.report({k: v for k, v in before["history"][-1].items() if isinstance(v, (int, float, str))})
         return
-    strategy = dict(config["strategy"])
+    settings = trial_settings(config)
+    strategy = dict(settings["strategy"])
     hparams = strategy.pop("hparams")
     res = job["resources"]
     resources = {"CPU": res["cpus_per_worker"]}
@@ -63,7 +65,8 @@ def trial_driver(config: dict, *, job: dict, data_dir: str, run_dir: str) -> Non
         _ray_worker_entry,
         # the trial's own seed (raytune_ft/search.py); a trial of a run made before seeds were per trial has none
         train_loop_config=trial_config(job, data_dir, layout.trial(trial_id), strategy, hparams,
-                                       seed=config.get("seed")),
+                                       seed=settings["seed"], stage=settings["stage"],
+                                       train_subset=settings["train_subset"]),
         scaling_config=ray.train.ScalingConfig(
             num_workers=res["workers_per_trial"], use_gpu=bool(res["gpus_per_worker"]),
             resources_per_worker=resources),

@@ -8,6 +8,7 @@ from typing import Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from raytune_ft.data.subsets import TrainSubset
 from raytune_ft.hparams import HParams
 from raytune_ft.spec.job import ResourcesSpec, TrainingSpec
 
@@ -25,6 +26,9 @@ class TrialConfig(BaseModel):
     strategy: dict = Field(description="the strategy's name and this trial's value of each of its knobs")
     hparams: HParams
     seed: int
+    stage: Literal["search", "confirm"] = Field(
+        "search", description="confirm: full epochs, no early stopping, the test split scored at each better epoch")
+    train_subset: Optional[TrainSubset] = Field(None, description="train on this subset of the train split")
     classes: Optional[list[str]] = Field(None, description="the class names, once known (saved checkpoints)")
 
     def with_training(self, **changes) -> "TrialConfig":
@@ -34,16 +38,20 @@ class TrialConfig(BaseModel):
 
     def key(self) -> str:
         """What must match for a saved state to be this trial's: its strategy, hyperparameters, seed, model."""
-        return json.dumps([self.strategy, self.hparams.model_dump(mode="json"), self.seed, self.model],
+        subset = self.train_subset.model_dump() if self.train_subset else None
+        return json.dumps([self.strategy, self.hparams.model_dump(mode="json"), self.seed, self.model, subset],
                           sort_keys=True, default=str)
 
 
-def trial_config(job, data_dir, trial_dir, strategy: dict, hparams: dict, seed: Optional[int] = None) -> TrialConfig:
-    """A trial's config from the job (a JobSpec, or its resolved dict as Tune passes it to trial drivers)."""
+def trial_config(job, data_dir, trial_dir, strategy: dict, hparams: dict, seed: Optional[int] = None, *,
+                 stage: str = "search", train_subset: Optional[dict] = None) -> TrialConfig:
+    """A trial's config from the job (a JobSpec, or its resolved dict as Tune passes it to trial drivers).
+    A confirm trial trains every epoch: no patience (nor scheduler: the sweep gives it none)."""
     resolved = job.resolved() if hasattr(job, "resolved") else job
+    training = {**resolved["training"], "patience": None} if stage == "confirm" else resolved["training"]
     return TrialConfig.model_validate({
-        "model": resolved["model"], "training": resolved["training"], "resources": resolved["resources"],
+        "model": resolved["model"], "training": training, "resources": resolved["resources"],
         "metric": resolved["search"]["metric"], "mode": resolved["search"]["mode"],
         "data_dir": str(data_dir), "trial_dir": str(trial_dir), "strategy": strategy, "hparams": hparams,
-        "seed": resolved["search"]["seed"] if seed is None else seed,
+        "seed": resolved["search"]["seed"] if seed is None else seed, "stage": stage, "train_subset": train_subset,
     })

@@ -112,3 +112,20 @@ def set_lr(optimizer, factor: float) -> None:
 def trainable_now(optimizer) -> int:
     """Parameters that can move this epoch: in a group with a non-zero scale."""
     return sum(p.numel() for g in optimizer.param_groups if g["scale"] > 0 for p in g["params"] if p.requires_grad)
+
+
+def class_weights(counts: list[int]):
+    """Inverse class frequency, normalised so a balanced set gets weight 1 everywhere."""
+    import torch
+
+    counts_t = torch.tensor(counts, dtype=torch.float)
+    present = counts_t > 0
+    w = torch.zeros_like(counts_t)
+    w[present] = counts_t.sum() / (present.sum() * counts_t[present])
+    return w
+
+
+def head_lr(optimizer) -> float:
+    """The new head's learning rate at the last step: it trains under every strategy from epoch 1
+    (group 0 is the stem for block-wise strategies, 0 while gradual unfreezing holds it)."""
+    return next(g["lr"] for g in optimizer.param_groups if g["group"] == "head")

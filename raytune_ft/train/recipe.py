@@ -20,7 +20,8 @@ from raytune_ft.train.config import TrialConfig
 from raytune_ft.train.evaluate import TensorDict, evaluate, model_inputs
 from raytune_ft.train.faults import Faults
 from raytune_ft.train.model import build_trial_model
-from raytune_ft.train.optim import build_optimizer, lr_schedule, set_lr, set_scales, trainable_now
+from raytune_ft.train.optim import (build_optimizer, class_weights, head_lr, lr_schedule, set_lr, set_scales,
+                                    trainable_now)
 
 SCORES = {"val_accuracy": "accuracy", "val_f1": "f1", "val_loss": "loss"}  # metric -> evaluate()'s key
 
@@ -65,11 +66,13 @@ class TrialRecipe:
         self.optimizer = build_optimizer(self.model, self.strategy, self.strategy_cfg, self.hp, training)
         self.model, self.optimizer, self.train_loader, self.val_loader = accelerator.prepare(
             self.model, self.optimizer, self.train_loader, self.val_loader)
+        if self.test_loader is not None:
+            self.test_loader = accelerator.prepare(self.test_loader)
         self.schedule = lr_schedule(training.schedule, self.total_steps, self.hp.warmup_ratio, self.steps_per_epoch,
                                     training.step_every_epochs, training.step_gamma)
         self.plain = accelerator.unwrap_model(self.model)
         self.params = dict(self.plain.named_parameters())
-        self.class_weights = class_weights(self.meta["splits"]["train"]["class_counts"]).to(accelerator.device) \
+        self.class_weights = class_weights(self.train_counts).to(accelerator.device) \
             if training.class_weighted_loss else None
         # L2-SP: the pretrained values of the backbone weights that train
         self.anchors = {n: p.detach().clone() for n, p in self.params.items()
@@ -91,9 +94,14 @@ class TrialRecipe:
         storage.ensure_local(config.data_dir)  # a node without the prepared data gets it from the run's URI
         self.meta = load_meta(config.data_dir)
         train_set, val_set = load_split(config.data_dir, "train"), load_split(config.data_dir, "validation")
+        if config.train_subset:  # a data-size curve's point: nested, stratified, the same for every trial
+            keep = torch.tensor(config.train_subset.indices(train_set["labels"].numpy()))
+            train_set = {k: v[keep] for k, v in train_set.items()}
+        self.train_counts = torch.bincount(train_set["labels"], minlength=len(self.meta["classes"])).tolist()
+        self.train_samples = len(train_set["labels"])
         self.data_load_s = time.perf_counter() - load_start  # prepared once per job, before any trial
         batch_size = int(self.hp.batch_size)
-        per_process = math.ceil(len(train_set["labels"]) / accelerator.num_processes)
+        per_process = math.ceil(self.train_samples / accelerator.num_processes)
         batches = per_process // batch_size if per_process > batch_size else 1
         self.steps_per_epoch = math.ceil(batches / training.grad_accum_steps)
         self.total_steps = self.steps_per_epoch * training.epochs
@@ -105,6 +113,10 @@ class TrialRecipe:
             # a last batch of 1 sample breaks BatchNorm in train mode (1x1 feature maps): drop the remainder
             drop_last=per_process > batch_size)
         self.val_loader = torch.utils.data.DataLoader(TensorDict(val_set), batch_size=training.eval_batch_size)
+        # the confirm stage scores the test split at each epoch better than all before (the best-validation one)
+        self.test_loader = torch.utils.data.DataLoader(
+            TensorDict(load_split(config.data_dir, "test")), batch_size=training.eval_batch_size) \
+            if config.stage == "confirm" else None
 
     # ------------------------------------------------------------------ state
 
@@ -193,9 +205,10 @@ class TrialRecipe:
             total = total + self.hp.l2sp / 2 * sum(((self.params[n] - a) ** 2).sum() for n, a in self.anchors.items())
         return total
 
-    def validate(self) -> dict:
-        return evaluate(self.model, self.val_loader, self.meta, self.accelerator.device, len(self.meta["classes"]),
-                        mixed_precision=self.training.mixed_precision, gather=self.accelerator.gather_for_metrics)
+    def validate(self, loader=None) -> dict:
+        return evaluate(self.model, loader or self.val_loader, self.meta, self.accelerator.device,
+                        len(self.meta["classes"]), mixed_precision=self.training.mixed_precision,
+                        gather=self.accelerator.gather_for_metrics)
 
     # ------------------------------------------------------------------ the whole trial
 
@@ -211,11 +224,12 @@ class TrialRecipe:
             train_loss, seen, train_seconds = self.train_epoch(epoch)
             eval_start = time.perf_counter()
             val = self.validate()
-            eval_seconds = time.perf_counter() - eval_start
             score = val[SCORES[self.config.metric]]
             improved = direction * score > self.best_score
             if improved:
                 self.best_score, self.best_epoch = direction * score, epoch
+            tested = self.validate(self.test_loader) if improved and self.test_loader is not None else None
+            eval_seconds = time.perf_counter() - eval_start
             metrics = {
                 "epoch": epoch, "train_loss": train_loss, "val_loss": val["loss"], "val_accuracy": val["accuracy"],
                 "val_f1": val["f1"], "best_epoch": self.best_epoch, "trainable_params": self.trainable,
@@ -228,7 +242,10 @@ class TrialRecipe:
                 # what Ray Train ranks checkpoints by (CheckpointConfig): only an epoch better than every
                 # earlier one counts, so the best Ray keeps is this trial's best_epoch (ties: the first)
                 "checkpoint_score": direction * score if improved else float("-inf"),
+                "train_samples": self.train_samples,
             }
+            if tested:  # this is the trial's best-validation epoch so far: its test scores are the trial's
+                metrics.update(test_accuracy=tested["accuracy"], test_f1=tested["f1"], test_loss=tested["loss"])
             if training.patience and epoch - self.best_epoch >= training.patience and epoch < training.epochs:
                 metrics["stop_reason"] = "patience"  # no better validation score for `patience` epochs: the
                 # last report says why, so the sweep tells this stop from the scheduler's
@@ -238,23 +255,6 @@ class TrialRecipe:
             if metrics.get("stop_reason"):
                 break
         return self.history
-
-
-def class_weights(counts: list[int]):
-    """Inverse class frequency, normalised so a balanced set gets weight 1 everywhere."""
-    import torch
-
-    counts_t = torch.tensor(counts, dtype=torch.float)
-    present = counts_t > 0
-    w = torch.zeros_like(counts_t)
-    w[present] = counts_t.sum() / (present.sum() * counts_t[present])
-    return w
-
-
-def head_lr(optimizer) -> float:
-    """The new head's learning rate at the last step: it trains under every strategy from epoch 1
-    (group 0 is the stem for block-wise strategies, 0 while gradual unfreezing holds it)."""
-    return next(g["lr"] for g in optimizer.param_groups if g["group"] == "head")
 
 
 def _peak_memory_mb(device) -> float:
