@@ -141,12 +141,15 @@ def strategy_rows(trials: list[dict], mode: str) -> list[dict]:
 
 
 def write_table(rows: list[dict], path: Path) -> None:
-    """Atomic Parquet write; every row gets every column (missing ones as null)."""
+    """Atomic Parquet write; every row gets every column (missing ones as null). The run's provenance.json
+    beside `path`, if there is one, goes in as schema metadata (raytune_ft/provenance.py)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from raytune_ft.provenance import with_provenance
+
     columns = list(dict.fromkeys(k for r in rows for k in r))
-    table = pa.Table.from_pydict({c: [r.get(c) for r in rows] for c in columns})
+    table = with_provenance(pa.Table.from_pydict({c: [r.get(c) for r in rows] for c in columns}), path.parent)
     with replacing(path) as tmp:
         pq.write_table(table, tmp)
 
