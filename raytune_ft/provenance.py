@@ -30,7 +30,9 @@ KEY = b"raytune_ft.provenance"
 # The installed packages that decide results (versions from their metadata: none of them is imported)
 PACKAGES = ("torch", "torchvision", "transformers", "peft", "accelerate", "ray", "numpy", "scikit-learn",
             "pandas", "pyarrow", "opda", "optuna", "pillow", "safetensors", "efficientnet-lite-pytorch")
-MODEL_FILES = ("*.safetensors", "*.bin", "*.pt", "*.pth", "config.json")  # of a Hugging Face model folder
+# of a Hugging Face model folder: the weights, and what turns text into ids
+MODEL_FILES = ("*.safetensors", "*.bin", "*.pt", "*.pth", "config.json", "vocab.txt", "tokenizer.json",
+               "tokenizer_config.json", "special_tokens_map.json", "*.model")
 DIGITS_FILE = "sklearn/datasets/data/digits.csv.gz"  # what sklearn.datasets.load_digits reads
 CHUNK = 1 << 20
 # s3://bucket/key, or s3:/bucket/key once a Path has collapsed the "//"; a scheme of 2+ letters (not C:/)
@@ -49,8 +51,19 @@ def collect(job) -> dict:
         "git": git_state(Path(raytune_ft.__file__).resolve().parent),
         "data": data_files(job),
         "weights": weight_files(job),
-        "spec": job.resolved(),
+        "spec": _without_passwords(job.resolved()),
     }
+
+
+def _without_passwords(spec: dict) -> dict:
+    """The spec with the password of any URI in it (an MLflow server's user:password@host) blanked."""
+    def clean(x):
+        if isinstance(x, dict):
+            return {k: clean(v) for k, v in x.items()}
+        if isinstance(x, list):
+            return [clean(v) for v in x]
+        return re.sub(r"(://[^/@:\s]+):[^/@\s]+@", r"\1:***@", x) if isinstance(x, str) else x
+    return clean(spec)
 
 
 def write(run_dir, provenance: dict) -> None:

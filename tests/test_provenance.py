@@ -151,3 +151,12 @@ def test_git_is_the_packages_own_checkout(tmp_path, monkeypatch):
     assert len(state["commit"]) == 40 and state["dirty"] is False
     (package / "new.py").write_text("")
     assert provenance.git_state(package)["dirty"] is True
+
+
+def test_a_password_in_a_uri_of_the_spec_is_not_recorded():
+    from raytune_ft.provenance import _without_passwords
+
+    spec = {"tracking": {"mlflow_uri": "https://bob:s3cret@mlflow.example.com/x"}, "data": {"train": "s3://b/k.csv"}}
+    clean = _without_passwords(spec)
+    assert "s3cret" not in str(clean) and clean["tracking"]["mlflow_uri"] == "https://bob:***@mlflow.example.com/x"
+    assert clean["data"]["train"] == "s3://b/k.csv"

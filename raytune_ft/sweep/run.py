@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Callable, Optional
 
+from raytune_ft import provenance
 from raytune_ft.cluster import storage
 from raytune_ft.errors import InputError
 from raytune_ft.layout import RunLayout
@@ -52,6 +53,8 @@ def run_sweep(job, run_dir: Path, *, address: Optional[str] = None, verbose: boo
             raise InputError(str(e)) from e
         printer(f"data prepared once in {time.monotonic() - t0:.1f}s: "
                 + ", ".join(f"{s} {v['samples']}" for s, v in meta["splits"].items()) + f", {len(meta['classes'])} classes")
+        # what made this run (versions, commit, hashes of data and weights, the spec): a file, and every table's metadata
+        provenance.write(run_dir, provenance.collect(job))
         storage.sync_up(layout.data)  # workers on other nodes read it from the run's URI, if any
     preflight(job, layout.data)
     subsets = train_subsets(job, meta)
