@@ -67,6 +67,8 @@ def _confirm_columns(rows: list[dict], confirm: list[dict], mode: str, metric: s
             continue
         runs = [t for t in mine if t.get("source_trial_id") == chosen and _ok(t, test_key)]
         values = [float(t[test_key]) for t in runs]
+        if not values:  # its runs failed, or scored no test split
+            continue
         scores[row["strategy"]] = {int(t["seed"]): float(t[test_key]) for t in runs}
         low, high = mean_ci(values)
         row.update(

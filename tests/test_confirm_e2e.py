@@ -1,0 +1,63 @@
+"""Search, then confirm, at two train sizes: the whole comparison on a real local Ray cluster (2 CPUs)."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from raytune_ft.results.tables import read_table
+from tests.conftest import text_spec
+
+pytestmark = pytest.mark.ray
+
+
+def test_search_then_confirm_with_two_train_sizes(tiny_bert, text_csvs, tmp_path):
+    del text_csvs["test"]  # no test split: the confirm stage holds one out of train, and says so
+    spec = text_spec(tiny_bert, text_csvs, output_dir=str(tmp_path / "runs"))
+    spec["data"].update(validation_fraction=None, train_sizes=[16, 1.0], test_fraction=0.25)
+    spec["strategies"] = [{"name": "full"}, {"name": "feature_extraction"}]
+    spec["search"] = {"num_samples": 2, "scheduler": {"name": "asha", "grace_period": 1},
+                      "hparams": {"lr": {"loguniform": [1e-3, 1e-2]}, "batch_size": 8},
+                      "confirm": {"top_k": 1, "seeds": 3}}
+    path = tmp_path / "job.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    run_dir = tmp_path / "runs" / "r"
+    out = subprocess.run([sys.executable, "-m", "raytune_ft.cli", "run", str(path), "--run-dir", str(run_dir)],
+                         capture_output=True, text=True, timeout=1200)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "held out from train: 16 samples" in out.stdout  # 64 rows, a quarter held out as test
+    assert "x 2 train sizes (16, 48)" in out.stdout
+
+    trials = read_table(run_dir / "trials.parquet")
+    search = [t for t in trials if t["stage"] == "search"]
+    confirm = [t for t in trials if t["stage"] == "confirm"]
+    assert len(search) == 8 and {t["train_size"] for t in search} == {16, 48}
+    assert len(confirm) == 12 and all(t["status"] == "completed" and t["epochs_run"] == 2 for t in confirm)
+    assert all(t["test_score"] is not None and t["test_score"] == t["test_accuracy"] for t in confirm)
+    assert all(t["test_score"] is None for t in search)
+    seeds = {(t["strategy"], t["train_size"]): sorted(t["seed"] for t in confirm
+                                                      if (t["strategy"], t["train_size"]) == (s, n))
+             for s in ("full", "feature_extraction") for n in (16, 48) for t in confirm}
+    assert len(set(map(tuple, seeds.values()))) == 1  # the same 3 seeds for every strategy and size: paired
+    assert not set(seeds[("full", 16)]) & {t["seed"] for t in search}  # fresh seeds, not the search's
+    for t in confirm:  # each repeats a search trial of its own strategy and size
+        source = next(s for s in search if s["trial_id"] == t["source_trial_id"])
+        assert (source["strategy"], source["train_size"], source["lr"]) == (t["strategy"], t["train_size"], t["lr"])
+
+    table = read_table(run_dir / "strategies.parquet")
+    assert [(r["train_size"], r["strategy"]) for r in table if r["train_size"] == 16] != []
+    assert len(table) == 4 and all(r["confirm_n"] == 3 and r["ci_low"] <= r["confirm_mean"] <= r["ci_high"]
+                                   for r in table)
+    assert all(r["trials"] == 2 for r in table)  # equal budgets: every strategy, every size
+    pairs = read_table(run_dir / "comparisons.parquet")
+    assert len(pairs) == 4 and {p["n"] for p in pairs} == {3}
+    assert {(p["strategy_a"], p["train_size"]) for p in pairs} == {(s, n) for s in ("full", "feature_extraction")
+                                                                    for n in (16, 48)}
+    curves = read_table(run_dir / "budget_curves.parquet")
+    assert {(c["strategy"], c["train_size"], c["trials"]) for c in curves} == {
+        (s, n, k) for s in ("full", "feature_extraction") for n in (16, 48) for k in (1, 2)}
+    sizes = read_table(run_dir / "data_size.parquet")
+    assert len(sizes) == 4 and all(s["score_kind"] == "confirmed test_accuracy" for s in sizes)
+    assert (run_dir / "provenance.json").exists()
