@@ -57,7 +57,10 @@ def validate(spec: Annotated[Path, typer.Argument(help="job spec YAML")]):
     n = len(job.strategies)
     typer.echo(f"{spec}: ok ({job.model.source} {job.model.name}, data {job.data.source}, {n} strategies: "
                f"{', '.join(s.name for s in job.strategies)}; search {job.search.algorithm} x "
-               f"{job.search.num_samples}, scheduler {job.search.scheduler.name})")
+               f"{job.search.num_samples}, scheduler {job.search.scheduler.name}"
+               + (f"; {len(job.data.train_sizes)} train sizes" if job.data.train_sizes else "")
+               + (f"; confirm top {job.search.confirm.top_k} x {job.search.confirm.seeds} seeds on test"
+                  if job.search.confirm else "") + ")")
     _warn_about_search(job)
 
 
