@@ -113,5 +113,8 @@ def test_crossovers_for_losses_and_without_a_change():
     steady = [r for r in budget_curves(crossing_trials(), mode="max", bounds=(0.0, 1.0)) if r["trials"] <= 5]
     assert crossovers(steady, mode="max") == [
         "With 100 training samples: lora leads at every budget (1 trial to 5 trials)."]
+    # b would overtake a at 9 trials (1 - 0.5 * 0.9^n > 0.8), but a has only 3: past them a is not measured
+    short = budget_curves([trial("a", 0.8)] * 3 + [trial("b", 0.5)] * 9 + [trial("b", 1.0)], mode="max")
+    assert crossovers(short, mode="max") == ["With 100 training samples: a leads at every budget (1 trial to 3 trials)."]
     alone = [r for r in steady if r["strategy"] == "lora"]
     assert crossovers(alone, mode="max") == []
