@@ -36,9 +36,10 @@ experiments per cell, 2000 resamples each, seeded; a cell is within about +-0.01
 
 The percentile and BCa intervals (and the basic one, not shown, like percentile) are too narrow with few
 seeds: at n = 5 they cover ~85 %, not 95 %. Bootstrap-t is at 95 % from n = 5 on for normal and
-moderately skewed scores, and stays closest on strongly skewed ones (where Student's t falls to ~88-90 %).
+moderately skewed scores, and stays closest on strongly skewed ones (where Student's t falls to 88-92 %).
 At n = 3 nothing resampled does well (a sample of 3 has only 10 distinct resamples): bootstrap-t covers
-~80 %, so treat an interval over 3 seeds as optimistic; 5 or more seeds are calibrated.
+~80 %, so treat an interval over 3 seeds as optimistic (Student's t, not a bootstrap, does better there
+when scores are normal); from 5 seeds on the intervals are calibrated unless scores are strongly skewed.
 """
 from __future__ import annotations
 
@@ -48,7 +49,7 @@ from typing import Optional, Sequence
 from raytune_ft.metric import best as metric_best
 from raytune_ft.metric import sign
 
-N_RESAMPLES = 9999  # bootstrap resamples per interval (scipy's default): endpoints stable to ~1e-3 of a spread
+N_RESAMPLES = 9999  # bootstrap resamples per interval (scipy.stats.bootstrap's default)
 
 COLUMNS = ("train_size", "metric", "strategy_a", "strategy_b", "n", "diff_mean", "diff_ci_low", "diff_ci_high",
            "p_a_better", "p_value", "p_value_holm")
