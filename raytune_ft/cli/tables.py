@@ -42,9 +42,10 @@ def print_leaderboard(run_dir: Path, metric: str) -> None:
     if has_confirm(rows):  # the confirm stage's test scores beside the search's, one table per train size
         trials = read_table(layout.trials) if layout.trials.exists() else []
         for board in boards(rows, trials, metric, MODES.get(metric, "max")):
-            table = Table(title=board.title, caption="\n".join(board.notes), caption_justify="left")
-            for col in board.header:
-                table.add_column(col, justify="left" if col == "strategy" else "right")
+            notes = board.notes + ([board.footnote] if board.footnote else [])
+            table = Table(title=board.title, caption="\n".join(notes), caption_justify="left")
+            for i, col in enumerate(board.header):  # names and numbers whole; the headers break where they say
+                table.add_column(col, justify="right" if i else "left", no_wrap=True)
             for cells in board.rows:
                 table.add_row(*cells, style="bold" if cells[0] == board.best else None)
             console.print(table)

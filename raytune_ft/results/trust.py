@@ -63,6 +63,11 @@ def search_note(metric: str) -> str:
     return f"search: best validation {metric}, chosen on that same split — optimistic."
 
 
+def confirmed_note(metric: str) -> str:
+    return (f"confirmed: {test_metric(metric)} of the configuration chosen on validation, retrained on fresh seeds "
+            "shared by all strategies; mean ± std over the seeds, 95 % CI bootstrap over the seeds.")
+
+
 def confirmed_text(row: dict) -> str:
     """'0.9120 ± 0.0100, 95 % CI [0.9000, 0.9250], 5 seeds'"""
     return (f"{mean_std(row.get('confirm_mean'), row.get('confirm_std'))}, 95 % CI "
@@ -77,23 +82,26 @@ class Board:
     """One train size's leaderboard: cells as text, for a rich table (CLI) or an HTML one (report)."""
     train_size: int | None
     title: str
-    header: list[str]
+    header: list[str]  # with line breaks
     rows: list[list[str]]  # the first cell is the strategy's name
     best: str | None  # the strategy with the best confirmed mean
-    notes: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # which number is which
+    footnote: str | None = None  # what '≈ best' means, where a row has it
 
 
-def boards(strategies: list[dict], trials: list[dict], metric: str, mode: str) -> list[Board]:
+def boards(strategies: list[dict], trials: list[dict], metric: str, mode: str, *, wide: bool = False) -> list[Board]:
     """The confirmed leaderboard, one Board per train size, strategies by confirmed mean; each row has both the
-    search score and the confirmed test score, the trials and compute seconds of both stages."""
+    search score and the confirmed test score, the trials and compute seconds of both stages (wide: and the
+    share of trainable weights, for the report's wider table)."""
     tm = test_metric(metric)
     confirm_trials = {}
     for t in trials:
         if t.get("stage") == "confirm":
             key = (t["strategy"], t.get("train_size"))
             confirm_trials[key] = confirm_trials.get(key, 0) + 1
-    header = ["strategy", "vs best", f"confirmed {tm}: mean ± std", "95 % CI", "seeds", f"search: best {metric}",
-              "trials: search / confirm", "compute s: search / confirm", "trainable"]
+    # line breaks where a narrow terminal table breaks its headers (HTML shows them as spaces)
+    header = ["strategy", "vs\nbest", f"confirmed\n{tm}:\nmean ± std", "95 % CI", "seeds", f"search:\nbest\n{metric}",
+              "trials:\nsearch /\nconfirm", "compute s:\nsearch /\nconfirm"] + (["trainable"] if wide else [])
     out = []
     for size, rows in by_train_size(strategies):
         ranked = confirmed_first(rows, mode)
@@ -101,16 +109,13 @@ def boards(strategies: list[dict], trials: list[dict], metric: str, mode: str) -
         cells = [[r["strategy"], standing(r, best), mean_std(r.get("confirm_mean"), r.get("confirm_std")),
                   interval(r.get("ci_low"), r.get("ci_high")), _int(r.get("confirm_n")), _fmt(r.get("best_score")),
                   f"{_int(r.get('trials'))} / {_int(confirm_trials.get((r['strategy'], size)))}",
-                  f"{_fmt(r.get('compute_seconds'), '.0f')} / {_fmt(r.get('confirm_compute_seconds'), '.0f')}",
-                  "-" if _num(r.get("trainable_fraction")) is None else f"{r['trainable_fraction']:.2%}"]
-                 for r in ranked]
-        notes = [search_note(metric),
-                 f"confirmed: {tm} of the configuration chosen on validation, retrained on fresh seeds shared by "
-                 "all strategies; mean ± std over the seeds, 95 % CI bootstrap over the seeds."]
-        if best is not None and any(c[1] == "≈ best" for c in cells):
-            notes.append(tie_footnote(best.get("confirm_n")))
+                  f"{_fmt(r.get('compute_seconds'), '.0f')} / {_fmt(r.get('confirm_compute_seconds'), '.0f')}"]
+                 + ([_pct(r.get("trainable_fraction"))] if wide else []) for r in ranked]
+        tied = best is not None and any(c[1] == "≈ best" for c in cells)
         title = f"strategies by confirmed {tm}" + ("" if size is None else f", train size {size}")
-        out.append(Board(size, title, header, cells, best["strategy"] if best else None, notes))
+        out.append(Board(size, title, header, cells, best["strategy"] if best else None,
+                         [search_note(metric), confirmed_note(metric)],
+                         tie_footnote(best.get("confirm_n")) if tied else None))
     return out
 
 
@@ -234,6 +239,10 @@ def _fmt(v, spec: str = ".4f") -> str:
 
 def _int(v) -> str:
     return "-" if _num(v) is None else str(int(v))
+
+
+def _pct(v) -> str:
+    return "-" if _num(v) is None else f"{v:.2%}"
 
 
 def mean_std(mean, std) -> str:

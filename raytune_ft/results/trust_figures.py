@@ -72,8 +72,9 @@ def plot_data_size(run: Run, rows: list[dict]):
         ax.plot(xs, ys, color=run.colors[name], marker="o", linewidth=1.8, label=name)
         ci = [r for r in pts if _num(r.get("ci_low")) is not None and _num(r.get("ci_high")) is not None]
         if ci:
-            ax.errorbar([r["train_size"] for r in ci], [r["score"] for r in ci], fmt="none", ecolor=run.colors[name],
-                        capsize=3, yerr=[[r["score"] - r["ci_low"] for r in ci], [r["ci_high"] - r["score"] for r in ci]])
+            below, above = [r["score"] - r["ci_low"] for r in ci], [r["ci_high"] - r["score"] for r in ci]
+            ax.errorbar([r["train_size"] for r in ci], [r["score"] for r in ci], yerr=[below, above], fmt="none",
+                        ecolor=run.colors[name], capsize=3)
     log = sizes[-1] > LOG_SPAN * sizes[0]
     if log:
         ax.set_xscale("log")

@@ -12,8 +12,9 @@ from pathlib import Path
 from raytune_ft.layout import RunLayout
 from raytune_ft.results.figures import save_png
 from raytune_ft.results.report import Part, Row, Run, Section, Table, figure_section
-from raytune_ft.results.trust import (boards, by_train_size, confirmed_first, confirmed_text, has_confirm, interval,
-                                      leader_changes, p_text, provenance_rows, signed, size_crossovers, test_metric)
+from raytune_ft.results.trust import (boards, by_train_size, confirmed_first, confirmed_note, confirmed_text,
+                                      has_confirm, interval, leader_changes, p_text, provenance_rows, search_note,
+                                      signed, size_crossovers, test_metric)
 from raytune_ft.results.trust_figures import plot_budget, plot_data_size
 
 HOLM_ALPHA = 0.05
@@ -25,16 +26,15 @@ def confirmed_leaderboard(run: Run) -> Section | None:
     if not has_confirm(run.all_strategies):
         return None
     parts = []
-    for b in boards(run.all_strategies, run.all_trials, run.metric, run.mode):
+    for b in boards(run.all_strategies, run.all_trials, run.metric, run.mode, wide=True):
         rows = [Row(cells, run.colors[cells[0]], win=cells[0] == b.best) for cells in b.rows]
-        table = Table(b.header, rows, numeric=set(range(2, len(b.header))))
-        parts.append(Part("" if b.train_size is None else f"Train size {b.train_size}", table=table, lines=b.notes))
-    caption = (f"Two numbers per strategy. Search: the best validation {run.metric} over all its search trials, "
-               f"chosen on that same split, so optimistic. Confirmed: the {test_metric(run.metric)} of the "
-               "configuration whose mean validation score over fresh seeds was best, retrained on seeds shared by "
-               f"every strategy (paired); strategies are ranked by its mean ({run.better} is better), the best "
-               "shaded. '≈ best' marks a strategy the seeds cannot tell apart from the best. Trials and compute "
-               "seconds of both stages show the budget each strategy had.")
+        table = Table([h.replace("\n", " ") for h in b.header], rows, numeric=set(range(2, len(b.header))))
+        parts.append(Part("" if b.train_size is None else f"Train size {b.train_size}", table=table,
+                          lines=[b.footnote] if b.footnote else []))
+    caption = (f"Two numbers per strategy. {search_note(run.metric)} {confirmed_note(run.metric)} Strategies are "
+               f"ranked by the confirmed mean ({run.better} is better), the best shaded; '≈ best' marks one the "
+               "seeds cannot tell apart from the best. Trials and compute seconds of both stages show the budget "
+               "each strategy had.")
     return Section("leaderboard", "Leaderboard", "leaderboard", caption, parts=parts)
 
 
