@@ -238,8 +238,12 @@ def test_old_run_renders_as_before(tmp_path):
 
 def test_one_train_size_gives_a_note_not_a_data_size_figure(tmp_path, monkeypatch):
     run = make_trust_run(tmp_path / "run", monkeypatch, sizes=(1000,))
+    (run / "report").mkdir()
+    for stale in ("budget-50.png", "data_size.png"):  # from an earlier report of a run with other sizes
+        (run / "report" / stale).write_bytes(b"")
     page = text_of(write_report(run))
     assert "One train size only (1000 samples)" in page and not (run / "report" / "data_size.png").exists()
+    assert sorted(p.name for p in (run / "report").glob("budget*.png")) == ["budget-1000.png"]
     assert "<h3>Train size 1000</h3>" in page and "train sizes" not in page
 
 
@@ -284,3 +288,14 @@ def test_provenance_rows_shorten_hashes_and_name_the_spec():
     rows = dict(provenance_rows(PROVENANCE))
     assert rows["git_commit"] == "a" * 12 and rows["data"] == "train.pt " + "b" * 12
     assert rows["packages"] == "torch 2.14.1, raytune_ft 0.1.0" and rows["spec"] == "in provenance.json (spec)"
+
+
+def test_data_size_axis_is_logarithmic_only_when_the_sizes_span_more_than_ten_times():
+    from types import SimpleNamespace
+
+    from raytune_ft.results.trust_figures import plot_data_size
+
+    run = SimpleNamespace(colors={"full": "#1f77b4", "lora": "#ff7f0e"}, better="higher")
+    rows = lambda sizes: [{"strategy": n, "train_size": z, "score": 0.5} for n in run.colors for z in sizes]  # noqa: E731
+    assert plot_data_size(run, rows((50, 200, 1000)))[0].axes[0].get_xscale() == "log"
+    assert plot_data_size(run, rows((100, 1000)))[0].axes[0].get_xscale() == "linear"
