@@ -247,6 +247,23 @@ def test_one_train_size_gives_a_note_not_a_data_size_figure(tmp_path, monkeypatc
     assert "<h3>Train size 1000</h3>" in page and "train sizes" not in page
 
 
+def test_missing_tests_and_unbounded_bands_as_the_statistics_write_them(tmp_path, monkeypatch):
+    """results/stats.py writes nan where a pair has no test (fewer than two shared seeds); a metric without
+    bounds (a loss) has an infinite band."""
+    run = make_trust_run(tmp_path / "run", monkeypatch, sizes=(1000,))
+    nan = float("nan")
+    write_table([{**c, "n": 1, "diff_ci_low": nan, "diff_ci_high": nan, "p_a_better": nan, "p_value": nan,
+                  "p_value_holm": nan} for c in read_table(run / "comparisons.parquet")], run / "comparisons.parquet")
+    write_table([{**r, "band_low": -float("inf"), "band_high": float("inf")} for r in budget_rows(1000)],
+                run / "budget_curves.parquet")
+    page = text_of(write_report(run))
+    part = page.split('<section id="comparisons">')[1].split("</section>")[0]
+    cells = re.findall(r"<td[^>]*>(?:<span[^>]*></span>)?([^<]*)</td>", part.split("<tbody>")[1].split("</tr>")[0])
+    assert cells == ["lora", "full", "+0.0100", "-", "-", "-", "-", "1", "no"]
+    with Image.open(run / "report" / "budget-1000.png") as im:
+        assert len(im.convert("RGB").getcolors(1 << 20)) > 50
+
+
 # ---------------------------------------------------------------- crossover sentences on constructed curves
 
 

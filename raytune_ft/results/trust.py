@@ -11,12 +11,14 @@ Two numbers per strategy, never mixed up:
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from itertools import groupby
 
 from raytune_ft.metric import best as metric_best
 from raytune_ft.metric import best_first
+from raytune_ft.results.figures import _fmt, _num
+from raytune_ft.results.report import _mean_std as mean_std
+from raytune_ft.results.report import _pct
 
 
 def has_confirm(strategies: list[dict]) -> bool:
@@ -229,24 +231,8 @@ def _short(v) -> str:
 # ---------------------------------------------------------------- formatting
 
 
-def _num(v):
-    return None if v is None or (isinstance(v, float) and math.isnan(v)) else v
-
-
-def _fmt(v, spec: str = ".4f") -> str:
-    return "-" if _num(v) is None else format(v, spec)
-
-
 def _int(v) -> str:
     return "-" if _num(v) is None else str(int(v))
-
-
-def _pct(v) -> str:
-    return "-" if _num(v) is None else f"{v:.2%}"
-
-
-def mean_std(mean, std) -> str:
-    return "-" if _num(mean) is None else f"{mean:.4f} ± {_fmt(std)}"
 
 
 def interval(low, high) -> str:

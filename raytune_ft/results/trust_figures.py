@@ -4,9 +4,10 @@ each `plot_*` gives (Figure, caption) or (None, a note saying why there is no fi
 """
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
-from raytune_ft.results.trust import _num
+from raytune_ft.results.figures import _num
 
 if TYPE_CHECKING:
     from raytune_ft.results.report import Run
@@ -37,7 +38,8 @@ def plot_budget(run: Run, curves: list[dict]):
             xs = [r[x] for r in rows]
             step = {"drawstyle": "steps-post"} if x == "compute_seconds" else {"marker": "o", "markersize": 3}
             ax.plot(xs, [r["expected_best"] for r in rows], color=run.colors[name], linewidth=1.8, **step)
-            banded = [r for r in rows if _num(r.get("band_low")) is not None and _num(r.get("band_high")) is not None]
+            banded = [r for r in rows if all(_num(r.get(k)) is not None and math.isfinite(r[k])
+                                             for k in ("band_low", "band_high"))]  # an unbounded metric's is not
             if banded:
                 ax.fill_between([r[x] for r in banded], [r["band_low"] for r in banded],
                                 [r["band_high"] for r in banded], color=run.colors[name], alpha=0.15, linewidth=0,

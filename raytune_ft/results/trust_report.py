@@ -10,11 +10,11 @@ import json
 from pathlib import Path
 
 from raytune_ft.layout import RunLayout
-from raytune_ft.results.figures import save_png
+from raytune_ft.results.figures import _fmt, _num, save_png
 from raytune_ft.results.report import Part, Row, Run, Section, Table, figure_section
 from raytune_ft.results.trust import (boards, by_train_size, confirmed_first, confirmed_note, confirmed_text,
                                       has_confirm, interval, leader_changes, p_text, provenance_rows, search_note,
-                                      signed, size_crossovers, test_metric)
+                                      signed, size_crossovers, test_metric, _int)
 from raytune_ft.results.trust_figures import plot_budget, plot_data_size
 
 HOLM_ALPHA = 0.05
@@ -63,10 +63,10 @@ def comparisons_section(run: Run, comparisons: list[dict]) -> Section:
         header = ["A", "B", f"A − B: mean {metric}", "95 % CI", "P(A beats B on a fresh seed)", "p", "Holm p",
                   "seeds", "told apart"]
         rows = [Row([c["strategy_a"], c["strategy_b"], signed(c.get("diff_mean")),
-                     interval(c.get("diff_ci_low"), c.get("diff_ci_high")),
-                     "-" if c.get("p_a_better") is None else f"{c['p_a_better']:.2f}", p_text(c.get("p_value")),
-                     p_text(c.get("p_value_holm")), "-" if c.get("n") is None else str(int(c["n"])),
-                     "-" if c.get("p_value_holm") is None else "yes" if c["p_value_holm"] < HOLM_ALPHA else "no"],
+                     interval(c.get("diff_ci_low"), c.get("diff_ci_high")), _fmt(c.get("p_a_better"), ".2f"),
+                     p_text(c.get("p_value")), p_text(c.get("p_value_holm")), _int(c.get("n")),
+                     # no test (fewer than two shared seeds): nothing tells them apart
+                     "yes" if (_num(c.get("p_value_holm")) or 1.0) < HOLM_ALPHA else "no"],
                     run.colors.get(c["strategy_a"])) for c in pairs]
         parts.append(Part("" if size is None else f"Train size {size}",
                           table=Table(header, rows, numeric=set(range(2, len(header) - 1)))))
@@ -137,7 +137,7 @@ def headline(run: Run) -> str | None:
     said = []
     for size, rows in by_train_size(run.all_strategies):
         ranked = confirmed_first(rows, run.mode)
-        if not ranked or ranked[0].get("confirm_mean") is None:
+        if not ranked or _num(ranked[0].get("confirm_mean")) is None:
             continue
         best, tied = ranked[0], [r["strategy"] for r in ranked[1:] if r.get("tied_with_best")]
         said.append(("" if size is None else f"Train size {size}: ")
