@@ -262,6 +262,12 @@ def test_missing_tests_and_unbounded_bands_as_the_statistics_write_them(tmp_path
     assert cells == ["lora", "full", "+0.0100", "-", "-", "-", "-", "1", "no"]
     with Image.open(run / "report" / "budget-1000.png") as im:
         assert len(im.convert("RGB").getcolors(1 << 20)) > 50
+    from raytune_ft.results.report import load_run
+    from raytune_ft.results.trust_figures import plot_budget
+
+    shaded = lambda rows: [len(ax.collections) for ax in plot_budget(load_run(run), rows)[0].axes]  # noqa: E731
+    assert shaded(read_table(run / "budget_curves.parquet")) == [0, 0]  # an infinite band would cover the axes
+    assert shaded(budget_rows(1000)) == [3, 3]
 
 
 # ---------------------------------------------------------------- crossover sentences on constructed curves
