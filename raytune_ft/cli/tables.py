@@ -29,24 +29,49 @@ def print_leaderboard(run_dir: Path, metric: str) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from raytune_ft.metric import MODES
     from raytune_ft.results.tables import read_table
+    from raytune_ft.results.trust import boards, has_confirm
 
-    path = RunLayout(run_dir).strategies
+    layout = RunLayout(run_dir)
+    path = layout.strategies
     if not path.exists():
+        return
+    console = Console(width=max(120, Console().width), force_terminal=sys.stdout.isatty())
+    rows = read_table(path)
+    if has_confirm(rows):  # the confirm stage's test scores beside the search's, one table per train size
+        trials = read_table(layout.trials) if layout.trials.exists() else []
+        for board in boards(rows, trials, metric, MODES.get(metric, "max")):
+            notes = board.notes + ([board.footnote] if board.footnote else [])
+            table = Table(title=board.title, caption="\n".join(notes), caption_justify="left")
+            for i, col in enumerate(board.header):  # names and numbers whole; the headers break where they say
+                table.add_column(col, justify="right" if i else "left", no_wrap=True)
+            for cells in board.rows:
+                table.add_row(*cells, style="bold" if cells[0] == board.best else None)
+            console.print(table)
         return
     table = Table(title=f"strategies by best {metric}")
     for col in ("strategy", "best", "mean ± std", "trials", "done / stopped / patience / failed", "trainable",
                 "compute s"):
         table.add_column(col, justify="left" if col == "strategy" else "right")
     fmt = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731
-    for r in read_table(path):
+    for r in rows:
         table.add_row(
             r["strategy"], fmt(r["best_score"]), f"{fmt(r['mean_score'])} ± {fmt(r['std_score'])}", str(r["trials"]),
             # stopped: by the scheduler; patience: by training.patience (absent from older runs' tables)
             f"{r['completed']} / {r['stopped_early']} / {r.get('stopped_patience') or 0} / {r['errored']}",
             "-" if r["trainable_fraction"] is None else f"{r['trainable_fraction']:.2%}",
             f"{r['compute_seconds']:.0f}")
-    Console(width=max(120, Console().width), force_terminal=sys.stdout.isatty()).print(table)
+    console.print(table)
+
+
+def job_metric(run_dir: Path) -> str:
+    """The metric the run was ranked by (job.yaml's search.metric), 'score' when the run folder has no job.yaml."""
+    import yaml
+
+    path = RunLayout(run_dir).job
+    job = (yaml.safe_load(path.read_text()) or {}) if path.exists() else {}
+    return job.get("search", {}).get("metric", "score")
 
 
 def find_run(run: str) -> Path:
@@ -66,12 +91,18 @@ def results(
     fmt: Annotated[str, typer.Option("--format", help="table | csv | json | parquet")] = "table",
     output: Annotated[Optional[Path], typer.Option(help="write here instead of standard output")] = None,
 ):
-    """Print (or export) a run's strategy or trial table."""
+    """Print (or export) a run's strategy or trial table. A run with a confirm stage prints, by default, its
+    leaderboard (search and confirmed test scores, per train size); any option prints the table's columns."""
     import pandas as pd
 
     if table not in ("strategies", "trials") or fmt not in ("table", "csv", "json", "parquet"):
         raise UserError("--table is strategies or trials; --format is table, csv, json or parquet")
-    df = pd.read_parquet(find_run(run) / f"{table}.parquet")
+    run_dir = find_run(run)
+    df = pd.read_parquet(run_dir / f"{table}.parquet")
+    if (table, fmt, strategy, sort, output) == ("strategies", "table", None, None, None) \
+            and "confirm_mean" in df and df["confirm_mean"].notna().any():
+        print_leaderboard(run_dir, job_metric(run_dir))
+        return
     if strategy:
         df = df[df["strategy"] == strategy]
     if sort:

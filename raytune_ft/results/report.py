@@ -41,6 +41,11 @@ class Run:
     job: dict
     metric: str
     mode: str
+    # with a confirm stage or several train sizes, trials / strategies above are the search at the largest size
+    # (what the search figures show); these are every row of the two tables
+    all_trials: list[dict] = field(default_factory=list)
+    all_strategies: list[dict] = field(default_factory=list)
+    train_size: int | None = None
 
     @property
     def better(self) -> str:
@@ -52,7 +57,8 @@ class Run:
 
     @cached_property
     def colors(self) -> dict[str, str]:
-        return {s["strategy"]: PALETTE[i % len(PALETTE)] for i, s in enumerate(self.strategies)}
+        names = dict.fromkeys(s["strategy"] for s in self.all_strategies or self.strategies)
+        return {name: PALETTE[i % len(PALETTE)] for i, name in enumerate(names)}
 
     def ranked(self, trials: list[dict]) -> list[dict]:
         """Scored trials (failed ones left out), best first."""
@@ -67,18 +73,22 @@ def load_run(run_dir: Path) -> Run:
     if not layout.trials.exists():
         raise FileNotFoundError(f"{layout.trials} not found: not a finished run folder "
                                 "(run `raytune-ft run JOB.yaml` first)")
-    trials = read_table(layout.trials)
+    all_trials = read_table(layout.trials)
+    trials = [t for t in all_trials if t.get("stage") != "confirm"]
     job = _job(layout)
     search = job.get("search", {})
     metric = search.get("metric", "score")
     mode = search.get("mode") or MODES.get(metric, "max")
     if layout.strategies.exists():
-        strategies = read_table(layout.strategies)
+        all_strategies = read_table(layout.strategies)
     else:  # a run that crashed between the two writes: rebuild the summary
         from raytune_ft.results.tables import strategy_rows
-        strategies = strategy_rows(trials, mode)
+        all_strategies = strategy_rows(trials, mode)
+    size = max((s["train_size"] for s in all_strategies if s.get("train_size") is not None), default=None)
+    strategies = [s for s in all_strategies if s.get("train_size") in (size, None)]
+    trials = [t for t in trials if t.get("train_size") in (size, None)]
     epochs = read_table(layout.epochs) if layout.epochs.exists() else None
-    return Run(layout.root, trials, strategies, epochs, job, metric, mode)
+    return Run(layout.root, trials, strategies, epochs, job, metric, mode, all_trials, all_strategies, size)
 
 
 def _job(layout: RunLayout) -> dict:
@@ -91,12 +101,16 @@ def write_report(run_dir: Path, out_dir: Path | None = None) -> Path:
     """Write `report.html` and its figures (PNG) to out_dir (default RUN/report); return the page's path."""
     from matplotlib import rc_context
 
+    from raytune_ft.results import trust_report as trust
+
     run = load_run(run_dir)
     out_dir = Path(out_dir) if out_dir else RunLayout(run.dir).report_page
     out_dir.mkdir(parents=True, exist_ok=True)
     with rc_context(MPL_STYLE):
         sections = [
-            Section("leaderboard", "Leaderboard", "leaderboard", *leaderboard_table(run)),
+            trust.confirmed_leaderboard(run) or Section("leaderboard", "Leaderboard", "leaderboard",
+                                                        *leaderboard_table(run)),
+            *trust.trust_sections(run, out_dir),
             figure_section("scores", "Score distributions", "scores", plot_scores(run), out_dir),
             figure_section("curves", "Learning curves", "curves", plot_curves(run), out_dir),
             figure_section("frontier", "Cost and quality", "cost", plot_frontier(run), out_dir),
@@ -105,6 +119,7 @@ def write_report(run_dir: Path, out_dir: Path | None = None) -> Path:
             figure_section("confusion", "Test confusion matrix of the winner", "confusion", plot_confusion(run),
                            out_dir),
             Section("failures", "Failures", "failures", *failures_table(run)),
+            *trust.provenance_sections(run),
         ]
     path = out_dir / "report.html"
     path.write_text(render_page(run, sections), encoding="utf-8")
@@ -130,6 +145,16 @@ class Table:
 
 
 @dataclass
+class Part:
+    """A titled piece of a section (one train size's table or figure), with sentences under it."""
+    title: str
+    caption: str = ""
+    table: Table | None = None
+    image: str | None = None
+    lines: list[str] = field(default_factory=list)
+
+
+@dataclass
 class Section:
     anchor: str
     title: str
@@ -138,6 +163,7 @@ class Section:
     table: Table | None = None
     image: str | None = None  # the figure, as a data: URI
     note: bool = False
+    parts: list[Part] = field(default_factory=list)
 
 
 def figure_section(anchor: str, title: str, nav: str, drawn: tuple, out_dir: Path) -> Section:
@@ -154,6 +180,8 @@ def figure_section(anchor: str, title: str, nav: str, drawn: tuple, out_dir: Pat
 def render_page(run: Run, sections: list[Section]) -> str:
     from jinja2 import Environment, PackageLoader, StrictUndefined
 
+    from raytune_ft.results import trust_report as trust
+
     counts = {s: sum(t["status"] == s for t in run.trials) for s in STATUS_COLORS}
     model, data, search = run.job.get("model", {}), run.job.get("data", {}), run.job.get("search", {})
     facts = [f"{len(run.trials)} trials ({counts['completed']} completed, {counts['stopped_early']} stopped early by "
@@ -169,9 +197,11 @@ def render_page(run: Run, sections: list[Section]) -> str:
                      f"up to {run.job.get('training', {}).get('epochs')} epochs")
     if not run.job:
         facts.append("no job.yaml in the run folder: assuming higher scores are better")
+    facts += trust.facts(run)
     winner = run.winner
-    headline = (f"Winner: {winner['strategy']} with best {run.metric} {_fmt(winner['best_score'])}"
-                if winner else "No strategy has a score: every trial failed.")
+    headline = trust.headline(run) or (f"Winner: {winner['strategy']} with best {run.metric} "
+                                       f"{_fmt(winner['best_score'])}" if winner
+                                       else "No strategy has a score: every trial failed.")
     env = Environment(loader=PackageLoader("raytune_ft", "templates"), autoescape=True, finalize=_escape,
                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
     return env.get_template("report.html.j2").render(title=f"raytune-ft report: {run.dir.name}", facts=facts,
@@ -231,12 +261,13 @@ def config_table(run: Run) -> tuple[str, Table | None]:
 
 
 def failures_table(run: Run) -> tuple[str, Table | None]:
-    failed = [t for t in run.trials if t["status"] == "error"]
+    trials = run.all_trials or run.trials  # every stage and train size: a failed confirm trial is a failure too
+    failed = [t for t in trials if t["status"] == "error"]
     if not failed:
         return "No trial failed.", None
     rows = [Row([str(t["trial_id"]), str(t["strategy"]), str(t["epochs_run"] or 0), error_line(t)]) for t in failed]
     table = Table(["trial", "strategy", "epochs run", "error (last line)"], rows, numeric={2}, wrap={3})
-    caption = (f"{len(failed)} of {len(run.trials)} trials failed; each with the last line of its error "
+    caption = (f"{len(failed)} of {len(trials)} trials failed; each with the last line of its error "
                "(the full text is in trials.parquet, column error).")
     return caption, table
 
