@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from raytune_ft.cli import app, print_leaderboard
 from raytune_ft.results.report import write_report
 from raytune_ft.results.tables import read_table, write_table
-from raytune_ft.results.trust import boards, leader_changes, provenance_rows, size_crossovers
+from raytune_ft.results.trust import boards, provenance_rows, size_crossovers
 from tests.test_report import make_run, text_of
 
 runner = CliRunner()
@@ -209,9 +209,10 @@ def test_report_pairwise_comparisons_once_per_pair(page):
 
 
 def test_report_names_where_budget_and_data_size_curves_cross(page):
-    assert "By trials: With 1–3 trials, lora leads. From 4 trials on, full leads." in page
-    assert ("By compute seconds: With 10 s, feature_extraction leads. From 20 to 180 s, lora leads. "
-            "From 240 s on, full leads.") in page
+    assert ("By trials: With 1000 training samples: below 4 trials lora is the better bet; from 4 trials on, "
+            "full (compared up to 6 trials).") in page
+    assert ("By compute seconds: With 1000 training samples: below 20 s feature_extraction is the better bet; "
+            "from 20 s on, lora (compared up to 60 s).") in page
     assert ("With 50 samples, feature_extraction leads.</p><p class=\"line\">At 200 samples, full leads."
             "</p><p class=\"line\">From 1000 samples on, lora leads.") in page
     assert "bootstrap over trials" in page  # the band's method
@@ -271,31 +272,6 @@ def test_missing_tests_and_unbounded_bands_as_the_statistics_write_them(tmp_path
 
 
 # ---------------------------------------------------------------- crossover sentences on constructed curves
-
-
-def test_leader_changes_by_trials_and_by_compute():
-    rows = budget_rows(500)
-    assert leader_changes(rows, mode="max") == ["With 1–3 trials, lora leads.", "From 4 trials on, full leads."]
-    # only feature_extraction has a trial done by 10 s; lora's curve ends at 120 s at 0.89 and holds that value,
-    # so full (0.86 at 180 s) leads only once it passes it (0.90 at 240 s)
-    assert leader_changes(rows, mode="max", x="compute_seconds") == [
-        "With 10 s, feature_extraction leads.", "From 20 to 180 s, lora leads.", "From 240 s on, full leads."]
-
-
-def test_leader_changes_lower_is_better_and_no_crossing():
-    losses = budget_rows(500, {"a": ([0.9, 0.5, 0.4], 1.0), "b": ([0.6, 0.55, 0.5], 1.0)})
-    assert leader_changes(losses, mode="min") == ["With 1 trial, b leads.", "From 2 trials on, a leads."]
-    apart = budget_rows(500, {"a": ([0.5, 0.6, 0.7], 1.0), "b": ([0.4, 0.5, 0.6], 1.0)})
-    assert leader_changes(apart, mode="max") == ["a leads everywhere (1–3 trials): the curves do not cross."]
-
-
-def test_leader_changes_with_several_sizes_and_a_middle_leader():
-    rows = budget_rows(50, {"a": ([0.5, 0.6, 0.7, 0.8], 1.0), "b": ([0.6, 0.65, 0.66, 0.67], 1.0),
-                            "c": ([0.1, 0.66, 0.67, 0.68], 1.0)}) + budget_rows(900)
-    assert leader_changes(rows, mode="max") == [
-        "Train size 50: with 1 trial, b leads.", "Train size 50: at 2 trials, c leads.",
-        "Train size 50: from 3 trials on, a leads.",
-        "Train size 900: with 1–3 trials, lora leads.", "Train size 900: from 4 trials on, full leads."]
 
 
 def test_size_crossovers_only_compare_strategies_run_at_that_size():

@@ -121,28 +121,14 @@ def boards(strategies: list[dict], trials: list[dict], metric: str, mode: str, *
     return out
 
 
-# ---------------------------------------------------------------- where curves cross: sentences
-
-
-def leader_changes(curves, *, mode: str, x: str = "trials") -> list[str]:
-    """Sentences naming where the leader of budget_curves.parquet's expected best score changes, per train size:
-    "With 1–2 trials, lora leads." "From 3 trials on, full leads." `x` is "trials" or "compute_seconds".
-    A curve counts from its first point on and holds its last value past its end (a bigger budget never lowers
-    the expected best): with fewer trials, or cheaper ones, a strategy still competes where its curve ends."""
-    rows = curves.to_dict("records") if hasattr(curves, "to_dict") else list(curves)
-    groups = by_train_size(rows)
-    out = []
-    for size, group in groups:
-        points = _points(group, x, "expected_best")
-        sentences = _sentences(_leaders(points, mode, step=True), x)
-        out += [f"Train size {size}: {s[0].lower()}{s[1:]}" if len(groups) > 1 else s for s in sentences]
-    return out
+# ---------------------------------------------------------------- where the data-size curves cross: sentences
+# (the budget curves' crossings: results/budget.py, crossovers)
 
 
 def size_crossovers(data_size: list[dict], *, mode: str) -> list[str]:
     """Sentences naming the train sizes where the leader of data_size.parquet changes:
     "With 50 samples, feature_extraction leads." "From 200 samples on, full leads." """
-    return _sentences(_leaders(_points(data_size, "train_size", "score"), mode, step=False), "train_size")
+    return _sentences(_leaders(_points(data_size, "train_size", "score"), mode), "train_size")
 
 
 def _points(rows: list[dict], x: str, y: str) -> dict[str, list[tuple[float, float]]]:
@@ -153,18 +139,12 @@ def _points(rows: list[dict], x: str, y: str) -> dict[str, list[tuple[float, flo
     return {name: sorted(p) for name, p in points.items()}
 
 
-def _leaders(points: dict[str, list[tuple[float, float]]], mode: str, *, step: bool) -> list[tuple[float, str]]:
-    """The leading strategy at every x where some strategy has a point (the first of equals). Without step, only
-    strategies with a point at exactly that x compete; with step, every strategy whose curve has begun, at its
-    last point up to x."""
-    def value(name, at):
-        if not step:
-            return next((y for px, y in points[name] if px == at), None)
-        return next((y for px, y in reversed(points[name]) if px <= at), None)
-
+def _leaders(points: dict[str, list[tuple[float, float]]], mode: str) -> list[tuple[float, str]]:
+    """The leading strategy at every x where some strategy has a point (the first of equals), among the
+    strategies with a point at exactly that x."""
     out = []
     for at in sorted({px for p in points.values() for px, _ in p}):
-        scores = [(name, v) for name in points if (v := value(name, at)) is not None]
+        scores = [(name, y) for name in points for px, y in points[name] if px == at]
         out.append((at, metric_best(scores, lambda s: s[1], mode)[0]))
     return out
 

@@ -13,8 +13,9 @@ from raytune_ft.layout import RunLayout
 from raytune_ft.results.figures import _fmt, _num, save_png
 from raytune_ft.results.report import Part, Row, Run, Section, Table, figure_section
 from raytune_ft.results.trust import (boards, by_train_size, confirmed_first, confirmed_note, confirmed_text,
-                                      has_confirm, interval, leader_changes, p_text, provenance_rows, search_note,
+                                      has_confirm, interval, p_text, provenance_rows, search_note,
                                       signed, size_crossovers, test_metric, _int)
+from raytune_ft.results.budget import crossovers
 from raytune_ft.results.trust_figures import plot_budget, plot_data_size
 
 HOLM_ALPHA = 0.05
@@ -91,7 +92,7 @@ def budget_section(run: Run, curves: list[dict], out_dir: Path) -> Section:
             image = "data:image/png;base64," + base64.b64encode(save_png(fig, png)).decode("ascii")
         lines = [f"{label}: {' '.join(said)}" for label, x in (("By trials", "trials"),
                                                                  ("By compute seconds", "compute_seconds"))
-                 if (said := leader_changes(group, mode=run.mode, x=x))]
+                 if (said := crossovers(group, mode=run.mode, x=x))]
         parts.append(Part("" if size is None else f"Train size {size}", "" if fig else text, image=image,
                           lines=lines))
     return Section("budget", "What each strategy gives for a budget", "budget",
