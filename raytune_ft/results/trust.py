@@ -6,7 +6,7 @@ comparisons / budget_curves / data_size.parquet, provenance.json); every functio
 Two numbers per strategy, never mixed up:
   search     the best validation score of its search, chosen on that same split: optimistic;
   confirmed  the test score of the configuration chosen on validation, retrained on fresh seeds shared by all
-             strategies: mean ± std, a 95 % CI (bootstrap over the seeds), and whether it can be told apart
+             strategies: mean ± std, a 95 % CI over the seeds (bootstrap-t; Student's t below 5 seeds), and whether it can be told apart
              from the best (`tied_with_best`: Holm-corrected paired test).
 """
 from __future__ import annotations
@@ -67,7 +67,7 @@ def search_note(metric: str) -> str:
 
 def confirmed_note(metric: str) -> str:
     return (f"confirmed: {test_metric(metric)} of the configuration chosen on validation, retrained on fresh seeds "
-            "shared by all strategies; mean ± std over the seeds, 95 % CI bootstrap over the seeds.")
+            "shared by all strategies; mean ± std over the seeds, 95 % CI over the seeds (bootstrap-t; Student's t below 5 seeds).")
 
 
 def confirmed_text(row: dict) -> str:

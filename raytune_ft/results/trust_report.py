@@ -72,7 +72,7 @@ def comparisons_section(run: Run, comparisons: list[dict]) -> Section:
         parts.append(Part("" if size is None else f"Train size {size}",
                           table=Table(header, rows, numeric=set(range(2, len(header) - 1)))))
     caption = ("Each pair of strategies once, A the higher ranked. A − B is the mean over the seeds both share of "
-               "A's confirmed score minus B's, with its 95 % CI (bootstrap over the seeds); P(A beats B on a fresh "
+               "A's confirmed score minus B's, with its 95 % CI over the seeds (bootstrap-t; Student's t below 5 seeds); P(A beats B on a fresh "
                "seed) is the probability that A does better on a seed neither has seen (Bouthillier et al. 2021); "
                "p is the paired test over the shared seeds (two-sided), Holm p the same corrected over all pairs of "
                f"that train size. Told apart: Holm p < {HOLM_ALPHA}.")
