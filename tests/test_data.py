@@ -109,7 +109,7 @@ def test_digits_shares_that_validate_can_be_split(validation_fraction, test_frac
     from raytune_ft.data.sources import Digits, DigitsConfig
 
     config = DigitsConfig(validation_fraction=validation_fraction, test_fraction=test_fraction)
-    splits = Digits().load(config)
+    splits = Digits().index(config)
     assert set(splits) == {"train", "validation"} | ({"test"} if test_fraction else set())
     for split, (_, labels) in splits.items():
         assert set(labels) == set(range(10)), split

@@ -53,7 +53,7 @@ def what_the_model_sees(model: dict, tmp_path, resnet_weights):
                        data={"source": "image_folder", "train": str(tmp_path / "photos"),
                              "validation": str(tmp_path / "photos")})
     prepare_data(parse_job(spec), tmp_path / "data")
-    batch = load_split(tmp_path / "data", "validation")
+    batch = {k: v[:] for k, v in load_split(tmp_path / "data", "validation").items()}  # the whole split, read
     seen = model_inputs(batch, load_meta(tmp_path / "data"), torch.device("cpu"))["pixel_values"]
     return images, seen
 

@@ -44,7 +44,7 @@ def test_vision_trial_reports_each_epoch_and_reloads(vision_job, tmp_path):
     from raytune_ft.data import load_meta, load_split
     from raytune_ft.train.evaluate import model_inputs
 
-    val, meta = load_split(tmp_path / "data", "validation"), load_meta(tmp_path / "data")
+    val, meta = {k: v[:] for k, v in load_split(tmp_path / "data", "validation").items()}, load_meta(tmp_path / "data")
     with torch.no_grad():
         preds = model(**model_inputs(val, meta, torch.device("cpu"))).argmax(-1)
     assert (preds == val["labels"]).float().mean().item() == pytest.approx(best["val_accuracy"])

@@ -103,6 +103,40 @@ def run(
         raise
 
 
+@app.command()
+def prepare(
+    spec: Annotated[Path, typer.Argument(help="job spec YAML (its data and model sections are used)")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="the folder to write (must not hold anything)")],
+):
+    """Prepare a job's data alone (decode, resize, tokenize; hold-outs as the job says), no trials, so that
+    many jobs run on it: give them `data: {source: prepared, path: OUTPUT}` and the same model section."""
+    import shutil
+
+    from raytune_ft.data import prepare_data
+    from raytune_ft.errors import InputError
+
+    job = _load(spec)
+    if job.data.source == "prepared":
+        raise UserError(f"{spec}: data.source is already 'prepared'; give the job with the raw data")
+    if output.exists() and any(output.iterdir()):
+        raise UserError(f"{output} is not empty: nothing was overwritten; choose another --output")
+    _check_labels(job)
+    started, made = time.monotonic(), not output.exists()
+    try:
+        meta = prepare_data(job, output)
+    except (InputError, KeyboardInterrupt) as e:
+        if made:  # leave nothing half-made behind
+            shutil.rmtree(output, ignore_errors=True)
+        else:
+            _empty_folder(output)
+        if isinstance(e, InputError):
+            raise InputError(f"bad input, nothing was prepared: {e}") from None
+        raise
+    splits = ", ".join(f"{name} {s['samples']:,}" for name, s in meta["splits"].items())
+    typer.echo(f"prepared {output} in {time.monotonic() - started:.0f}s: {splits}\n"
+               f"use it with   data: {{source: prepared, path: {output}}}   and this job's model section")
+
+
 def _empty_folder(folder: Path) -> None:
     """Remove what a refused run wrote into a --run-dir that existed (empty) before it."""
     import shutil

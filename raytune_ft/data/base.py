@@ -9,7 +9,7 @@ import math
 import numbers
 import re
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Optional
+from typing import Any, ClassVar, Iterator, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -164,9 +164,19 @@ class DataSource:
     family: ClassVar[str]  # "vision" | "text"
     Config: ClassVar[type[DataConfig]]
 
-    def load(self, config: DataConfig) -> dict[str, tuple[list[Any], list[Any]]]:
-        """{split: (samples, labels)}; images as HxWxC uint8 arrays or PIL images, texts as str."""
+    def index(self, config: DataConfig) -> dict[str, tuple[list[Any], list[Any]]]:
+        """{split: (refs, labels)}: a cheap reference to each sample (a file, a row; a text itself) and its
+        label, nothing decoded yet, so that hold-outs and subsets are chosen before any image is read."""
         raise NotImplementedError
+
+    def decode(self, config: DataConfig, refs: list[Any], chunk: int) -> Iterator[list[Any]]:
+        """The samples of `refs` (one split's, in order), `chunk` at a time: images as H x W x C uint8 arrays
+        or PIL images, texts as str. Preparation writes each chunk out before asking for the next."""
+        raise NotImplementedError
+
+    def family_of(self, config: DataConfig) -> Optional[str]:
+        """"vision" or "text": what this source gives for `config` (None: cannot tell yet)."""
+        return self.family
 
     def train_labels(self, config: DataConfig) -> Optional[list[Any]]:
         """The train split's labels if they can be read without decoding the samples (a label column,
@@ -174,7 +184,7 @@ class DataSource:
         return None
 
     def locate(self, config: DataConfig, split: str, row: int) -> str:
-        """Where sample `row` of `split` (as `load` returned it) came from, for error messages."""
+        """Where sample `row` of `split` (as `index` listed it) came from, for error messages."""
         path = getattr(config, split, None)
         return f"{path} row {row}" if path is not None else f"{self.name} {split} split, sample {row}"
 

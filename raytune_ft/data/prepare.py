@@ -1,6 +1,9 @@
-"""Decode / tokenize a job's data once, before any trial, into `<run>/data/{split}.pt` + `meta.json`.
+"""Decode / tokenize a job's data once, before any trial, into `<run>/data/` (data/store.py) + `meta.json`.
 
-Trials only load these tensors (`load_split`), so a sweep of 32 trials prepares its data once.
+Streamed, so the driver's memory does not grow with the data: the source lists its samples and labels
+without decoding them (`index`), every check, hold-out and subsample is made on that list, and only then
+are the chosen samples decoded and written, `CHUNK` at a time. Trials read the rows they need from the
+files (`load_split`), so a sweep of 32 trials prepares its data once and none of them loads it whole.
 """
 from __future__ import annotations
 
@@ -11,6 +14,10 @@ from collections import Counter
 from pathlib import Path
 
 from raytune_ft.data.base import DATA_SOURCES, SPLITS, InputError, label_name
+from raytune_ft.data.sources import prepared_for
+from raytune_ft.data.store import LABELS, SplitWriter
+
+CHUNK = 256  # samples decoded and written at a time (256 images of 256 x 256: ~50 MB decoded)
 
 
 def _class_names(names) -> list[str]:
@@ -102,16 +109,17 @@ def _tokenizer(model_spec):
                          "give a local Hugging Face model folder with its tokenizer files") from None
 
 
-def _check_vocabulary(tokenizer, tensors, model_name: str) -> None:
-    """A model folder without tokenizer files still loads a tokenizer, with no words: every text is [UNK]."""
+def _check_vocabulary(tokenizer, input_ids, attention_mask, model_name: str) -> None:
+    """A model folder without tokenizer files still loads a tokenizer, with no words: every text is [UNK].
+    Checked on the first chunk of train."""
     import torch
 
     unk = getattr(tokenizer, "unk_token_id", None)
     if unk is None:
         return
     special = torch.tensor([i for i in tokenizer.all_special_ids if i != unk] or [-1])
-    words = tensors["attention_mask"].bool() & ~torch.isin(tensors["input_ids"], special)
-    if words.any() and bool((tensors["input_ids"][words] == unk).all()):
+    words = attention_mask.bool() & ~torch.isin(input_ids, special)
+    if words.any() and bool((input_ids[words] == unk).all()):
         raise InputError(f"model.name {model_name}: its tokenizer turns every word of train into "
                          f"{tokenizer.unk_token}: the folder has no usable vocabulary (vocab.txt / tokenizer.json); "
                          "save the tokenizer there with save_pretrained")
@@ -126,8 +134,12 @@ def prepare_data(job, out_dir: Path) -> dict:
     import torch
 
     config = job.data
+    if config.source == "prepared":
+        from raytune_ft.data.sources import link_prepared
+
+        return link_prepared(job, out_dir)
     source = DATA_SOURCES.get(config.source)()
-    raw = source.load(config)
+    raw = source.index(config)  # refs and labels: nothing decoded before the samples are chosen
     for split, (xs, _) in raw.items():
         if not xs:
             raise InputError(f"{source.describe(config, split)} has no samples; give it at least one")
@@ -171,25 +183,27 @@ def prepare_data(job, out_dir: Path) -> dict:
     tokenizer = _tokenizer(job.model) if source.family == "text" else None
     recipe = job.model.image_recipe() if source.family == "vision" else None
     out_dir.mkdir(parents=True, exist_ok=True)
-    meta = {"family": source.family, "classes": classes, "splits": {}, "test_held_out": held_out_test}
+    meta = {"family": source.family, "classes": classes, "splits": {}, "test_held_out": held_out_test,
+            "format": "npy", "prepared_for": prepared_for(job)}
     for split in SPLITS:
         if split not in encoded:
             continue
-        xs, ys = encoded[split]
-        tensors = {"labels": torch.tensor(ys, dtype=torch.long)}
-        if source.family == "vision":
-            tensors["pixel_values"] = recipe.store(xs)  # N x 3 x R x R: not yet cropped, see data/images.py
-        else:
-            enc = tokenizer(xs, max_length=job.model.max_length, truncation=True, padding="max_length",
-                            return_tensors="pt")
-            tensors["input_ids"] = enc["input_ids"]
-            tensors["attention_mask"] = enc["attention_mask"]
-            if split == "train":
-                _check_vocabulary(tokenizer, tensors, job.model.name)
-        tmp = out_dir / f".{split}.pt.tmp"
-        torch.save(tensors, tmp)
-        tmp.replace(out_dir / f"{split}.pt")
-        counts = torch.bincount(tensors["labels"], minlength=len(classes)).tolist()
+        refs, ys = encoded[split]
+        writer = SplitWriter(out_dir, split, rows=len(ys))
+        done = 0
+        for samples in source.decode(config, refs, CHUNK):
+            labels = torch.tensor(ys[done:done + len(samples)], dtype=torch.long)
+            if source.family == "vision":
+                writer.add({"pixel_values": recipe.store(samples), LABELS: labels})  # n x 3 x R x R uint8
+            else:
+                enc = tokenizer(samples, max_length=job.model.max_length, truncation=True, padding="max_length",
+                                return_tensors="pt")
+                if split == "train" and done == 0:
+                    _check_vocabulary(tokenizer, enc["input_ids"], enc["attention_mask"], job.model.name)
+                writer.add({"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"], LABELS: labels})
+            done += len(samples)
+        writer.close()
+        counts = torch.bincount(torch.tensor(ys, dtype=torch.long), minlength=len(classes)).tolist()
         meta["splits"][split] = {"samples": len(ys), "class_counts": counts}
     if source.family == "vision":
         meta["mean"], meta["std"] = list(recipe.mean), list(recipe.std)
@@ -200,10 +214,3 @@ def prepare_data(job, out_dir: Path) -> dict:
 
 def load_meta(data_dir) -> dict:
     return json.loads((Path(data_dir) / "meta.json").read_text())
-
-
-def load_split(data_dir, split: str) -> dict:
-    """The prepared tensors of one split (tensors only: weights_only=True)."""
-    import torch
-
-    return torch.load(Path(data_dir) / f"{split}.pt", weights_only=True, mmap=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from raytune_ft.data.base import (TABLE_SUFFIXES, DataConfig, DataSource, FileSplitsConfig, InputError,
                                   read_table, register_data_source)
@@ -46,15 +46,11 @@ class Digits(DataSource):
     family = "vision"
     Config = DigitsConfig
 
-    def load(self, config):
+    def index(self, config):
         import numpy as np
-        from sklearn.datasets import load_digits
         from sklearn.model_selection import train_test_split
 
-        digits = load_digits()
-        images = (digits.images * (255.0 / 16.0)).round().astype(np.uint8)  # 0..16 -> 0..255
-        images = np.repeat(images[..., None], 3, axis=-1)  # gray -> RGB, HxWx3
-        labels = digits.target.tolist()
+        labels = _digits()[1]
         idx = np.arange(len(labels))
         held = config.validation_fraction + config.test_fraction
         train_idx, rest = train_test_split(idx, test_size=held, stratify=labels, random_state=config.seed)
@@ -66,7 +62,22 @@ class Digits(DataSource):
             splits.update(validation=val_idx, test=test_idx)
         else:
             splits["validation"] = rest
-        return {s: ([images[i] for i in ix], [labels[i] for i in ix]) for s, ix in splits.items()}
+        return {s: ([int(i) for i in ix], [labels[i] for i in ix]) for s, ix in splits.items()}
+
+    def decode(self, config, refs, chunk):
+        images = _digits()[0]
+        for start in range(0, len(refs), chunk):
+            yield [images[i] for i in refs[start:start + chunk]]
+
+
+def _digits():
+    """(images H x W x 3 uint8, labels) of scikit-learn's digits: 0..16 grey levels scaled to 0..255."""
+    import numpy as np
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    images = (digits.images * (255.0 / 16.0)).round().astype(np.uint8)
+    return np.repeat(images[..., None], 3, axis=-1), digits.target.tolist()
 
 
 def _label_column(config) -> list:
@@ -117,13 +128,14 @@ class ImageFolder(DataSource):
     family = "vision"
     Config = ImageFolderConfig
 
-    def load(self, config):
+    def index(self, config):
+        """Every image file and its class (the folder's name); nothing is decoded yet."""
         out, self.files = {}, {}
         for split in ("train", "validation", "test"):
             root: Path = getattr(config, split)
             if root is None:
                 continue
-            images, labels, files = [], [], []
+            labels, files = [], []
             for entry in sorted(p for p in root.iterdir() if not p.name.startswith(".")):
                 if entry.is_file() and entry.suffix.lower() in IMAGE_SUFFIXES:
                     raise InputError(f"{entry}: an image outside any class folder; move it into "
@@ -137,12 +149,15 @@ class ImageFolder(DataSource):
                     if f.suffix.lower() not in IMAGE_SUFFIXES:
                         raise InputError(f"{f}: not an image file ({', '.join(sorted(IMAGE_SUFFIXES))}); "
                                          "remove it or convert it, so that no sample is skipped")
-                    images.append(_open_image(f, str(f)))
                     labels.append(entry.name)
                     files.append(f)
-            out[split] = (images, labels)
+            out[split] = (files, labels)
             self.files[split] = files
         return out
+
+    def decode(self, config, refs, chunk):
+        for start in range(0, len(refs), chunk):
+            yield [_open_image(f, str(f)) for f in refs[start:start + chunk]]
 
     def train_labels(self, config):
         labels, self.files = [], {"train": []}
@@ -176,20 +191,60 @@ class ImageParquet(DataSource):
     def train_labels(self, config):
         return _label_column(config)
 
-    def load(self, config):
+    def index(self, config):
+        """(file, row) of every image, with its label; only the label column is read."""
+        out = {}
+        for split in ("train", "validation", "test"):
+            path = getattr(config, split)
+            if path is not None:
+                _check_image_column(path, config.image_column)
+                labels = read_table(path, [config.label_column]).column(config.label_column).to_pylist()
+                out[split] = ([(path, row) for row in range(len(labels))], labels)
+        return out
+
+    def decode(self, config, refs, chunk):
+        """The images of `refs` (rows of one file, ascending), streamed from the file in record batches:
+        never more than a batch of encoded images in memory."""
         import io
 
-        out = {}
-        for split, path, cells, labels in split_columns(config, config.image_column, config.label_column):
-            images = []
-            for row, cell in enumerate(cells):
+        import pyarrow.parquet as pq
+
+        if not refs:
+            return
+        path = refs[0][0]
+        wanted = [row for _, row in refs]
+        if any(p != path for p, _ in refs) or wanted != sorted(wanted):
+            raise ValueError("image_parquet decodes rows of one file in ascending order")
+        images, at, first = [], 0, 0
+        batches = pq.ParquetFile(path, pre_buffer=False, buffer_size=1 << 20).iter_batches(
+            batch_size=256, columns=[config.image_column])
+        for batch in batches:
+            cells = batch.column(0)
+            while at < len(wanted) and wanted[at] < first + len(cells):
+                row = wanted[at]
+                cell = cells[row - first].as_py()
                 data = cell.get("bytes") if isinstance(cell, dict) else cell
                 if not isinstance(data, (bytes, bytearray)):
                     raise InputError(f"{path} row {row}: column {config.image_column!r} holds no image bytes "
                                      f"(found {type(data).__name__})")
                 images.append(_open_image(io.BytesIO(data), f"{path} row {row}"))
-            out[split] = (images, labels)
-        return out
+                at += 1
+                if len(images) == chunk:
+                    yield images
+                    images = []
+            first += len(cells)
+            if at == len(wanted):
+                break
+        if images:
+            yield images
+
+
+def _check_image_column(path, column: str) -> None:
+    import pyarrow.parquet as pq
+
+    from raytune_ft.data.base import _check_columns
+
+    _check_columns(path, pq.read_schema(path).names, [column])
 
 
 class TextTableConfig(FileSplitsConfig):
@@ -210,7 +265,8 @@ class TextTable(DataSource):
     def train_labels(self, config):
         return _label_column(config)
 
-    def load(self, config):
+    def index(self, config):
+        """The texts themselves (small beside what they become), checked here: none empty."""
         out = {}
         for split, path, texts, labels in split_columns(config, config.text_column, config.label_column, text=True):
             for row, text in enumerate(texts):
@@ -220,3 +276,106 @@ class TextTable(DataSource):
                                         f"not text ({type(text).__name__} {text!r:.40})"))
             out[split] = (texts, labels)
         return out
+
+    def decode(self, config, refs, chunk):
+        for start in range(0, len(refs), chunk):
+            yield refs[start:start + chunk]
+
+
+class PreparedConfig(DataConfig):
+    source: Literal["prepared"] = "prepared"
+    path: Path = Field(description="a folder `raytune-ft prepare JOB --output DIR` wrote (its meta.json and splits)")
+
+    @field_validator("path")
+    @classmethod
+    def _prepared(cls, path, info):
+        if (info.context or {}).get("prepared"):
+            return path
+        if not (path / "meta.json").is_file():
+            raise ValueError(f"{path} holds no prepared data (no meta.json); make it with "
+                             "`raytune-ft prepare JOB.yaml --output DIR`, or give the raw files instead")
+        return path
+
+    @model_validator(mode="after")
+    def _nothing_to_redo(self):
+        for name in ("validation_fraction", "max_train_samples", "test_fraction"):
+            if getattr(self, name) is not None:
+                raise ValueError(f"data.{name}: prepared data are already split and sampled; set it in the job "
+                                 "that prepares them (`raytune-ft prepare`), or use data.train_sizes")
+        return self
+
+
+@register_data_source
+class Prepared(DataSource):
+    """Data `raytune-ft prepare` wrote once, for many jobs: linked into the run, never decoded again.
+
+    The job's model must see the images (resize, crop, mean / std) or the tokens (tokenizer, max_length)
+    as the data were prepared for; `check(job)` says so before a run starts.
+    """
+
+    name = "prepared"
+    family = "prepared"  # the meta says which: vision or text
+    Config = PreparedConfig
+
+    def family_of(self, config):
+        import json
+
+        try:
+            return json.loads((config.path / "meta.json").read_text())["family"]
+        except (OSError, ValueError, KeyError):
+            return None  # a resumed run's data need not be there: its own copy is
+
+    def train_labels(self, config):
+        import json
+
+        import numpy as np
+
+        from raytune_ft.data.store import LABELS, column_path
+
+        classes = json.loads((config.path / "meta.json").read_text())["classes"]
+        return [classes[i] for i in np.load(column_path(config.path, "train", LABELS)).tolist()]
+
+    def describe(self, config, split):
+        return f"{config.path} ({split} split, prepared)"
+
+    def locate(self, config, split, row):
+        return f"{config.path} {split} split, row {row}"
+
+
+def prepared_for(job) -> dict:
+    """What a prepared split depends on beyond the raw data: the model's image recipe or tokenizer."""
+    from raytune_ft.models import SOURCES
+
+    model = job.model
+    if SOURCES.get(model.source).family == "vision":
+        return {"image": model.image_recipe().to_meta()}
+    return {"tokenizer": str(model.name), "max_length": model.max_length}
+
+
+def link_prepared(job, out_dir: Path) -> dict:
+    """A run's data folder from prepared data: every file hard-linked (or, across file systems, symbolically
+    linked), after checking the prepared data fit this job (splits, its model's view of them)."""
+    import json
+    import os
+
+    from raytune_ft.data.store import has_split
+
+    config = job.data
+    meta = json.loads((config.path / "meta.json").read_text())
+    wanted = prepared_for(job)
+    have = {k: meta.get("prepared_for", {}).get(k) for k in wanted}
+    if have != wanted:
+        raise InputError(f"data.path {config.path}: prepared for {have}, but this job's model needs {wanted}; "
+                         "prepare the data again with this job's model section")
+    if getattr(job.search, "confirm", None) and not has_split(config.path, "test"):
+        raise InputError(f"data.path {config.path}: no test split for search.confirm; prepare the data with "
+                         "search.confirm set (a test split is held out) or with data.test")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for f in sorted(config.path.iterdir()):
+        if f.is_file() and not f.name.startswith("."):
+            target = out_dir / f.name
+            try:
+                os.link(f, target)
+            except OSError:
+                os.symlink(f.resolve(), target)
+    return meta

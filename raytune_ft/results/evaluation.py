@@ -53,7 +53,9 @@ def evaluate_best_trials(run_dir: Path, strategies: list[dict], trials: list[dic
     """{strategy: test metrics} for each strategy whose best trial kept a checkpoint (trials.parquet's
     checkpoint_path: in the run folder, or where Ray stored it in the run's bucket)."""
     layout = RunLayout(run_dir)
-    if not (layout.data / "test.pt").exists():
+    from raytune_ft.data import has_split
+
+    if not has_split(layout.data, "test"):
         return {}
     checkpoints = {t["trial_id"]: t.get("checkpoint_path") for t in trials}
     out = {}

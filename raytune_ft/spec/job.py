@@ -189,8 +189,8 @@ class JobSpec(Strict):
 
     def _cross_field_problems(self):
         model_family = SOURCES.get(self.model.source).family
-        data_family = DATA_SOURCES.get(self.data.source).family
-        if model_family != data_family:
+        data_family = DATA_SOURCES.get(self.data.source)().family_of(self.data)
+        if data_family is not None and model_family != data_family:
             yield "data.source", (f"{self.data.source!r} is {data_family} data but model.source "
                                   f"{self.model.source!r} is a {model_family} model: pick a matching pair")
         names = [s.name for s in self.strategies]

@@ -13,6 +13,7 @@ from typing import Callable, Optional
 
 from raytune_ft.cluster import storage
 from raytune_ft.data import load_meta, load_split
+from raytune_ft.data.store import subset
 from raytune_ft.data.images import ImageRecipe
 from raytune_ft.metric import sign
 from raytune_ft.train.checkpoint import LocalCheckpoints, RayCheckpoints, read_resume_state, write_checkpoint
@@ -95,8 +96,7 @@ class TrialRecipe:
         self.meta = load_meta(config.data_dir)
         train_set, val_set = load_split(config.data_dir, "train"), load_split(config.data_dir, "validation")
         if config.train_subset:  # a data-size curve's point: nested, stratified, the same for every trial
-            keep = torch.tensor(config.train_subset.indices(train_set["labels"].numpy()))
-            train_set = {k: v[keep] for k, v in train_set.items()}
+            train_set = subset(train_set, config.train_subset.indices(train_set["labels"].numpy()))
         self.train_counts = torch.bincount(train_set["labels"], minlength=len(self.meta["classes"])).tolist()
         self.train_samples = len(train_set["labels"])
         self.data_load_s = time.perf_counter() - load_start  # prepared once per job, before any trial
