@@ -168,7 +168,8 @@ def submit(spec_path, address: str, run_id: Optional[str] = None, storage: Optio
     RAYTUNE_FT_STORAGE)."""
     from raytune_ft.spec import load_job
 
-    job = load_job(spec_path)  # SpecError: every problem, before anything is sent
+    # SpecError: every problem, before anything is sent; data only the cluster has is checked there
+    job = load_job(spec_path, on_cluster=True)
     storage = storage or os.environ.get("RAYTUNE_FT_STORAGE")
     if not storage:
         raise ClusterError("where should the run folder go? give --storage: a path every node sees "
