@@ -201,6 +201,15 @@ def test_submit_leaves_a_cluster_path_and_a_bucket_to_the_cluster(tmp_path, monk
         in result.output and len(submitted) == 1
 
 
+def test_run_and_validate_here_still_refuse_a_missing_path(tmp_path):
+    spec = _write(tmp_path, _spec(tmp_path, train=str(tmp_path / "no.csv"), validation_fraction=0.2))
+    for args in (["validate", str(spec)], ["run", str(spec), "--run-dir", str(tmp_path / "run")]):
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 2 and f"data.train: {tmp_path / 'no.csv'} does not exist" in result.output, \
+            result.output
+    assert not (tmp_path / "run").exists()
+
+
 # --------------------------------------------------------------------------- the pre-flight where the job runs
 
 
