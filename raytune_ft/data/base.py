@@ -9,9 +9,9 @@ import math
 import numbers
 import re
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal, Optional, Union
+from typing import Any, ClassVar, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, PlainValidator, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from raytune_ft.data import location
 from raytune_ft.data.subsets import Shots, SizeEntry
@@ -129,10 +129,6 @@ def path_exists(path: Path) -> bool:
         return False
 
 
-# A split's file or folder: a Path, or a URI kept as its text (s3://, gs://, file://; see location.py)
-DataPath = Annotated[Union[Path, str], PlainValidator(location.parse)]
-
-
 class FileSplitsConfig(DataConfig):
     """Sources that read one file or folder per split: a path, or a URI (s3://, gs://, file://).
 
@@ -143,9 +139,15 @@ class FileSplitsConfig(DataConfig):
     split_kind: ClassVar[Literal["file", "folder"]] = "file"
     suffixes: ClassVar[tuple[str, ...]] = ()  # the file formats this source reads (empty: any / folders)
 
-    train: DataPath
-    validation: Optional[DataPath] = None
-    test: Optional[DataPath] = None
+    # a Path, or a URI kept as its text (s3://, gs://, file://): see location.py
+    train: Union[Path, str]
+    validation: Union[Path, str, None] = None
+    test: Union[Path, str, None] = None
+
+    @field_validator(*SPLITS, mode="before")
+    @classmethod
+    def _location(cls, value):
+        return value if value is None else location.parse(value)
 
     @field_validator(*SPLITS)
     @classmethod
