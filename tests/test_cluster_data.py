@@ -193,12 +193,18 @@ def test_submit_leaves_a_cluster_path_and_a_bucket_to_the_cluster(tmp_path, monk
         f"note: data.validation: {VALIDATION} is in a bucket: checked on the cluster before any trial "
         "(a missing one fails the job, exit 2)"]
 
-    # a bad value is still refused here, before anything is sent
+    # a bad value is still refused here, before anything is sent; so is a relative path that is not here
+    # (the cluster looks it up in what is shipped from here)
     spec = _write(tmp_path, _spec(tmp_path, train="/mnt/cluster-only/train.xlsx", validation=VALIDATION))
     result = CliRunner().invoke(app, ["submit", str(spec), "--address", "http://127.0.0.1:9", "--storage",
                                       str(tmp_path / "runs")])
     assert result.exit_code == 2 and "data.train: /mnt/cluster-only/train.xlsx: text_table cannot read '.xlsx'" \
         in result.output and len(submitted) == 1
+    spec = _write(tmp_path, _spec(tmp_path, train="data/no-such.csv", validation=VALIDATION))
+    result = CliRunner().invoke(app, ["submit", str(spec), "--address", "http://127.0.0.1:9", "--storage",
+                                      str(tmp_path / "runs")])
+    assert result.exit_code == 2 and "data.train: data/no-such.csv does not exist" in result.output \
+        and "a path only the cluster has is absolute" in result.output and len(submitted) == 1
 
 
 def test_run_and_validate_here_still_refuse_a_missing_path(tmp_path):

@@ -133,8 +133,8 @@ class FileSplitsConfig(DataConfig):
     """Sources that read one file or folder per split: a path, or a URI (s3://, gs://, file://).
 
     Parsing a spec looks at paths only (a bucket is asked by the job's pre-flight, `location_problems`);
-    with context {"on_cluster": True} (`submit`) a path this machine does not have is left to the
-    cluster too: it may be on the cluster's shared file system."""
+    with context {"on_cluster": True} (`submit`) an absolute path this machine does not have is left to
+    the cluster too: it may be on the cluster's shared file system."""
 
     split_kind: ClassVar[Literal["file", "folder"]] = "file"
     suffixes: ClassVar[tuple[str, ...]] = ()  # the file formats this source reads (empty: any / folders)
@@ -156,8 +156,14 @@ class FileSplitsConfig(DataConfig):
         if value is None or context.get("prepared"):
             return value  # a resumed run whose data were prepared reads no raw file
         path = location.local_path(value)
-        look = path is not None and not (context.get("on_cluster") and location.kind(path) is None)
-        problem = cls.split_problem(info.field_name, value, look=look)
+        # submit: an absolute path this machine does not have may be on the cluster's shared file system
+        # (a relative one is looked up in the folder shipped from here: it must be here)
+        elsewhere = bool(context.get("on_cluster")) and path is not None and path.is_absolute() \
+            and location.kind(path) is None
+        problem = cls.split_problem(info.field_name, value, look=path is not None and not elsewhere)
+        if problem and context.get("on_cluster") and path is not None and not path.is_absolute():
+            problem += " (a relative path is looked up in what submit ships from here; a path only the " \
+                       "cluster has is absolute)"
         if problem:
             raise ValueError(problem)
         return value

@@ -17,8 +17,8 @@ from raytune_ft.spec.messages import _loc, _message, _section_of_crash
 def parse_job(data, source: str = "job spec", *, prepared: bool = False, on_cluster: bool = False) -> JobSpec:
     """The validated spec. prepared=True (a run folder whose data were prepared, for `resume`): the
     raw data files are not looked at again, as nothing reads them any more. on_cluster=True (`submit`):
-    a data path this machine does not have is left to the cluster's pre-flight (it may be on the
-    cluster's shared file system), as a bucket URI always is."""
+    an absolute data path this machine does not have is left to the cluster's pre-flight (it may be on
+    the cluster's shared file system), as a bucket URI always is."""
     if not isinstance(data, dict):
         raise SpecError(source, [("(top level)", "a job spec is a YAML mapping of fields (name, model, data, ...)")])
     try:
