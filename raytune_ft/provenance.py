@@ -16,7 +16,6 @@ import os
 import platform
 import re
 import subprocess
-import typing
 from datetime import datetime, timezone
 from fnmatch import fnmatch
 from importlib import metadata
@@ -111,11 +110,7 @@ def git_state(folder: Path) -> Optional[dict]:
 
 def data_files(job) -> dict:
     """{field path: file entry} for every file or folder field of the data spec (and the digits file)."""
-    out = {}
-    for name, field in type(job.data).model_fields.items():
-        value = getattr(job.data, name)
-        if value is not None and Path in (field.annotation, *typing.get_args(field.annotation)):
-            out[f"data.{name}"] = file_entry(value)
+    out = {f"data.{name}": file_entry(value) for name, value in job.data.locations().items()}
     if job.data.source == "digits":
         with contextlib.suppress(metadata.PackageNotFoundError):
             sklearn = metadata.distribution("scikit-learn")

@@ -25,18 +25,21 @@ def _load(spec: Path):
     return load_job(spec)
 
 
-def _check_labels(job, where: Optional[str] = None):
-    """Train's labels, where they can be read alone (a label column, class folder names): each names a
-    class, and there are at least 2. The error names the file and row: as a problem of the spec's
-    data.train field (validate, given `where`), or as bad input that stopped a run."""
+def _check_data(job, spec: Path, validating: bool = False):
+    """The data files and folders are there (a path, or an object in a bucket: SpecError naming the
+    field); then train's labels, where they can be read alone (a label column, class folder names):
+    each names a class, and there are at least 2. A label's error names the file and row: as a problem
+    of the spec's data.train field (validate), or as bad input that stopped a run."""
     from raytune_ft.data import check_train_labels
     from raytune_ft.errors import InputError, SpecError
+    from raytune_ft.sweep.preflight import check_data
 
+    check_data(job, str(spec))
     try:
         check_train_labels(job.data)
     except InputError as e:
-        if where is not None:
-            raise SpecError(where, [("data.train", str(e))]) from None
+        if validating:
+            raise SpecError(str(spec), [("data.train", str(e))]) from None
         raise InputError(f"bad input, nothing was trained: {e}") from None
 
 
@@ -50,10 +53,10 @@ def _warn_about_search(job) -> None:
 
 @app.command()
 def validate(spec: Annotated[Path, typer.Argument(help="job spec YAML")]):
-    """Check a job spec (and train's labels, where they can be read alone) and list every problem with
-    its field path. Exit 2 if there are any."""
+    """Check a job spec (its data files, in a bucket too, and train's labels, where they can be read
+    alone) and list every problem with its field path. Exit 2 if there are any."""
     job = _load(spec)
-    _check_labels(job, str(spec))
+    _check_data(job, spec, validating=True)
     n = len(job.strategies)
     typer.echo(f"{spec}: ok ({job.model.source} {job.model.name}, data {job.data.source}, {n} strategies: "
                f"{', '.join(s.name for s in job.strategies)}; search {job.search.algorithm} x "
@@ -82,7 +85,7 @@ def run(
     if run_dir.exists() and any(run_dir.iterdir()):
         raise UserError(f"{run_dir} already holds a run: nothing was overwritten. To go on with it after a crash: "
                    f"raytune-ft resume {run_dir}; for a new run, choose another --run-dir")
-    _check_labels(job)  # before the folder exists
+    _check_data(job, spec)  # before the folder exists
     made = [d for d in (run_dir, *run_dir.parents) if not d.exists()]  # what this run creates
     run_dir.mkdir(parents=True, exist_ok=True)
     # absolute data / model paths: `resume` reads this file from whatever folder it is started in
@@ -120,7 +123,7 @@ def prepare(
         raise UserError(f"{spec}: data.source is already 'prepared'; give the job with the raw data")
     if output.exists() and any(output.iterdir()):
         raise UserError(f"{output} is not empty: nothing was overwritten; choose another --output")
-    _check_labels(job)
+    _check_data(job, spec)
     started, made = time.monotonic(), not output.exists()
     try:
         meta = prepare_data(job, output)
@@ -164,7 +167,12 @@ def resume(
     import yaml
 
     # data prepared (RUN/data/meta.json): nothing reads the raw data files again, so they are not checked
-    job = parse_job(yaml.safe_load(spec.read_text()), str(spec), prepared=RunLayout(run).data_meta.exists())
+    prepared = RunLayout(run).data_meta.exists()
+    job = parse_job(yaml.safe_load(spec.read_text()), str(spec), prepared=prepared)
+    if not prepared:
+        from raytune_ft.sweep.preflight import check_data
+
+        check_data(job, str(spec))  # in a bucket too
     typer.echo(f"resuming run {run.name}: folder {run}")
     _sweep(job, run, address=address, verbose=verbose, resume=True)
 

@@ -7,7 +7,6 @@ from typing import Annotated, Optional
 import typer
 
 from raytune_ft.cli.app import app
-from raytune_ft.cli.local import _load
 from raytune_ft.errors import UserError
 
 
@@ -24,12 +23,16 @@ def submit(
     run_id: Annotated[Optional[str], typer.Option(help="default: <name>-<time>-<4 hex>")] = None,
     project: Annotated[Optional[Path], typer.Option(help="folder shipped as the job's working dir")] = None,
 ):
-    """Submit the sweep to a running Ray cluster (Ray Jobs API) and print its run id at once."""
+    """Submit the sweep to a running Ray cluster (Ray Jobs API) and print its run id at once. The spec is
+    checked here; data in a bucket, or on a path only the cluster has, is checked there, before any trial."""
     import os
 
     from raytune_ft.cluster.client import submit as submit_run
+    from raytune_ft.spec import load_job
 
-    _load(spec)
+    job = load_job(spec, on_cluster=True)
+    for line in data_notes(job):
+        typer.echo(line, err=True)
     address = address or os.environ.get("RAY_API_SERVER_ADDRESS") or os.environ.get("RAY_ADDRESS")
     if not address:
         raise UserError("give the cluster with --address http://HEAD:8265 (or set RAY_ADDRESS)")
@@ -37,6 +40,16 @@ def submit(
     typer.echo(rid)
     typer.echo(f"follow it: raytune-ft logs {rid} --follow | raytune-ft status {rid} | raytune-ft stop {rid}",
                err=True)
+
+
+def data_notes(job) -> list[str]:
+    """One line per data location `submit` cannot check from here: it is checked on the cluster."""
+    from raytune_ft.data.location import in_bucket
+
+    return [f"note: data.{field}: {where} is "
+            + ("in a bucket" if in_bucket(where) else "not on this machine (a path on the cluster?)")
+            + ": checked on the cluster before any trial (a missing one fails the job, exit 2)"
+            for field, where in job.data.not_here()]
 
 
 @app.command()

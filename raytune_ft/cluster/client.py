@@ -165,25 +165,50 @@ def submit(spec_path, address: str, run_id: Optional[str] = None, storage: Optio
            project=None, excludes: Iterable[str] = (), env: Optional[dict] = None) -> str:
     """Validate the spec here, ship the project and the spec, start the driver on the cluster; return
     the run id at once. `storage`: a folder every node sees, or s3:// / gs:// / file:// (default
-    RAYTUNE_FT_STORAGE)."""
+    RAYTUNE_FT_STORAGE). A head that has just started, not yet taking jobs, is waited for (SUBMIT_WAIT_S)."""
     from raytune_ft.spec import load_job
 
-    job = load_job(spec_path)  # SpecError: every problem, before anything is sent
+    # SpecError: every problem, before anything is sent; data only the cluster has is checked there
+    job = load_job(spec_path, on_cluster=True)
     storage = storage or os.environ.get("RAYTUNE_FT_STORAGE")
     if not storage:
         raise ClusterError("where should the run folder go? give --storage: a path every node sees "
                            "(e.g. /mnt/shared/runs) or s3://bucket/runs, gs://bucket/runs")
     run_id = run_id or new_run_id(job.name)
     request = submission(spec_path, run_id, storage, project, excludes, env)
-    jobs = client(address)
-    try:
-        with _without_address_env():
-            jobs.submit_job(submission_id=run_id, **request)
-    except RuntimeError as e:
-        raise ClusterError(f"the cluster refused run {run_id}: {str(e).splitlines()[0]}") from None
+    _submit_job(client(address), run_id, request)
     _remember(run_id, address=address, storage=storage, run_dir=request["metadata"]["run_dir"],
               submitted=time.strftime("%Y-%m-%d %H:%M:%S"))
     return run_id
+
+
+# A head that has just started answers "No available agent to submit job, please try again later."
+# (HTTP 500) until its job agent is up; each such answer itself takes up to 10 s.
+NOT_READY = "No available agent"
+SUBMIT_WAIT_S = 60.0
+
+
+def _submit_job(jobs, run_id: str, request: dict, wait_s: float = SUBMIT_WAIT_S,
+                sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic) -> None:
+    """jobs.submit_job, tried again while the cluster is not ready to take jobs, for up to `wait_s`
+    seconds in all (pauses of 0.5, 1, 2, 4, then 8 s). Any other refusal is a ClusterError at once."""
+    deadline, pause = clock() + wait_s, 0.5
+    while True:
+        try:
+            with _without_address_env():
+                jobs.submit_job(submission_id=run_id, **request)
+            return
+        except RuntimeError as e:
+            reason = str(e).splitlines()[0]
+            if NOT_READY not in str(e):
+                raise ClusterError(f"the cluster refused run {run_id}: {reason}") from None
+            if clock() >= deadline:
+                raise ClusterError(
+                    f"the cluster did not take run {run_id}: for {wait_s:.0f} s its Jobs API answered \"{reason}\" "
+                    "(a head that has just started, or whose job agent died). Try again in a minute; "
+                    "if it persists, check the head with `ray status` and its dashboard_agent log") from None
+        sleep(min(pause, max(deadline - clock(), 0.0)))
+        pause = min(pause * 2, 8.0)
 
 
 # --------------------------------------------------------------------------- follow a run

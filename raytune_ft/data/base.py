@@ -9,10 +9,11 @@ import math
 import numbers
 import re
 from pathlib import Path
-from typing import Any, ClassVar, Iterator, Literal, Optional
+from typing import Any, ClassVar, Iterator, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from raytune_ft.data import location
 from raytune_ft.data.subsets import Shots, SizeEntry
 from raytune_ft.errors import InputError  # noqa: F401  (raised here, caught once in the CLI)
 from raytune_ft.registry import Registry
@@ -106,6 +107,19 @@ class DataConfig(BaseModel):
             raise ValueError(f"{', '.join(map(repr, repeated))} listed more than once: each class once")
         return classes
 
+    def locations(self) -> dict[str, location.Location]:
+        """{field: path or URI} of the files and folders the source reads (none for a built-in dataset)."""
+        return {}
+
+    def location_problems(self) -> list[tuple[str, str]]:
+        """(field, problem) for each location that is missing or wrong, a bucket's asked (the job's pre-flight)."""
+        return []
+
+    def not_here(self) -> list[tuple[str, location.Location]]:
+        """(field, location) of those this machine cannot check: in a bucket, or a path it does not have."""
+        return [(field, where) for field, where in self.locations().items()
+                if location.in_bucket(where) or location.kind(where) is None]
+
 
 def path_exists(path: Path) -> bool:
     """Whether path exists; a path the OS cannot even look up (too long, a NUL byte) counts as missing."""
@@ -115,41 +129,65 @@ def path_exists(path: Path) -> bool:
         return False
 
 
-def _exists(path: Path, kind: str) -> bool:
-    """Whether path is an existing file / folder; a path the OS cannot even look up counts as missing."""
-    try:
-        return path.is_file() if kind == "file" else path.is_dir()
-    except (OSError, ValueError):  # too long, a NUL byte, ...
-        return False
-
-
 class FileSplitsConfig(DataConfig):
-    """Sources that read one file or folder per split."""
+    """Sources that read one file or folder per split: a path, or a URI (s3://, gs://, file://).
+
+    Parsing a spec looks at paths only (a bucket is asked by the job's pre-flight, `location_problems`);
+    with context {"on_cluster": True} (`submit`) an absolute path this machine does not have is left to
+    the cluster too: it may be on the cluster's shared file system."""
 
     split_kind: ClassVar[Literal["file", "folder"]] = "file"
     suffixes: ClassVar[tuple[str, ...]] = ()  # the file formats this source reads (empty: any / folders)
 
-    train: Path
-    validation: Optional[Path] = None
-    test: Optional[Path] = None
+    # a Path, or a URI kept as its text (s3://, gs://, file://): see location.py
+    train: Union[Path, str]
+    validation: Union[Path, str, None] = None
+    test: Union[Path, str, None] = None
+
+    @field_validator(*SPLITS, mode="before")
+    @classmethod
+    def _location(cls, value):
+        return value if value is None else location.parse(value)
 
     @field_validator(*SPLITS)
     @classmethod
-    def _split_exists(cls, path, info):
-        if path is None or (info.context or {}).get("prepared"):
-            return path  # a resumed run whose data were prepared reads no raw file
-        kind = cls.split_kind
-        if not _exists(path, kind):
-            if _exists(path, "folder" if kind == "file" else "file"):
-                other = "a folder" if kind == "file" else "a file"
-                raise ValueError(f"{path} is {other}; {cls.model_fields['source'].default} reads one {kind} "
-                                 f"per split")
-            raise ValueError(f"{path} does not exist; give the path of the {info.field_name} {kind}")
-        if kind == "file" and cls.suffixes and path.suffix.lower() not in cls.suffixes:
-            raise ValueError(f"{path}: {cls.model_fields['source'].default} cannot read "
-                             f"{repr(path.suffix) if path.suffix else 'a file without a suffix'}; "
-                             f"give a {' / '.join(cls.suffixes)} file (the suffix says the format)")
-        return path
+    def _split_exists(cls, value, info):
+        context = info.context or {}
+        if value is None or context.get("prepared"):
+            return value  # a resumed run whose data were prepared reads no raw file
+        path = location.local_path(value)
+        # submit: an absolute path this machine does not have may be on the cluster's shared file system
+        # (a relative one is looked up in the folder shipped from here: it must be here)
+        elsewhere = bool(context.get("on_cluster")) and path is not None and path.is_absolute() \
+            and location.kind(path) is None
+        problem = cls.split_problem(info.field_name, value, look=path is not None and not elsewhere)
+        if problem and context.get("on_cluster") and path is not None and not path.is_absolute():
+            problem += " (a relative path is looked up in what submit ships from here; a path only the " \
+                       "cluster has is absolute)"
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    @classmethod
+    def split_problem(cls, split: str, where: location.Location, *, look: bool = True) -> Optional[str]:
+        """What is wrong with a split's location, or None. look=False: its form only (the suffix)."""
+        kind, source = cls.split_kind, cls.model_fields["source"].default
+        if look:
+            try:
+                found = location.kind(where)
+            except OSError as e:
+                return f"{where} cannot be checked ({' '.join(str(e).split())[:300]}): is the bucket right, " \
+                       "and are its credentials set where the job runs?"
+            if found is None:
+                return f"{where} does not exist; give the path of the {split} {kind}"
+            if found != kind:
+                found = "a folder" if found == "folder" else "a file"
+                return f"{where} is {found}; {source} reads one {kind} per split"
+        suffix = location.suffix(where)
+        if kind == "file" and cls.suffixes and suffix not in cls.suffixes:
+            return (f"{where}: {source} cannot read {repr(suffix) if suffix else 'a file without a suffix'}; "
+                    f"give a {' / '.join(cls.suffixes)} file (the suffix says the format)")
+        return None
 
     @model_validator(mode="after")
     def _splits(self):
@@ -157,6 +195,13 @@ class FileSplitsConfig(DataConfig):
             raise ValueError("data needs a validation split: set data.validation to a path, "
                              "or data.validation_fraction (e.g. 0.15) to hold out part of train")
         return self
+
+    def locations(self) -> dict[str, location.Location]:
+        return {split: getattr(self, split) for split in SPLITS if getattr(self, split) is not None}
+
+    def location_problems(self) -> list[tuple[str, str]]:
+        found = ((split, self.split_problem(split, where)) for split, where in self.locations().items())
+        return [(split, problem) for split, problem in found if problem]
 
 
 class DataSource:
@@ -203,7 +248,7 @@ def register_data_source(cls: type[DataSource]) -> type[DataSource]:
 
 # --------------------------------------------------------------------------- tables
 
-def _check_utf8(path: Path, data: bytes) -> None:
+def _check_utf8(path: location.Location, data: bytes) -> None:
     try:
         data.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -261,26 +306,30 @@ def _jsonl_bad_line(data: bytes) -> Optional[str]:
     return None
 
 
-def read_table(path: Path, columns: list[str], text_columns: tuple[str, ...] = ()):
-    """CSV, TSV, JSONL or Parquet into a pyarrow Table with `columns`; errors name the file, the line
-    or the column. CSV / TSV cells of `text_columns` stay text (never parsed as numbers)."""
+def read_table(path: location.Location, columns: list[str], text_columns: tuple[str, ...] = ()):
+    """CSV, TSV, JSONL or Parquet (a path, or a URI read through pyarrow's filesystems) into a pyarrow
+    Table with `columns`; errors name the file, the line or the column. CSV / TSV cells of
+    `text_columns` stay text (never parsed as numbers)."""
     import pyarrow as pa
     import pyarrow.csv as pacsv
     import pyarrow.json as pajson
     import pyarrow.parquet as pq
 
-    suffix = path.suffix.lower()
+    suffix = location.suffix(path)
     if suffix not in TABLE_SUFFIXES:
         raise InputError(f"{path}: unknown table format {suffix!r}; use {', '.join(TABLE_SUFFIXES)}")
     try:
         if suffix == ".parquet":
+            source, filesystem = location.parquet_source(path)  # a bucket's object is read through pyarrow.fs
+            if location.kind(path) is None:  # else pyarrow's "not found" would read as a corrupt file
+                raise InputError(f"{path}: no such file (moved or removed since the spec was checked?)")
             try:
-                _check_columns(path, pq.read_schema(path).names, columns)
-                table = pq.read_table(path, columns=columns)  # only these columns are read
+                _check_columns(path, pq.read_schema(source, filesystem=filesystem).names, columns)
+                table = pq.read_table(source, columns=columns, filesystem=filesystem)  # only these columns are read
             except (pa.ArrowException, OSError) as e:
                 raise InputError(f"{path}: not a readable Parquet file (truncated or corrupt?): {e}") from None
         else:
-            data = path.read_bytes()
+            data = location.read_bytes(path)
             _check_utf8(path, data)
             try:
                 if suffix in _DELIMITED:
@@ -311,7 +360,7 @@ def _csv_header(data: bytes, suffix: str = ".csv") -> list[str]:
         return []
 
 
-def _check_columns(path: Path, have: list[str], want: list[str]) -> None:
+def _check_columns(path: location.Location, have: list[str], want: list[str]) -> None:
     missing = [c for c in want if c not in have]
     if missing:
         raise InputError(f"{path}: no column {', '.join(map(repr, missing))}; "

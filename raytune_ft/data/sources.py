@@ -1,11 +1,13 @@
 """The built-in data sources: scikit-learn digits, image folders, image Parquet, text tables."""
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from raytune_ft.data import location
 from raytune_ft.data.base import (TABLE_SUFFIXES, DataConfig, DataSource, FileSplitsConfig, InputError,
                                   read_table, register_data_source)
 
@@ -111,9 +113,24 @@ def _open_image(source, where: str):
         raise InputError(f"{where}: not a readable image ({reason or type(e).__name__})") from None
 
 
+def _image_file(where):
+    """What PIL opens: a local path, or the bytes of an object in a bucket."""
+    if isinstance(where, Path):
+        return where
+    try:
+        return io.BytesIO(location.read_bytes(where))
+    except OSError as e:
+        raise InputError(f"{where}: cannot be read ({' '.join(str(e).split())})") from None
+
+
 class ImageFolderConfig(FileSplitsConfig):
     source: Literal["image_folder"] = "image_folder"
     split_kind = "folder"
+
+
+def _visible(folder) -> list:
+    """A folder's entries (name, kind, location), sorted, hidden ones (.DS_Store) left out."""
+    return [e for e in location.entries(folder) if not e[0].startswith(".")]
 
 
 @register_data_source
@@ -122,6 +139,8 @@ class ImageFolder(DataSource):
 
     Every image is read: a file that is not an image (by its name) inside a class folder, an image
     outside one, or a nested folder is refused rather than skipped. Hidden files (.DS_Store) are ignored.
+    A folder in a bucket (s3://, gs://) is read the same way, one request per image: for many images,
+    image_parquet (a few large files) is much faster.
     """
 
     name = "image_folder"
@@ -132,24 +151,24 @@ class ImageFolder(DataSource):
         """Every image file and its class (the folder's name); nothing is decoded yet."""
         out, self.files = {}, {}
         for split in ("train", "validation", "test"):
-            root: Path = getattr(config, split)
+            root = getattr(config, split)
             if root is None:
                 continue
             labels, files = [], []
-            for entry in sorted(p for p in root.iterdir() if not p.name.startswith(".")):
-                if entry.is_file() and entry.suffix.lower() in IMAGE_SUFFIXES:
+            for name, kind, entry in _visible(root):
+                if kind == "file" and location.suffix(name) in IMAGE_SUFFIXES:
                     raise InputError(f"{entry}: an image outside any class folder; move it into "
                                      f"{root}/<class>/ (the folder name is its label)")
-                if not entry.is_dir():
+                if kind != "folder":
                     continue
-                for f in sorted(p for p in entry.iterdir() if not p.name.startswith(".")):
-                    if f.is_dir():
-                        raise InputError(f"{f}: a folder inside class folder {entry.name!r}; images go directly "
+                for file_name, file_kind, f in _visible(entry):
+                    if file_kind == "folder":
+                        raise InputError(f"{f}: a folder inside class folder {name!r}; images go directly "
                                          f"in {root}/<class>/")
-                    if f.suffix.lower() not in IMAGE_SUFFIXES:
+                    if location.suffix(file_name) not in IMAGE_SUFFIXES:
                         raise InputError(f"{f}: not an image file ({', '.join(sorted(IMAGE_SUFFIXES))}); "
                                          "remove it or convert it, so that no sample is skipped")
-                    labels.append(entry.name)
+                    labels.append(name)
                     files.append(f)
             out[split] = (files, labels)
             self.files[split] = files
@@ -157,14 +176,16 @@ class ImageFolder(DataSource):
 
     def decode(self, config, refs, chunk):
         for start in range(0, len(refs), chunk):
-            yield [_open_image(f, str(f)) for f in refs[start:start + chunk]]
+            yield [_open_image(_image_file(f), str(f)) for f in refs[start:start + chunk]]
 
     def train_labels(self, config):
         labels, self.files = [], {"train": []}
-        for entry in sorted(p for p in config.train.iterdir() if p.is_dir() and not p.name.startswith(".")):
-            for f in sorted(p for p in entry.iterdir() if not p.name.startswith(".")):
-                if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES:
-                    labels.append(entry.name)
+        for name, kind, entry in _visible(config.train):
+            if kind != "folder":
+                continue
+            for file_name, file_kind, f in _visible(entry):
+                if file_kind == "file" and location.suffix(file_name) in IMAGE_SUFFIXES:
+                    labels.append(name)
                     self.files["train"].append(f)
         return labels
 
@@ -205,8 +226,6 @@ class ImageParquet(DataSource):
     def decode(self, config, refs, chunk):
         """The images of `refs` (rows of one file, ascending), streamed from the file in record batches:
         never more than a batch of encoded images in memory."""
-        import io
-
         import pyarrow.parquet as pq
 
         if not refs:
@@ -216,7 +235,9 @@ class ImageParquet(DataSource):
         if any(p != path for p, _ in refs) or wanted != sorted(wanted):
             raise ValueError("image_parquet decodes rows of one file in ascending order")
         images, at, first = [], 0, 0
-        batches = pq.ParquetFile(path, pre_buffer=False, buffer_size=1 << 20).iter_batches(
+        where, remote = location.parquet_source(path)
+        source = remote.open_input_file(where) if remote is not None else where  # a bucket's object, streamed
+        batches = pq.ParquetFile(source, pre_buffer=False, buffer_size=1 << 20).iter_batches(
             batch_size=256, columns=[config.image_column])
         for batch in batches:
             cells = batch.column(0)
@@ -244,7 +265,8 @@ def _check_image_column(path, column: str) -> None:
 
     from raytune_ft.data.base import _check_columns
 
-    _check_columns(path, pq.read_schema(path).names, [column])
+    where, remote = location.parquet_source(path)
+    _check_columns(path, pq.read_schema(where, filesystem=remote).names, [column])
 
 
 class TextTableConfig(FileSplitsConfig):

@@ -8,12 +8,12 @@ models and data, `name` for strategies), so a new registry entry is valid in a s
 from __future__ import annotations
 
 import re
-import typing
 from pathlib import Path
 from typing import Annotated, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from raytune_ft.cluster.storage import is_uri
 from raytune_ft.data import DATA_SOURCES
 from raytune_ft.data.base import path_exists
 from raytune_ft.hparams import HParams
@@ -243,17 +243,18 @@ class JobSpec(Strict):
         return plain(self.model_dump(exclude_none=True))  # null = "not set": the default applies
 
     def portable(self) -> dict:
-        """resolved(), with relative paths to files made absolute: the data split files, a weights
+        """resolved(), with relative paths to files made absolute: the data split files (not URIs), a weights
         file, a text model's local folder (a Hugging Face name-or-path). The job.yaml of a run holds
         this, so `resume RUN` means the same from any working directory."""
         out = self.resolved()
 
         def absolute(value):
+            if is_uri(value):
+                return value
             path = Path(value).expanduser()
             return str(path.resolve()) if not path.is_absolute() and path_exists(path) else value
-        for name, field in type(self.data).model_fields.items():
-            if Path in (field.annotation, *typing.get_args(field.annotation)) and name in out["data"]:
-                out["data"][name] = absolute(out["data"][name])
+        for name in self.data.locations():
+            out["data"][name] = absolute(out["data"][name])
         if isinstance(out["model"].get("weights"), str):
             out["model"]["weights"] = absolute(out["model"]["weights"])
         if SOURCES.get(self.model.source).family == "text":

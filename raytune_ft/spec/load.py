@@ -7,19 +7,22 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
+from raytune_ft.cluster.storage import is_uri
 from raytune_ft.data.base import path_exists
 from raytune_ft.errors import SpecError
 from raytune_ft.spec.job import JobSpec
 from raytune_ft.spec.messages import _loc, _message, _section_of_crash
 
 
-def parse_job(data, source: str = "job spec", *, prepared: bool = False) -> JobSpec:
+def parse_job(data, source: str = "job spec", *, prepared: bool = False, on_cluster: bool = False) -> JobSpec:
     """The validated spec. prepared=True (a run folder whose data were prepared, for `resume`): the
-    raw data files are not looked at again, as nothing reads them any more."""
+    raw data files are not looked at again, as nothing reads them any more. on_cluster=True (`submit`):
+    an absolute data path this machine does not have is left to the cluster's pre-flight (it may be on
+    the cluster's shared file system), as a bucket URI always is."""
     if not isinstance(data, dict):
         raise SpecError(source, [("(top level)", "a job spec is a YAML mapping of fields (name, model, data, ...)")])
     try:
-        return JobSpec.model_validate(data, context={"prepared": prepared})
+        return JobSpec.model_validate(data, context={"prepared": prepared, "on_cluster": on_cluster})
     except ValidationError as e:
         problems = []
         for err in e.errors():
@@ -38,7 +41,8 @@ def parse_job(data, source: str = "job spec", *, prepared: bool = False) -> JobS
         raise SpecError(source, [(_section_of_crash(data), f"cannot be checked ({reason}); fix this section")]) from None
 
 
-def load_job(path) -> JobSpec:
+def load_job(path, *, on_cluster: bool = False) -> JobSpec:
+    """The spec in a YAML file (see parse_job for on_cluster)."""
     path = Path(path)
     if not path.is_file():
         raise SpecError(str(path), [("(file)", "no such file: give the path of a job YAML, e.g. jobs/quickstart.yaml")])
@@ -53,7 +57,7 @@ def load_job(path) -> JobSpec:
     if isinstance(data_section, dict):
         for split in ("train", "validation", "test"):
             value = data_section.get(split)
-            if isinstance(value, str) and not Path(value).is_absolute() and not path_exists(Path(value)):
-                if path_exists(path.parent / value):
-                    data_section[split] = str((path.parent / value).resolve())
-    return parse_job(data, str(path))
+            if isinstance(value, str) and not is_uri(value) and not Path(value).is_absolute() \
+                    and not path_exists(Path(value)) and path_exists(path.parent / value):
+                data_section[split] = str((path.parent / value).resolve())
+    return parse_job(data, str(path), on_cluster=on_cluster)

@@ -1,11 +1,22 @@
-"""Before Ray starts: what would fail every trial fails once, here, naming the model or the strategy."""
+"""Before Ray starts: what would fail every trial fails once, here, naming the data field, the model or
+the strategy."""
 from __future__ import annotations
 
 from pathlib import Path
 
-from raytune_ft.errors import InputError
+from raytune_ft.errors import InputError, SpecError
 from raytune_ft.searchable import Sampler
 from raytune_ft.sweep.space import strategy_spaces
+
+
+def check_data(job, source: str) -> None:
+    """Every data file or folder the spec names is there, where the job runs: a path (on a node of the
+    cluster: its disk or shared file system) or an object in a bucket. A SpecError (exit 2) names each
+    field and location that is not, before anything is prepared. Parsing the spec looked at paths
+    already, except under `submit`, which leaves those it does not have to this check on the cluster."""
+    problems = [(f"data.{field}", problem) for field, problem in job.data.location_problems()]
+    if problems:
+        raise SpecError(source, problems)
 
 
 def preflight(job, data_dir: Path) -> None:
