@@ -132,6 +132,17 @@ class LocalCluster:
                              env={**self.env, "RAY_ADDRESS": f"127.0.0.1:{self.gcs_port}"})
         return tuple(json.loads(out.stdout.strip().splitlines()[-1]))
 
+    def package(self, uri: str, dest: Path) -> Path:
+        """A runtime_env package (gcs://_ray_pkg_<hash>.zip, as a job's runtime_env names its working_dir)
+        as the cluster's GCS holds it, written to `dest` (a zip file)."""
+        code = ("import sys, ray; from ray.experimental.internal_kv import _internal_kv_get; "
+                "ray.init(address='auto', logging_level='ERROR'); "
+                "data = _internal_kv_get(sys.argv[1]); open(sys.argv[2], 'wb').write(data)")
+        out = subprocess.run([sys.executable, "-c", code, uri, str(dest)], capture_output=True, text=True,
+                             timeout=180, env={**self.env, "RAY_ADDRESS": f"127.0.0.1:{self.gcs_port}"})
+        assert out.returncode == 0, out.stderr[-2000:]
+        return dest
+
     def listeners(self) -> set[tuple[str, int, str]]:
         """(address, port, process) of every listening socket of every process of this cluster."""
         import psutil

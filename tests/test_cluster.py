@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from raytune_ft.cluster import storage
+from raytune_ft.cluster import ship, storage
 from raytune_ft.cluster.client import submission
 from tests.cluster_fixture import RAY_SINGLETONS, free_port, running_cluster, write_spec
 from tests.conftest import ROOT, vision_spec
@@ -86,27 +86,33 @@ def test_mirror_thread_copies_while_running_and_at_the_end(tmp_path):
 # --------------------------------------------------------------------------- the request sent to the Jobs API
 
 
-def test_submission_ships_the_project_and_the_spec(tmp_path):
-    inside = submission(ROOT / "jobs" / "quickstart.yaml", "r1", "/shared/runs", project=ROOT)
+def test_submission_ships_a_package_of_raytune_ft_and_the_spec(tmp_path):
+    with ship.staged(ROOT / "jobs" / "quickstart.yaml", ROOT) as package:
+        inside = submission(ROOT / "jobs" / "quickstart.yaml", "r1", "/shared/runs", package)
+        # digits and packaged weights: nothing but the package and the spec (not the project's README, tests/, ...)
+        assert {f.split("/")[0] for f in package.files} == {"raytune_ft", "jobs"}
+        assert [f for f in package.files if f.startswith("jobs/")] == ["jobs/quickstart.yaml"]
     assert inside["entrypoint"] == ("python -m raytune_ft.cli run jobs/quickstart.yaml --address auto "
                                     "--run-dir /shared/runs/r1")
     env = inside["runtime_env"]
-    assert env["working_dir"] == str(ROOT) and {".venv/", ".git/", "runs/"} <= set(env["excludes"])
+    assert env["working_dir"] == str(package.folder) and set(env) == {"working_dir", "env_vars"}
     assert env["env_vars"]["RAY_USAGE_STATS_ENABLED"] == "0" and storage.URI_ENV not in env["env_vars"]
 
     spec = tmp_path / "job.yaml"
-    spec.write_text("name: x\n")
-    outside = submission(spec, "r2", "s3://bucket/runs", project=ROOT)
+    spec.write_text((ROOT / "jobs" / "quickstart.yaml").read_text())
+    with ship.staged(spec, ROOT) as package:
+        outside = submission(spec, "r2", "s3://bucket/runs", package)
     assert outside["entrypoint"] == ("python -m raytune_ft.cluster.entry --run-dir /tmp/raytune_ft_runs/r2 "
                                      "--storage-uri s3://bucket/runs/r2")
     env = outside["runtime_env"]["env_vars"]
-    assert env["RAYTUNE_FT_SPEC_YAML"] == "name: x\n"
+    assert env["RAYTUNE_FT_SPEC_YAML"] == spec.read_text()
     assert env[storage.URI_ENV] == "s3://bucket/runs/r2" and env[storage.LOCAL_ENV] == "/tmp/raytune_ft_runs/r2"
 
 
-def _cli(*args, env=None, timeout=120):
+def _cli(*args, env=None, timeout=120, cwd=ROOT):
+    pythonpath = os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])  # from any cwd
     return subprocess.run([sys.executable, "-m", "raytune_ft.cli", *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=ROOT, env={**os.environ, **(env or {})})
+                          timeout=timeout, cwd=cwd, env={**os.environ, "PYTHONPATH": pythonpath, **(env or {})})
 
 
 def test_cluster_commands_refuse_bad_input_with_exit_2(tmp_path, resnet_weights):
@@ -230,6 +236,95 @@ def test_submitted_job_runs_trials_on_both_nodes(ray_cluster, resnet_weights, tm
 
     out = _cli("status", run_id, env={"RAYTUNE_FT_HOME": os.environ["RAYTUNE_FT_HOME"], "RAY_ADDRESS": ""})
     assert out.returncode == 0 and "SUCCEEDED" in out.stdout
+
+
+def _image_folder(root: Path, per_class: int) -> None:
+    from PIL import Image
+
+    for label, color in (("cat", (200, 40, 40)), ("dog", (40, 40, 200))):
+        (root / label).mkdir(parents=True)
+        for i in range(per_class):
+            Image.new("RGB", (16, 16), tuple(c + 5 * i for c in color)).save(root / label / f"{i}.png")
+
+
+@pytest.mark.ray
+def test_submit_ships_the_job_and_never_a_credential(ray_cluster, resnet_weights, tmp_path):
+    """Issue 13 §3: credentials planted in the project and in the data folder the spec names are in
+    neither the package the cluster's GCS holds nor the nodes' unpacked copies of it; the job runs."""
+    import uuid
+    import zipfile
+
+    from raytune_ft.cluster import client as cluster
+    from raytune_ft.results.tables import read_table
+
+    project = tmp_path / "project"
+    _image_folder(project / "data" / "train", 8)
+    _image_folder(project / "data" / "validation", 4)
+    (project / "notes.txt").write_text("not named by the spec")
+    planted = [".env", ".aws/credentials", ".ray/auth_token", "id_rsa", "service-account.json",
+               "data/train/.env", "data/train/cat/service-account.json"]  # the last: no image, the job would fail
+    markers = {}
+    for rel in planted:
+        markers[rel] = f"SECRET-{uuid.uuid4().hex}"
+        (project / rel).parent.mkdir(parents=True, exist_ok=True)
+        (project / rel).write_text(markers[rel])
+    # the weights by their absolute path, as every node here sees it: a relative model path reaches the
+    # Train workers as it is, and they run in their own folder (Ray Train's working-directory callback)
+    spec = vision_spec(resnet_weights, name="ship", strategies=[{"name": "feature_extraction"}],
+                       data={"source": "image_folder", "train": "data/train", "validation": "data/validation"},
+                       training={"epochs": 1})
+    spec["search"] = {"num_samples": 1, "scheduler": {"name": "none"}, "hparams": {"lr": 1e-3, "batch_size": 8}}
+    spec["resources"] = {"workers_per_trial": 1, "cpus_per_worker": 1}
+    (project / "jobs").mkdir()
+    (project / "jobs" / "ship.yaml").write_text(yaml.safe_dump(spec))
+
+    shared = tmp_path / "shared"
+    home = {"RAYTUNE_FT_HOME": os.environ["RAYTUNE_FT_HOME"], "RAY_ADDRESS": ""}
+    out = _cli("submit", "jobs/ship.yaml", "--address", ray_cluster.address, "--storage", str(shared),
+               env=home, cwd=project, timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    run_id = out.stdout.split()[0]
+    assert "not shipped (looks like a credential): data/train/.env" in out.stderr, out.stderr
+    assert "not shipped (looks like a credential): data/train/cat/service-account.json" in out.stderr
+
+    # the package as the cluster holds it (read now: the GCS may drop it once the job has ended)
+    uri = cluster.client(ray_cluster.address).get_job_info(run_id).runtime_env["working_dir"]
+    assert uri.startswith("gcs://_ray_pkg_"), uri
+    with zipfile.ZipFile(ray_cluster.package(uri, tmp_path / "package.zip")) as zf:
+        names = {n for n in zf.namelist() if not n.endswith("/")}
+        contents = b"".join(zf.read(n) for n in names)
+    print("shipped:", len(names), "files;", *sorted(n for n in names if not n.startswith("raytune_ft/")))
+    assert {"jobs/ship.yaml", "data/train/cat/0.png", "data/validation/dog/3.png", "raytune_ft/cli/__init__.py",
+            "raytune_ft/cluster/entry.py"} <= names
+    assert {n.split("/")[0] for n in names} == {"raytune_ft", "jobs", "data"}  # not notes.txt
+    planted_names = {part for rel in planted for part in rel.split("/")} - {"data", "train", "cat"}
+    assert not [n for n in names if planted_names & set(n.split("/"))], planted_names
+    assert not [rel for rel, marker in markers.items() if marker.encode() in contents]
+
+    final = cluster.wait(run_id, timeout_s=900, poll_s=3)
+    log = []
+    cluster.logs(run_id, out=log.append)
+    (tmp_path / "job.log").write_text("".join(log))
+    assert final["status"] == "SUCCEEDED", f"{final['message'][:300]}\nfull log: {tmp_path / 'job.log'}"
+    trials = read_table(shared / run_id / "trials.parquet")
+    assert [t["status"] for t in trials] == ["completed"], [t["error"] for t in trials]
+
+    # the nodes' unpacked copies: the head's (it ran the driver) is there, and no node holds a secret
+    unpacked, leaked = [], []
+    for node in ray_cluster.temp_dirs:
+        for folder, _, files in os.walk(node):
+            if "runtime_resources" not in Path(folder).parts:
+                continue
+            for name in files:
+                path = Path(folder, name)
+                unpacked.append(path)
+                try:
+                    data = path.read_bytes() if path.is_file() else b""
+                except OSError:  # a socket, a file removed meanwhile
+                    data = b""
+                leaked += [(str(path), rel) for rel, marker in markers.items() if marker.encode() in data]
+    assert any(p.as_posix().endswith("/jobs/ship.yaml") and ray_cluster.temp_dirs[0] in p.parents for p in unpacked)
+    assert not leaked, leaked
 
 
 @pytest.mark.ray

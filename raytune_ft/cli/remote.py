@@ -21,7 +21,9 @@ def submit(
     storage: Annotated[Optional[str], typer.Option(help="where run folders go: a path every node sees, or "
                                                        "s3:// gs:// file:// (default RAYTUNE_FT_STORAGE)")] = None,
     run_id: Annotated[Optional[str], typer.Option(help="default: <name>-<time>-<4 hex>")] = None,
-    project: Annotated[Optional[Path], typer.Option(help="folder shipped as the job's working dir")] = None,
+    project: Annotated[Optional[Path], typer.Option(
+        help="the folder relative paths in the spec start from (default: the current one). Only raytune_ft, "
+             "the spec and the local files it names are shipped, never credentials")] = None,
 ):
     """Submit the sweep to a running Ray cluster (Ray Jobs API) and print its run id at once. The spec is
     checked here; data in a bucket, or on a path only the cluster has, is checked there, before any trial."""

@@ -3,9 +3,10 @@
     run_id = submit("jobs/x.yaml", "http://127.0.0.1:8265", storage="/shared/runs")   # returns at once
     status(run_id); logs(run_id, follow=True); stop(run_id); fetch(run_id, "runs/x")
 
-The job's working directory is the project (the current folder; big or private folders excluded), so
-the cluster runs this checkout's `raytune_ft` with the dependencies installed on its nodes. The
-driver is the same as `raytune-ft run`, started on the head by the Jobs API with
+The job's working directory is a package built for the run (cluster/ship.py): this process's
+`raytune_ft` source, the spec and the local files it names, never the rest of the project (its .env,
+keys, credentials); the cluster runs it with the dependencies installed on its nodes. The driver is
+the same as `raytune-ft run`, started on the head by the Jobs API with
 `--address auto --run-dir <storage>/<run_id>`. The run id is the Ray submission id; the address and
 storage of each run are remembered in ~/.raytune_ft/runs.json (RAYTUNE_FT_HOME moves it).
 
@@ -21,18 +22,16 @@ import json
 import os
 import secrets
 import shlex
+import sys
 import time
 from pathlib import Path
-from typing import Callable, Iterable, Optional
+from typing import Callable, Optional
 
+from raytune_ft.cluster import ship
 from raytune_ft.cluster import storage as st
 from raytune_ft.errors import ClusterError
 from raytune_ft.files import write_text
 
-# Never shipped to the cluster: environments, VCS data, run folders, caches. Ray also honours the
-# project's .gitignore. Gitignore-style patterns, relative to the project folder.
-DEFAULT_EXCLUDES = [".venv/", "venv/", ".git/", "runs/", "**/__pycache__/", ".pytest_cache/",
-                    ".hypothesis/", "*.egg-info/", "build/", "dist/", "**/*.pt", "**/*.safetensors"]
 SPEC_ENV = "RAYTUNE_FT_SPEC_YAML"  # the spec's text, when the spec file is outside the project
 TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
 # The head keeps a URI run's folder here (each node writes its own trials' checkpoints at the same path).
@@ -130,10 +129,9 @@ def run_location(storage: str, run_id: str) -> str:
     return st.join(storage, run_id)
 
 
-def submission(spec_path, run_id: str, storage: str, project=None, excludes: Iterable[str] = (),
-               env: Optional[dict] = None) -> dict:
-    """The Jobs API request for a run (entrypoint, runtime_env, metadata), without sending it."""
-    spec_path, project = Path(spec_path).resolve(), Path(project or Path.cwd()).resolve()
+def submission(spec_path, run_id: str, storage: str, package: ship.Package, env: Optional[dict] = None) -> dict:
+    """The Jobs API request for a run (entrypoint, runtime_env, metadata), without sending it; its
+    working_dir is `package` (ship.staged), which must live until the request is sent."""
     env_vars = {"RAY_USAGE_STATS_ENABLED": "0", "PYTHONUNBUFFERED": "1",
                 # GPU workers autoscale from zero: a trial's worker group may wait minutes for a node
                 "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S": "900", **(env or {})}
@@ -142,11 +140,9 @@ def submission(spec_path, run_id: str, storage: str, project=None, excludes: Ite
         env_vars.update({st.URI_ENV: run_location(storage, run_id), st.LOCAL_ENV: run_dir})
     else:
         run_dir = str(Path(storage) / run_id) if Path(storage).is_absolute() else str(Path(storage, run_id))
-    try:
-        spec_arg = spec_path.relative_to(project).as_posix()
-    except ValueError:  # outside the project: its text travels in the job's environment
-        env_vars[SPEC_ENV] = spec_path.read_text(encoding="utf-8")
-        spec_arg = None
+    spec_arg = package.spec
+    if spec_arg is None:  # outside the project: its text travels in the job's environment
+        env_vars[SPEC_ENV] = Path(spec_path).read_text(encoding="utf-8")
     if spec_arg is not None and not st.is_uri(storage):
         entrypoint = ["python", "-m", "raytune_ft.cli", "run", spec_arg, "--address", "auto", "--run-dir", run_dir]
     else:
@@ -155,17 +151,18 @@ def submission(spec_path, run_id: str, storage: str, project=None, excludes: Ite
         entrypoint += ["--storage-uri", env_vars[st.URI_ENV]] if st.is_uri(storage) else []
     return {
         "entrypoint": shlex.join(entrypoint),
-        "runtime_env": {"working_dir": str(project), "excludes": [*DEFAULT_EXCLUDES, *excludes],
-                        "env_vars": env_vars},
+        "runtime_env": {"working_dir": str(package.folder), "env_vars": env_vars},
         "metadata": {"raytune_ft_run": run_id, "storage": storage, "run_dir": run_dir},
     }
 
 
 def submit(spec_path, address: str, run_id: Optional[str] = None, storage: Optional[str] = None,
-           project=None, excludes: Iterable[str] = (), env: Optional[dict] = None) -> str:
-    """Validate the spec here, ship the project and the spec, start the driver on the cluster; return
-    the run id at once. `storage`: a folder every node sees, or s3:// / gs:// / file:// (default
-    RAYTUNE_FT_STORAGE). A head that has just started, not yet taking jobs, is waited for (SUBMIT_WAIT_S)."""
+           project=None, env: Optional[dict] = None) -> str:
+    """Validate the spec here, ship the package (raytune_ft, the spec, the local files it names: see
+    cluster/ship.py), start the driver on the cluster; return the run id at once. `project`: the folder
+    relative paths start from (default: the current one). `storage`: a folder every node sees, or
+    s3:// / gs:// / file:// (default RAYTUNE_FT_STORAGE). A head that has just started, not yet taking
+    jobs, is waited for (SUBMIT_WAIT_S)."""
     from raytune_ft.spec import load_job
 
     # SpecError: every problem, before anything is sent; data only the cluster has is checked there
@@ -175,8 +172,11 @@ def submit(spec_path, address: str, run_id: Optional[str] = None, storage: Optio
         raise ClusterError("where should the run folder go? give --storage: a path every node sees "
                            "(e.g. /mnt/shared/runs) or s3://bucket/runs, gs://bucket/runs")
     run_id = run_id or new_run_id(job.name)
-    request = submission(spec_path, run_id, storage, project, excludes, env)
-    _submit_job(client(address), run_id, request)
+    with ship.staged(spec_path, project, job) as package:  # the Jobs API uploads it in submit_job
+        for path in package.left_out:
+            print(f"not shipped (looks like a credential): {path}", file=sys.stderr)
+        request = submission(spec_path, run_id, storage, package, env)
+        _submit_job(client(address), run_id, request)
     _remember(run_id, address=address, storage=storage, run_dir=request["metadata"]["run_dir"],
               submitted=time.strftime("%Y-%m-%d %H:%M:%S"))
     return run_id

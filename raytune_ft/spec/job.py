@@ -8,6 +8,7 @@ models and data, `name` for strategies), so a new registry entry is valid in a s
 from __future__ import annotations
 
 import re
+import typing
 from pathlib import Path
 from typing import Annotated, Literal, Optional, Union
 
@@ -242,10 +243,17 @@ class JobSpec(Strict):
             return x
         return plain(self.model_dump(exclude_none=True))  # null = "not set": the default applies
 
+    def file_fields(self) -> list[tuple[str, str]]:
+        """(section, key) of every field that may name a local file or folder: the data split files,
+        the model's weights, a text model's name-or-path (a Hugging Face name, or a local folder)."""
+        fields = [("data", name) for name, field in type(self.data).model_fields.items()
+                  if Path in (field.annotation, *typing.get_args(field.annotation))]
+        fields.append(("model", "name" if SOURCES.get(self.model.source).family == "text" else "weights"))
+        return fields
+
     def portable(self) -> dict:
-        """resolved(), with relative paths to files made absolute: the data split files (not URIs), a weights
-        file, a text model's local folder (a Hugging Face name-or-path). The job.yaml of a run holds
-        this, so `resume RUN` means the same from any working directory."""
+        """resolved(), with relative paths to files made absolute (see file_fields). The job.yaml of
+        a run holds this, so `resume RUN` means the same from any working directory."""
         out = self.resolved()
 
         def absolute(value):
@@ -253,10 +261,7 @@ class JobSpec(Strict):
                 return value
             path = Path(value).expanduser()
             return str(path.resolve()) if not path.is_absolute() and path_exists(path) else value
-        for name in self.data.locations():
-            out["data"][name] = absolute(out["data"][name])
-        if isinstance(out["model"].get("weights"), str):
-            out["model"]["weights"] = absolute(out["model"]["weights"])
-        if SOURCES.get(self.model.source).family == "text":
-            out["model"]["name"] = absolute(out["model"]["name"])
+        for section, key in self.file_fields():
+            if isinstance(out[section].get(key), str):
+                out[section][key] = absolute(out[section][key])
         return out
