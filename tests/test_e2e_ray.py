@@ -4,6 +4,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import yaml
@@ -193,11 +194,16 @@ def test_every_strategy_on_local_ray(tiny_bert, text_csvs, tmp_path, ray_session
     assert fractions["full"] == 1.0 and fractions["feature_extraction"] < fractions["lora"] < 1.0
 
 
-def test_two_workers_per_trial(tiny_bert, text_csvs, tmp_path, ray_session):
-    """Data-parallel trial (2 Train workers, DDP over gloo) with gradual unfreezing."""
+def test_two_workers_per_trial(tiny_bert, text_csvs, tmp_path, ray_session, monkeypatch):
+    """Data-parallel trial (2 Train workers, DDP over gloo) with gradual unfreezing; the model given by a
+    path relative to the folder the job runs in, which every worker finds (Ray moves none of them)."""
+    import shutil
+
     from raytune_ft.sweep.run import run_sweep
 
-    spec = text_spec(tiny_bert, text_csvs, training={"epochs": 2},
+    shutil.copytree(tiny_bert, tmp_path / "model")
+    monkeypatch.chdir(tmp_path)
+    spec = text_spec(Path("model"), text_csvs, training={"epochs": 2},
                      resources={"workers_per_trial": 2, "cpus_per_worker": 1})
     spec["strategies"] = [{"name": "gradual_unfreeze"}]
     spec["search"] = {"num_samples": 1, "scheduler": {"name": "none"}, "metric": "val_loss",

@@ -134,7 +134,7 @@ def submission(spec_path, run_id: str, storage: str, package: ship.Package, env:
     working_dir is `package` (ship.staged), which must live until the request is sent."""
     env_vars = {"RAY_USAGE_STATS_ENABLED": "0", "PYTHONUNBUFFERED": "1",
                 # GPU workers autoscale from zero: a trial's worker group may wait minutes for a node
-                "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S": "900", **(env or {})}
+                "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S": "900", "RAY_CHDIR_TO_TRIAL_DIR": "0", **(env or {})}
     if st.is_uri(storage):
         run_dir = f"{LOCAL_RUNS_ON_HEAD}/{run_id}"
         env_vars.update({st.URI_ENV: run_location(storage, run_id), st.LOCAL_ENV: run_dir})
