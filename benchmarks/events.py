@@ -65,7 +65,7 @@ def report(trial, rng: random.Random) -> dict:
             "val_f1": acc - 0.01, "trainable_params": 4_000_000, "total_params": 4_600_000, "samples_per_sec": 310.5,
             "train_seconds": 4.2, "first_step_s": 1.3, "peak_memory_mb": 812.0, "lr": 1e-3, "resumes": 0,
             "eval_seconds": 0.4, "checkpoint_seconds": 0.2, "data_load_s": 0.1, "world_size": 1,
-            "distributed_type": "NO", "node_id": "8c1f0e" * 9, "pg_id": "a7d2" * 7,
+            "distributed_type": "NO", "node_id": "8c1f0e" * 9, "pg_id": "a7d2" * 9,
             "checkpoint_path": f"/runs/bench/ray/train-{trial.trial_id}/checkpoint_2026-11-24_13-00-{e:02d}.000000",
             "lr_scales": [1.0, 0.5, 0.25], "training_iteration": e, "time_total_s": 5.0 * e}
 
