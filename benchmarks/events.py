@@ -6,8 +6,8 @@ Drives the real `SweepCallback` (records, progress lines, sweep_state.json, the 
 real per-strategy ASHA schedulers (sweep/schedulers.py) with synthetic trials, as Tune's controller
 would: `--concurrency` trials at a time, one reported epoch per step in turn, a trial ending at the
 last epoch, when ASHA stops it, or (1 in 50) with an error; a new trial starts when one ends; the
-callback's `on_step_end` after every step; at the end what `run_sweep` does when a stage ends. Nothing
-trains: every second measured is the driver's own bookkeeping, the part that grew with the sweep.
+callback's `on_step_end` after every step; at the end what `run_sweep` does when a stage ends
+(`compact`). Nothing trains: every second measured is the driver's own bookkeeping, the part that grew with the sweep.
 
 An event is one Tune callback call (a trial started, an epoch reported, a trial ended); its cost is the
 driver's time for it (callback + scheduler, and the `on_step_end` that follows it). Both sizes run in
@@ -129,8 +129,7 @@ def sweep(trials: int, epochs: int, concurrency: int, work: Path) -> dict:
     sweep_s = time.perf_counter() - t_sweep
     t = time.perf_counter()
     cb.on_experiment_end(all_trials)
-    cb.save_state()  # what run_sweep does when a stage ends
-    cb.write_tables()
+    cb.compact()  # what run_sweep does when a stage ends
     end_s = time.perf_counter() - t
     return {"trials": trials, "events": len(costs), "sweep_s": sweep_s, "mean_ms": 1000 * statistics.fmean(costs),
             "p50_ms": 1000 * statistics.median(costs), "p99_ms": 1000 * quantile(costs, 0.99),
@@ -181,7 +180,8 @@ def main() -> None:
              f"Code at commit {commit}; {args.concurrency} trials at a time, per-strategy ASHA over "
              f"{len(STRATEGIES)} strategies; {os.cpu_count()} cores. An event: one Tune callback call (trial "
              "started / epoch reported / trial ended) with its scheduler call and the step's on_step_end. "
-             "End of stage: on_experiment_end + save_state + write_tables, as run_sweep does.", "",
+             "End of stage: on_experiment_end + what run_sweep then calls (compact; before the event log: "
+             "save_state + write_tables).", "",
              "| trials | epochs reported | events | sweep s | mean ms / event | p50 ms | p99 ms | max ms | "
              "end of stage s | peak RSS MB | load avg before / after |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
