@@ -7,7 +7,8 @@ real per-strategy ASHA schedulers (sweep/schedulers.py) with synthetic trials, a
 would: `--concurrency` trials at a time, one reported epoch per step in turn, a trial ending at the
 last epoch, when ASHA stops it, or (1 in 50) with an error; a new trial starts when one ends; the
 callback's `on_step_end` after every step; at the end what `run_sweep` does when a stage ends
-(`compact`). Nothing trains: every second measured is the driver's own bookkeeping, the part that grew with the sweep.
+(`compact`). Nothing trains and no Ray runs (no placement group to free): every second measured is
+the driver's own bookkeeping, the part that grew with the sweep.
 
 An event is one Tune callback call (a trial started, an epoch reported, a trial ended); its cost is the
 driver's time for it (callback + scheduler, and the `on_step_end` that follows it). Both sizes run in
@@ -29,6 +30,8 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from _bench import ROOT, publish  # noqa: E402  (puts the repository on sys.path)
+
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 STRATEGIES = ("full", "feature_extraction", "lora", "partial")
 
@@ -65,7 +68,7 @@ def report(trial, rng: random.Random) -> dict:
             "val_f1": acc - 0.01, "trainable_params": 4_000_000, "total_params": 4_600_000, "samples_per_sec": 310.5,
             "train_seconds": 4.2, "first_step_s": 1.3, "peak_memory_mb": 812.0, "lr": 1e-3, "resumes": 0,
             "eval_seconds": 0.4, "checkpoint_seconds": 0.2, "data_load_s": 0.1, "world_size": 1,
-            "distributed_type": "NO", "node_id": "8c1f0e" * 9, "pg_id": "a7d2" * 9,
+            "distributed_type": "NO", "node_id": "8c1f0e" * 9, "pg_id": "",  # no Ray here: no placement group to free
             "checkpoint_path": f"/runs/bench/ray/train-{trial.trial_id}/checkpoint_2026-11-24_13-00-{e:02d}.000000",
             "lr_scales": [1.0, 0.5, 0.25], "training_iteration": e, "time_total_s": 5.0 * e}
 
