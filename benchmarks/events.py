@@ -13,7 +13,8 @@ the driver's own bookkeeping, the part that grew with the sweep.
 An event is one Tune callback call (a trial started, an epoch reported, a trial ended); its cost is the
 driver's time for it (callback + scheduler, and the `on_step_end` that follows it). Both sizes run in
 one process, after a small warm-up sweep, so their ratio is not a comparison across processes.
-Memory: the process's peak resident set during each size's sweep (Linux VmHWM, reset before each).
+Memory: the process's resident set before each size's sweep (imports included) and its peak during it
+(Linux VmHWM, reset before each).
 Prints a table, writes it to benchmarks/results/events.md, and ends with `per-event ratio: X` (mean
 cost per event at the largest size / at the smallest).
 """
@@ -89,14 +90,14 @@ def sweep(trials: int, epochs: int, concurrency: int, work: Path) -> dict:
     layout.root.mkdir(parents=True)
     error_file = work / "error.txt"
     error_file.write_text("Traceback ...\nValueError: a synthetic failure\n")
-    lines = [0]
-    cb = SweepCallback(job, layout, lambda line: lines.__setitem__(0, lines[0] + 1), concurrency=concurrency,
+    cb = SweepCallback(job, layout, lambda line: None, concurrency=concurrency,
                        on_update=lambda snap: None, train_size=1258, total=trials)
     scheduler = make_scheduler(job)
     pending = [make_trial(i, rng, error_file) for i in range(trials)]
     pending.reverse()
     running, all_trials, costs, step = [], [], [], 0
     load_before = os.getloadavg()
+    rss_before = rss_mb()
     reset_peak_rss()
     t_sweep = time.perf_counter()
     while pending or running:
@@ -136,9 +137,8 @@ def sweep(trials: int, epochs: int, concurrency: int, work: Path) -> dict:
     end_s = time.perf_counter() - t
     return {"trials": trials, "events": len(costs), "sweep_s": sweep_s, "mean_ms": 1000 * statistics.fmean(costs),
             "p50_ms": 1000 * statistics.median(costs), "p99_ms": 1000 * quantile(costs, 0.99),
-            "max_ms": 1000 * max(costs), "end_s": end_s, "peak_mb": peak_rss_mb(), "lines": lines[0],
-            "load": (load_before[0], os.getloadavg()[0]),
-            "epochs_run": sum(t.epoch for t in all_trials)}
+            "max_ms": 1000 * max(costs), "end_s": end_s, "rss_mb": (rss_before, rss_mb("VmHWM")),
+            "load": (load_before[0], os.getloadavg()[0]), "epochs_run": sum(t.epoch for t in all_trials)}
 
 
 def quantile(values: list[float], q: float) -> float:
@@ -154,13 +154,12 @@ def reset_peak_rss() -> None:
         pass
 
 
-def peak_rss_mb() -> float:
+def rss_mb(field: str = "VmRSS") -> float:
+    """The resident set now (VmRSS) or its peak (VmHWM), from /proc/self/status."""
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(field + ":"):
             return int(line.split()[1]) / 1024
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return float("nan")
 
 
 def main() -> None:
@@ -186,12 +185,12 @@ def main() -> None:
              "End of stage: on_experiment_end + what run_sweep then calls (compact; before the event log: "
              "save_state + write_tables).", "",
              "| trials | epochs reported | events | sweep s | mean ms / event | p50 ms | p99 ms | max ms | "
-             "end of stage s | peak RSS MB | load avg before / after |",
+             "end of stage s | RSS MB at start / peak | load avg before / after |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in runs:
         lines.append(f"| {r['trials']} | {r['epochs_run']} | {r['events']} | {r['sweep_s']:.1f} | {r['mean_ms']:.3f} | "
                      f"{r['p50_ms']:.3f} | {r['p99_ms']:.2f} | {r['max_ms']:.0f} | {r['end_s']:.2f} | "
-                     f"{r['peak_mb']:.0f} | {r['load'][0]:.2f} / {r['load'][1]:.2f} |")
+                     f"{r['rss_mb'][0]:.0f} / {r['rss_mb'][1]:.0f} | {r['load'][0]:.2f} / {r['load'][1]:.2f} |")
     lines += ["", f"- mean cost per event at {large['trials']} trials / at {small['trials']}: **{ratio:.2f}x** "
               "(target <= 2)"]
     publish(lines, "events")

@@ -61,10 +61,10 @@ class Tally:
             self.ended_seconds += rec.wall_seconds()
 
     def scored(self, rec, metrics: dict) -> None:
-        name = rec.strategy["name"]
+        name, value = rec.strategy["name"], metrics.get(self.metric)
         score, seen = self.best[name]
-        if better(metrics[self.metric], score, self.mode):
-            self.best[name] = (metrics[self.metric], seen)
+        if value is not None and better(value, score, self.mode):
+            self.best[name] = (value, seen)
 
     def end(self, tid: str, rec) -> None:
         del self.running[tid]
