@@ -4,7 +4,8 @@
       job.yaml              the resolved spec (absolute data paths: resume works from anywhere)
       data/                 the prepared splits (meta.json + tensors), made once per job
       trials.parquet        one row per trial            strategies.parquet   one row per strategy (x train size)
-      epochs.parquet        one row per reported epoch   sweep_state.json     the sweep's records
+      epochs.parquet        one row per reported epoch   sweep_events.jsonl   the sweep's event log (appended)
+      sweep_state.json      the sweep's records: a compaction of the event log, as trial drivers read it
       comparisons.parquet   one row per ordered pair of strategies (the confirm stage's test scores)
       budget_curves.parquet expected best score after n trials / c seconds, per strategy, with a band
       data_size.parquet     score against train size per strategy        provenance.json  what made the run
@@ -72,6 +73,11 @@ class RunLayout:
     @property
     def sweep_state(self) -> Path:
         return self.root / "sweep_state.json"
+
+    @property
+    def sweep_events(self) -> Path:
+        """The sweep's event log, one JSON line per trial event (sweep/records.py)."""
+        return self.root / "sweep_events.jsonl"
 
     @property
     def ray(self) -> Path:

@@ -165,6 +165,7 @@ def test_tables_record_each_trials_seed_and_patience_stops(resnet_weights, tmp_p
                 result["stop_reason"] = reason  # the worker's mark on its last report
             cb.on_trial_result(0, [], trial, result)
         cb.on_trial_complete(0, [], trial)
+    cb.compact()  # as run_sweep does when the stage ends
     rows = {r["trial_id"]: r for r in read_table(tmp_path / "trials.parquet")}
     assert {t: (r["status"], r["seed"]) for t, r in rows.items()} == {
         "a": ("completed", 11), "b": ("stopped_early", 22), "c": ("stopped_patience", 33)}
@@ -251,7 +252,8 @@ def test_the_callback_hands_its_records_to_tune_and_takes_them_back(resnet_weigh
     newer = TrialRecord(strategy={"name": "full"}, seed=7, history=[{"epoch": 1}, {"epoch": 2}])
     restored = SweepCallback(job, RunLayout(tmp_path), lambda line: None, records={"a": newer})
     restored.set_state(state)
-    assert restored.records["a"] is newer  # what sweep_state.json had wins
+    assert restored.records["a"] is newer  # what the event log had wins
+    (tmp_path / "other").mkdir()
     fresh = SweepCallback(job, RunLayout(tmp_path / "other"), lambda line: None)
     fresh.set_state(state)
     assert fresh.records["a"].seed == 7

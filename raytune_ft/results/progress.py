@@ -29,32 +29,71 @@ class Snapshot:
     strategies: list = field(default_factory=list)
 
 
+class Tally:
+    """What a snapshot counts, kept up to date event by event: the callback calls `add` for each trial,
+    `scored` for each epoch it reports and `end` when it ends, each at a cost that does not grow with the
+    sweep, and `snapshot` costs what the running trials do."""
+
+    def __init__(self, metric: str, mode: str):
+        self.metric, self.mode = metric, mode
+        self.counts = {s: 0 for s in ("running", *STATUSES)}
+        self.best: dict = {}  # strategy -> (best score so far, trials seen)
+        self.running: dict = {}  # trial id -> its record
+        self.ended_seconds = 0.0  # the ended trials' wall seconds, summed
+
+    @classmethod
+    def of(cls, records: dict, metric: str, mode: str) -> "Tally":
+        tally = cls(metric, mode)
+        for tid, rec in records.items():
+            tally.add(tid, rec)
+        return tally
+
+    def add(self, tid: str, rec) -> None:
+        self.counts[rec.status] += 1
+        name = rec.strategy["name"]
+        score, seen = self.best.get(name, (None, 0))
+        self.best[name] = (score, seen + 1)
+        for m in rec.history:
+            self.scored(rec, m)
+        if rec.status == "running":
+            self.running[tid] = rec
+        else:
+            self.ended_seconds += rec.wall_seconds()
+
+    def scored(self, rec, metrics: dict) -> None:
+        name, value = rec.strategy["name"], metrics.get(self.metric)
+        score, seen = self.best[name]
+        if value is not None and better(value, score, self.mode):
+            self.best[name] = (value, seen)
+
+    def end(self, tid: str, rec) -> None:
+        del self.running[tid]
+        self.counts["running"] -= 1
+        self.counts[rec.status] += 1
+        self.ended_seconds += rec.wall_seconds()
+
+    def snapshot(self, *, t0: float, total: Optional[int], concurrency: int, epochs: int,
+                 now: Optional[float] = None) -> Snapshot:
+        now = time.monotonic() if now is None else now
+        running = [(tid, rec.strategy["name"], len(rec.history), rec.wall_seconds(now))
+                   for tid, rec in self.running.items()]
+        ended = sum(self.counts[s] for s in STATUSES)
+        eta = None
+        if ended and total:
+            mean = self.ended_seconds / ended
+            pending = max(0, total - ended - len(running))
+            work = sum(max(0.0, mean - r[3]) for r in running) + pending * mean
+            eta = work / max(1, concurrency)
+        return Snapshot(elapsed=now - t0, total=total, concurrency=concurrency, counts=dict(self.counts),
+                        best=dict(self.best), running=running, eta=eta, metric=self.metric, mode=self.mode,
+                        epochs=epochs)
+
+
 def snapshot(records: dict, *, t0: float, total: Optional[int], concurrency: int, metric: str, mode: str,
              epochs: int, now: Optional[float] = None) -> Snapshot:
     """Counts, best score per strategy and an estimate of the time left, from the sweep's records."""
-    now = time.monotonic() if now is None else now
-    counts = {s: 0 for s in ("running", *STATUSES)}
-    best, running, durations = {}, [], []
-    for tid, rec in records.items():
-        counts[rec.status] += 1
-        name = rec.strategy["name"]
-        score, seen = best.get(name, (None, 0))
-        for m in rec.history:
-            if better(m[metric], score, mode):
-                score = m[metric]
-        best[name] = (score, seen + 1)
-        if rec.status == "running":
-            running.append((tid, name, len(rec.history), rec.wall_seconds(now)))
-        else:
-            durations.append(rec.wall_seconds(now))
-    eta = None
-    if durations and total:
-        mean = sum(durations) / len(durations)
-        pending = max(0, total - len(records))
-        work = sum(max(0.0, mean - r[3]) for r in running) + pending * mean
-        eta = work / max(1, concurrency)
-    return Snapshot(elapsed=now - t0, total=total, concurrency=concurrency, counts=counts, best=best,
-                    running=running, eta=eta, metric=metric, mode=mode, epochs=epochs)
+    return Tally.of(records, metric, mode).snapshot(t0=t0, total=total, concurrency=concurrency, epochs=epochs,
+                                                    now=now)
 
 
 def _clock(seconds: Optional[float]) -> str:

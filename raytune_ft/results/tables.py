@@ -1,7 +1,8 @@
 """The run's tables: `trials.parquet` (one row per trial), `strategies.parquet` (one per strategy) and
 `epochs.parquet` (one row per reported epoch of every trial, running ones included: the curves).
 
-Both are rewritten atomically (write a temporary file, then rename) every time a trial ends, so a
+They are rewritten whole and atomically (write a temporary file, then rename) while the sweep runs (soon
+after a trial ends, every ~10 s while epochs are reported: sweep/callback.py) and at the end of each stage, so a
 crash at any moment leaves readable tables of what was done. The columns are listed in README.md.
 """
 from __future__ import annotations

@@ -1,13 +1,23 @@
 """The sweep's Tune callback: every trial's record, the progress lines, the tables, and freeing what a
 stopped trial held.
 
-Its records are saved to `sweep_state.json` at every event (trial drivers read it on a resume, and
-it is newer than anything Tune saved), and handed to Tune as the callback's state (`get_state`),
-which Tune saves with its experiment and gives back on restore (`set_state`).
+Each event (a trial started, an epoch reported, a trial ended) is appended to the run's event log
+(sweep/records.py) and counted in the progress tally: the driver's cost per event does not grow with
+the number of trials. What is rewritten whole, `sweep_state.json` (what trial drivers read on a
+resume) and the Parquet tables (what `raytune-ft table`, the report and a storage mirror read while
+the sweep runs), is written from the records in `on_step_end`, which Tune calls at least every 0.1 s:
+soon after a trial ends, at most `WRITE_EVERY_S` after an epoch, and never more often than every
+`WRITE_SPACING` times the last write's seconds, so writing them takes at most ~5 % of the driver's time
+(Tune's own rule for its experiment state). `compact` writes them all, the log included, at the end of
+each stage and on resume.
+
+The records are also handed to Tune as the callback's state (`get_state`), which Tune saves with its
+experiment and gives back on restore (`set_state`).
 """
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 from typing import Callable, Optional
@@ -16,11 +26,11 @@ from ray.tune import Callback
 
 from raytune_ft.files import write_text
 from raytune_ft.layout import RunLayout
-from raytune_ft.results.progress import snapshot, summary_line
+from raytune_ft.results.progress import Tally, summary_line
 from raytune_ft.results.confirm import strategy_table
 from raytune_ft.results.tables import epoch_rows, error_reason, trial_row, write_table
 from raytune_ft.sweep.ray_setup import free_placement_group
-from raytune_ft.sweep.records import TrialRecord
+from raytune_ft.sweep.records import EventLog, TrialRecord, with_epoch
 from raytune_ft.sweep.space import trial_settings
 
 # What the sweep keeps of each reported epoch (the worker reports more, e.g. lr_scales)
@@ -30,6 +40,8 @@ EPOCH_KEYS = ("epoch", "train_loss", "val_loss", "val_accuracy", "val_f1", "trai
               "distributed_type", "node_id", "stop_reason", "test_accuracy", "test_f1", "test_loss")
 ENDED_WORDS = {"completed": "completed", "stopped_early": "stopped early",
                "stopped_patience": "stopped by patience", "error": "FAILED"}
+WRITE_EVERY_S = 10.0  # sweep_state.json and the tables lag the epochs reported by at most this (a trial's end: less)
+WRITE_SPACING = 19  # ... and are written at least this many times their last write's seconds apart
 
 
 class SweepCallback(Callback):
@@ -42,9 +54,14 @@ class SweepCallback(Callback):
         self.concurrency = concurrency
         self.train_size = train_size  # the whole train split's samples: the size of a trial without a subset
         self.records: dict[str, TrialRecord] = dict(records or {})
+        self.log = EventLog(layout.sweep_events)
         self.stage = "search"
+        self.tally = self._tally()
         self.pg_ids: set[str] = set()
         self.t0 = time.monotonic()
+        # what is not in sweep_state.json and the tables yet, and when they were last written
+        self.unwritten, self.ended_unwritten = False, False
+        self.written_at, self.write_seconds = -math.inf, 0.0
 
     # ------------------------------------------------------------------ Tune's events
 
@@ -58,13 +75,19 @@ class SweepCallback(Callback):
         # a worker group started again goes on from its latest checkpoint, and sends that epoch's report
         # again without the checkpoint: keep where the checkpoint is
         before = next((m for m in rec.history if m["epoch"] == result["epoch"]), {})
-        rec.history = [m for m in rec.history if m["epoch"] < result["epoch"]]
         entry = {k: result[k] for k in EPOCH_KEYS if k in result}
         entry["checkpoint_path"] = result.get("checkpoint_uri") or before.get("checkpoint_path") \
             or result.get("checkpoint_path")  # a URI for bucket storage, else Ray's path
-        rec.history.append(entry)
-        self.write_epochs()
-        self.save_state()
+        history = with_epoch(rec.history, entry)
+        replaced = len(history) <= len(rec.history)  # epochs reported again
+        rec.history = history
+        self.log.append({"event": "epoch", "trial": trial.trial_id, "metrics": entry,
+                         "wall_seconds": rec.wall_seconds()})
+        if replaced:  # a best score may be gone with the epochs replaced: count the stage again (rare)
+            self.tally = self._tally()
+        elif rec.stage == self.stage:
+            self.tally.scored(rec, entry)
+        self.unwritten = True
         self.show(f"{self._clock()} {trial.trial_id} {rec.strategy['name']:<20} epoch {result['epoch']}/{self.epochs}"
                   f"  {self.metric} {result[self.metric]:.4f}")
 
@@ -85,6 +108,11 @@ class SweepCallback(Callback):
         rec.status, rec.error = "error", _error_text(trial)
         self._end(trial, rec)
 
+    def on_step_end(self, iteration, trials, **info):
+        wait = max(WRITE_SPACING * self.write_seconds, 0.0 if self.ended_unwritten else WRITE_EVERY_S)
+        if self.unwritten and time.monotonic() - self.written_at >= wait:
+            self.write_files()
+
     def on_experiment_end(self, trials, **info):
         # A trial started after Tune last saved its state, before the driver died, is unknown to the
         # resumed Tune (its search generator makes that sample again under a new id): drop its record.
@@ -92,23 +120,51 @@ class SweepCallback(Callback):
         lost = [tid for tid, rec in self.records.items() if rec.status == "running" and tid not in known]
         for tid in lost:
             del self.records[tid]
+            self.log.append({"event": "drop", "trial": tid})
         if lost:
+            self.tally = self._tally()
+            self.unwritten = True
             self.printer(f"{len(lost)} trial(s) that started after Tune's last saved state ran again under new "
                          f"ids: {', '.join(lost)}")
 
-    # ------------------------------------------------------------------ state (Tune's protocol + our file)
+    # ------------------------------------------------------------------ state (Tune's protocol + our files)
 
     def get_state(self) -> Optional[dict]:
         return {"records": {tid: rec.to_json() for tid, rec in self.records.items()}}
 
     def set_state(self, state: dict) -> None:
-        """Tune's copy is at most as new as sweep_state.json's, which the records were loaded from: it
-        fills in only trials that file lacks."""
-        for tid, d in state.get("records", {}).items():
-            self.records.setdefault(tid, TrialRecord.from_json(d))
+        """Tune's copy is at most as new as the event log, which the records were loaded from: it fills in
+        only trials the log lacks, and goes to sweep_state.json before a trial driver can look there."""
+        missing = {tid: d for tid, d in state.get("records", {}).items() if tid not in self.records}
+        for tid, d in missing.items():
+            self._add(tid, TrialRecord.from_json(d))
+        if missing:
+            self.write_files()
 
     def save_state(self) -> None:
         write_text(self.layout.sweep_state, json.dumps(self.get_state()["records"]))
+
+    def write_files(self) -> list[dict]:
+        """sweep_state.json and the tables, rewritten whole from the records; the trials' rows."""
+        start = time.monotonic()
+        self.save_state()
+        rows = self.write_tables()
+        self.written_at = time.monotonic()
+        self.write_seconds = self.written_at - start
+        self.unwritten = self.ended_unwritten = False
+        return rows
+
+    def compact(self) -> list[dict]:
+        """The event log rewritten as one line per trial (its whole record), then sweep_state.json and the
+        tables: at the end of each stage, and on resume before any trial runs. The trials' rows."""
+        self.log.rewrite({"event": "trial", "trial": tid, "record": rec.to_json()} for tid, rec in self.records.items())
+        return self.write_files()
+
+    def start_over(self) -> None:
+        """Forget every record (a resume that finds no state Tune saved runs the sweep again)."""
+        self.records.clear()
+        self.tally = self._tally()
+        self.compact()
 
     # ------------------------------------------------------------------ records, progress, tables
 
@@ -116,27 +172,40 @@ class SweepCallback(Callback):
         # a trial whose actor fails to start gets on_trial_error without on_trial_start
         if trial.trial_id not in self.records:
             settings = trial_settings(trial.config)
-            self.records[trial.trial_id] = TrialRecord(
+            self._add(trial.trial_id, TrialRecord(
                 strategy=settings["strategy"], seed=settings["seed"], stage=settings["stage"],
                 train_size=(settings["train_subset"] or {}).get("size", self.train_size),
-                source_trial_id=settings["source_trial_id"])
+                source_trial_id=settings["source_trial_id"]))
         return self.records[trial.trial_id]
+
+    def _add(self, tid: str, rec: TrialRecord) -> None:
+        self.records[tid] = rec
+        self.log.append({"event": "trial", "trial": tid, "record": rec.to_json()})
+        if rec.stage == self.stage:
+            self.tally.add(tid, rec)
+        self.unwritten = True
 
     def _end(self, trial, rec: TrialRecord) -> None:
         rec.ended = time.monotonic()
+        self.log.append({"event": "end", "trial": trial.trial_id, "status": rec.status, "error": rec.error,
+                         "wall_seconds": rec.wall_seconds()})
+        if rec.stage == self.stage:
+            self.tally.end(trial.trial_id, rec)
+        self.unwritten = self.ended_unwritten = True
         if rec.history:  # Tune killed the trial actor: free what its Train worker group held
             self.pg_ids.add(rec.history[-1].get("pg_id", ""))
             free_placement_group(rec.history[-1].get("pg_id", ""))
         line = (f"{self._clock()} {trial.trial_id} {rec.strategy['name']:<20} {ENDED_WORDS[rec.status]} "
                 f"after {len(rec.history)} epoch(s)")
-        self.save_state()
-        self.write_tables()
         self.show(line + (f": {error_reason(rec.error)[:200]}" if rec.error else ""))
 
-    def show(self, line: str) -> None:
+    def _tally(self) -> Tally:
+        """The progress tally of the stage running now, counted from all its records."""
         stage = {tid: rec for tid, rec in self.records.items() if rec.stage == self.stage}
-        snap = snapshot(stage, t0=self.t0, total=self.total, concurrency=self.concurrency,
-                        metric=self.metric, mode=self.mode, epochs=self.epochs)
+        return Tally.of(stage, self.metric, self.mode)
+
+    def show(self, line: str) -> None:
+        snap = self.tally.snapshot(t0=self.t0, total=self.total, concurrency=self.concurrency, epochs=self.epochs)
         self.printer(f"{line}   {summary_line(snap)}")
         if self.on_update:
             self.on_update(snap)
@@ -144,6 +213,7 @@ class SweepCallback(Callback):
     def begin_stage(self, stage: str, total: int) -> None:
         """The progress lines count the trials of this stage ("search" or "confirm") from now on."""
         self.stage, self.total = stage, total
+        self.tally = self._tally()
 
     def rows(self) -> list[dict]:
         return [trial_row(job=self.job.name, run_id=self.layout.run_id, trial_id=tid, strategy=rec.strategy,

@@ -1,13 +1,28 @@
-"""What the sweep knows of each trial (its strategy, per-epoch metrics, status), saved at every
-event to `sweep_state.json` so that a resumed sweep starts from it."""
+"""What the sweep knows of each trial (its strategy, per-epoch metrics, status), and how it is kept.
+
+Every event (a trial started, an epoch reported, a trial ended) is appended as one JSON line to the
+run's event log, `sweep_events.jsonl`, and fsynced: its cost does not grow with the sweep, and a
+killed driver loses nothing it had written. The log is the sweep's record of what happened; a
+resumed sweep starts from it (`load_sweep_state`). `sweep_state.json` (trial id -> record, what trial
+drivers read on a resume) and the Parquet tables are compactions of it, written by the callback.
+
+    {"event": "trial", "trial": id, "record": {...}}      a trial's whole record (TrialRecord.to_json)
+    {"event": "epoch", "trial": id, "metrics": {...}, "wall_seconds": s}
+    {"event": "end", "trial": id, "status": s, "error": text, "wall_seconds": s}
+    {"event": "drop", "trial": id}                         a record forgotten
+
+A compaction of the log itself (`EventLog.rewrite`) leaves one `trial` line per record.
+"""
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import IO, Iterable, Optional
 
+from raytune_ft.files import replacing
 from raytune_ft.layout import RunLayout
 
 
@@ -44,8 +59,81 @@ class TrialRecord:
         return rec
 
 
+def with_epoch(history: list[dict], metrics: dict) -> list[dict]:
+    """A trial's history after it reported `metrics`: that epoch and any later one are replaced (a worker
+    group started again goes on from its latest checkpoint and reports the epochs after it again)."""
+    return [m for m in history if m["epoch"] < metrics["epoch"]] + [metrics]
+
+
+class EventLog:
+    """The append-only event log: one JSON line per event, flushed and fsynced before `append` returns."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self._file: Optional[IO[str]] = None
+
+    def append(self, event: dict) -> None:
+        if self._file is None:
+            self._file = open(self.path, "a", encoding="utf-8")
+        self._file.write(json.dumps(event) + "\n")
+        self._file.flush()
+        os.fsync(self._file.fileno())
+
+    def rewrite(self, events: Iterable[dict]) -> None:
+        """Replace the log with `events`, atomically: a crash leaves the old log or the new one, whole."""
+        self.close()
+        with replacing(self.path) as tmp:
+            with open(tmp, "w", encoding="utf-8") as f:
+                f.writelines(json.dumps(e) + "\n" for e in events)
+                f.flush()
+                os.fsync(f.fileno())
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+def read_events(path: Path) -> list[dict]:
+    """The log's events. What follows its last newline is a line the driver was killed while writing: left
+    out. Any other line that is not JSON is an error."""
+    *lines, _torn = Path(path).read_bytes().split(b"\n")
+    events = []
+    for n, line in enumerate(lines, 1):
+        try:
+            events.append(json.loads(line))
+        except ValueError:
+            raise ValueError(f"{path} line {n} is not an event (JSON): {line[:200]!r}") from None
+    return events
+
+
+def fold(events: Iterable[dict]) -> dict[str, dict]:
+    """The records the events leave, as sweep_state.json holds them: {trial id: TrialRecord.to_json()}."""
+    records: dict[str, dict] = {}
+    for e in events:
+        kind, tid = e["event"], e["trial"]
+        if kind == "trial":
+            records[tid] = e["record"]
+        elif kind == "drop":
+            records.pop(tid, None)
+        else:
+            rec = records[tid]
+            if kind == "epoch":
+                rec["history"] = with_epoch(rec["history"], e["metrics"])
+            else:  # end
+                rec["status"], rec["error"] = e["status"], e["error"]
+            rec["wall_seconds"] = e["wall_seconds"]
+    return records
+
+
 def load_sweep_state(run_dir: Path) -> dict[str, TrialRecord]:
-    path = RunLayout(run_dir).sweep_state
-    if not path.exists():
+    """The records of a run whose driver stopped: from its event log (a run made before the log: from its
+    sweep_state.json)."""
+    layout = RunLayout(run_dir)
+    if layout.sweep_events.exists():
+        state = fold(read_events(layout.sweep_events))
+    elif layout.sweep_state.exists():
+        state = json.loads(layout.sweep_state.read_text())
+    else:
         return {}
-    return {tid: TrialRecord.from_json(d) for tid, d in json.loads(path.read_text()).items()}
+    return {tid: TrialRecord.from_json(d) for tid, d in state.items()}

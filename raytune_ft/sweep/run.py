@@ -64,6 +64,8 @@ def run_sweep(job, run_dir: Path, *, address: Optional[str] = None, verbose: boo
     n_search = job.search.num_samples * len(job.strategies) * max(1, len(subsets))
     callback = SweepCallback(job, layout, printer, records=records, concurrency=n_concurrent, on_update=on_update,
                              train_size=meta["splits"]["train"]["samples"], total=n_search)
+    if resume:  # the event log as one line per trial; sweep_state.json (trial drivers read it) and the tables from it
+        callback.compact()
     trainable = tune.with_parameters(
         tune.with_resources(trial_driver, driver_resources()),
         job=job.resolved(), data_dir=str(layout.data), run_dir=str(run_dir))
@@ -78,14 +80,13 @@ def run_sweep(job, run_dir: Path, *, address: Optional[str] = None, verbose: boo
         else:
             if resume:
                 printer("resuming: Tune saved no state before the driver stopped; the sweep starts over in this folder")
-                callback.records.clear()
+                callback.start_over()
             tuner = _new_tuner(job, trainable, make_scheduler(job), callbacks, run_dir, n_concurrent, subsets)
             sizes = f" x {len(subsets)} train sizes ({', '.join(map(size_label, subsets))})" if subsets else ""
             printer(f"sweep: {len(job.strategies)} strategies x {job.search.num_samples} samples{sizes}, search "
                     f"{job.search.algorithm}, scheduler {job.search.scheduler.name}, {n_concurrent} trial(s) at a time")
         tuner.fit()
-        callback.save_state()
-        callback.write_tables()
+        callback.compact()
         wait_for_release(callback.pg_ids - {""})
     if job.search.confirm:
         candidates = confirm_candidates(job, callback.records, {s["size"]: s for s in subsets})
@@ -100,8 +101,7 @@ def run_sweep(job, run_dir: Path, *, address: Optional[str] = None, verbose: boo
                     + (f" (held out from train: {meta['test_held_out']} samples, stratified)"
                        if meta.get("test_held_out") else ""))
         tuner.fit()
-    callback.save_state()
-    rows = callback.write_tables()
+    rows = callback.compact()
     wait_for_release(callback.pg_ids - {""})
     if rows:
         add_test_metrics(run_dir, job.search.mode, printer)
@@ -131,7 +131,7 @@ def size_label(subset: dict) -> str:
 
 def _restore(tune_dir: Path, trainable, callbacks: list, scheduler):
     """A Tuner from its saved experiment. Tune restores its trials and search state, not our callback nor
-    the scheduler's rungs: ours are put back (records from sweep_state.json, rungs replayed)."""
+    the scheduler's rungs: ours are put back (records from the event log, rungs replayed)."""
     from ray import tune
 
     tuner = tune.Tuner.restore(str(tune_dir), trainable, resume_unfinished=True, resume_errored=False)
