@@ -232,9 +232,10 @@ def test_a_worker_that_dies_goes_on_from_its_last_epoch(resnet_weights, tmp_path
 
 def test_sigkilled_sweep_resumes_without_rerunning_finished_trials(resnet_weights, tmp_path):
     """The driver and its local Ray are SIGKILLed mid-sweep (as in a reboot); `resume` finishes the sweep."""
-    import json
     import os
     import signal
+
+    from raytune_ft.sweep.records import fold, read_events
 
     spec = vision_spec(resnet_weights, training={"epochs": 3}, output_dir=str(tmp_path / "runs"))
     spec["strategies"] = [{"name": "feature_extraction"}, {"name": "full"}]
@@ -246,12 +247,13 @@ def test_sigkilled_sweep_resumes_without_rerunning_finished_trials(resnet_weight
     cli = [sys.executable, "-m", "raytune_ft.cli"]
     driver = subprocess.Popen([*cli, "run", str(path), "--run-dir", str(run_dir)], stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL, start_new_session=True)
-    state_file, deadline, seen = run_dir / "sweep_state.json", time.monotonic() + 600, set()
+    events, deadline, seen = run_dir / "sweep_events.jsonl", time.monotonic() + 600, set()
     try:
         # Kill within half a second of a trial's end while another is part-way through: Tune saves
-        # its own state every few seconds, so it may not know yet that the trial ended.
+        # its own state every few seconds, so it may not know yet that the trial ended. What the sweep
+        # knows is its event log (sweep_state.json is a compaction of it, written at a bounded rate).
         while time.monotonic() < deadline:
-            state = json.loads(state_file.read_text()) if state_file.exists() else {}
+            state = fold(read_events(events)) if events.exists() else {}
             ended = [t for t, r in state.items() if r["status"] != "running"]
             midway = [t for t, r in state.items() if r["status"] == "running" and 1 <= len(r["history"]) < 3]
             if set(ended) - seen and midway:

@@ -200,9 +200,12 @@ def test_run_on_s3_storage_evaluates_and_keeps_its_checkpoints_in_the_bucket(s3_
     # One exception, torch's and not ours: the rendezvous store of a trial's worker group (torch.distributed's
     # TCPStore, which Ray Train starts in the rank-0 worker) listens on every interface, and torch has no
     # setting for its bind address. It only listens: no connection to anything but 127.0.0.1 was seen.
-    # The name is matched on its first 15 characters: psutil falls back to the kernel's truncated comm
-    # ("ray::RayTrainWo") when the process's command line cannot be read, as while it exits.
+    # The worker's name is its Ray process title: the actor's, or the task it runs at that moment
+    # (`execute._setup_torch_process_group`, which starts the store); matched on its first 15 characters,
+    # as psutil falls back to the kernel's truncated comm ("ray::RayTrainWo") when the process's command
+    # line cannot be read, as while it exits.
     watch = s3_cluster.watch
+    worker_names = tuple(n[:15] for n in ("ray::RayTrainWorker", "ray::execute._setup_torch_process_group"))
     torch_store = {(name, ip, port) for name, ip, port in watch.outside
-                   if name.startswith("ray::RayTrainWo") and ip in ("::", "0.0.0.0")}
+                   if name.startswith(worker_names) and ip in ("::", "0.0.0.0")}
     assert watch.seen > 0 and not watch.outside - torch_store, sorted(watch.outside)
