@@ -51,12 +51,13 @@ mode = sys.argv[3]
 import numpy as np, torch
 import raytune_ft.train.recipe as recipe
 from raytune_ft.data import load_split
+from raytune_ft.data.store import Column
 if mode != "pread":
     def load(data_dir, split):
         columns = load_split(data_dir, split)
         if mode == "memory":
-            return {k: v[:] if hasattr(v, "take") else v for k, v in columns.items()}
-        return {k: torch.from_numpy(np.load(v.path, mmap_mode="c")) if hasattr(v, "take") else v
+            return {k: v[:] if isinstance(v, Column) else v for k, v in columns.items()}
+        return {k: torch.from_numpy(np.load(v.path, mmap_mode="c")) if isinstance(v, Column) else v
                 for k, v in columns.items()}
     recipe.load_split = load
 from raytune_ft.train.config import TrialConfig
