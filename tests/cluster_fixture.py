@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 from typing import Callable, Iterable, Optional
 
+import pytest
 import yaml
 
 from tests.conftest import ROOT, vision_spec
@@ -175,6 +176,20 @@ class LocalCluster:
                 mine.append(proc.info["pid"])
         return mine
 
+    def kill_node(self, index: int) -> None:
+        """The node dies at once, as a machine that loses power: SIGKILL to its `ray start` and to every
+        process that names its session folder (raylet, agents, workers)."""
+        import psutil
+
+        victims = [self.procs[index].pid]
+        for proc in psutil.process_iter(["pid", "cmdline"]):
+            if str(self.temp_dirs[index]) in " ".join(proc.info["cmdline"] or []):
+                victims.append(proc.info["pid"])
+        for pid in victims:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        self.procs[index].wait(30)
+
     def stop(self) -> None:
         import psutil
 
@@ -304,3 +319,72 @@ def write_spec(tmp: Path, weights: Path, name: str, epochs: int, samples: int, s
     path = tmp / f"{name}.yaml"
     path.write_text(yaml.safe_dump(spec))
     return path
+
+
+BUCKET = "raytune-ft-test"
+
+
+class MotoS3:
+    """moto's S3 server as a child process on 127.0.0.1, and the environment that points clients at it."""
+
+    def __init__(self, tmp: Path):
+        self.port = free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.env = {
+            "AWS_ENDPOINT_URL": self.endpoint,  # boto3 and pyarrow's S3FileSystem (http:// here) both read it
+            "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
+            # never ask an instance-metadata service for credentials or a region, never read ~/.aws
+            "AWS_EC2_METADATA_DISABLED": "true",
+            "AWS_CONFIG_FILE": str(tmp / "no-aws-config"), "AWS_SHARED_CREDENTIALS_FILE": str(tmp / "no-aws-credentials"),
+        }
+        self.log = tmp / "moto.log"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+                                     stdout=open(self.log, "w"), stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                self.client().create_bucket(Bucket=BUCKET)
+                return
+            except Exception as e:  # not listening yet
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"moto's server did not come up: {e}\n{self.log.read_text()[-2000:]}")
+                time.sleep(0.5)
+
+    def client(self):
+        import boto3
+
+        return boto3.client("s3", endpoint_url=self.endpoint)
+
+    def keys(self, prefix: str) -> list[str]:
+        pages = self.client().get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix)
+        return [o["Key"] for page in pages for o in page.get("Contents", [])]
+
+    def read(self, key: str) -> bytes:
+        return self.client().get_object(Bucket=BUCKET, Key=key)["Body"].read()
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.terminate()  # by its pid
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(30)
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory, monkeypatch_module):
+    moto = MotoS3(tmp_path_factory.mktemp("moto"))
+    for k, v in moto.env.items():  # this process (submit, fetch, reload) and every node of the cluster
+        monkeypatch_module.setenv(k, v)
+    for k in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_REGION"):
+        monkeypatch_module.delenv(k, raising=False)
+    try:
+        moto.start()
+        yield moto
+    finally:
+        moto.stop()

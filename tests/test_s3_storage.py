@@ -19,78 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster_fixture import ConnectionWatch, free_port, process_tree, running_cluster, write_spec
+from tests.cluster_fixture import BUCKET, ConnectionWatch, process_tree, running_cluster, s3, write_spec  # noqa: F401 (s3: a fixture)
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.ray
-
-BUCKET = "raytune-ft-test"
-
-
-class MotoS3:
-    """moto's S3 server as a child process on 127.0.0.1, and the environment that points clients at it."""
-
-    def __init__(self, tmp: Path):
-        self.port = free_port()
-        self.endpoint = f"http://127.0.0.1:{self.port}"
-        self.env = {
-            "AWS_ENDPOINT_URL": self.endpoint,  # boto3 and pyarrow's S3FileSystem (http:// here) both read it
-            "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
-            # never ask an instance-metadata service for credentials or a region, never read ~/.aws
-            "AWS_EC2_METADATA_DISABLED": "true",
-            "AWS_CONFIG_FILE": str(tmp / "no-aws-config"), "AWS_SHARED_CREDENTIALS_FILE": str(tmp / "no-aws-credentials"),
-        }
-        self.log = tmp / "moto.log"
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
-                                     stdout=open(self.log, "w"), stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                self.client().create_bucket(Bucket=BUCKET)
-                return
-            except Exception as e:  # not listening yet
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"moto's server did not come up: {e}\n{self.log.read_text()[-2000:]}")
-                time.sleep(0.5)
-
-    def client(self):
-        import boto3
-
-        return boto3.client("s3", endpoint_url=self.endpoint)
-
-    def keys(self, prefix: str) -> list[str]:
-        pages = self.client().get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix)
-        return [o["Key"] for page in pages for o in page.get("Contents", [])]
-
-    def read(self, key: str) -> bytes:
-        return self.client().get_object(Bucket=BUCKET, Key=key)["Body"].read()
-
-    def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.terminate()  # by its pid
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(30)
-
-
-@pytest.fixture(scope="module")
-def s3(tmp_path_factory, monkeypatch_module):
-    moto = MotoS3(tmp_path_factory.mktemp("moto"))
-    for k, v in moto.env.items():  # this process (submit, fetch, reload) and every node of the cluster
-        monkeypatch_module.setenv(k, v)
-    for k in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_REGION"):
-        monkeypatch_module.delenv(k, raising=False)
-    try:
-        moto.start()
-        yield moto
-    finally:
-        moto.stop()
 
 
 @pytest.fixture(scope="module")

@@ -70,7 +70,7 @@ def trial_row(*, job: str, run_id: str, trial_id: str, strategy: dict, status: s
 
 
 EPOCH_COLUMNS = ("epoch", "train_loss", "val_loss", "val_accuracy", "val_f1", "lr", "samples_per_sec",
-                 "train_seconds", "peak_memory_mb")
+                 "train_seconds", "peak_memory_mb", "resumes", "node_id")
 
 
 def epoch_rows(*, run_id: str, trial_id: str, strategy: str, status: str, history: list[dict],

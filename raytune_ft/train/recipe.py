@@ -136,7 +136,8 @@ class TrialRecipe:
         self.trainable, self.history, self.resumes = saved["trainable"], saved["history"], saved["resumes"] + 1
         # The last saved epoch's report may not have reached the sweep before the process died: send it
         # again, without a checkpoint (the sweep keeps one row per epoch; schedulers record a rung once).
-        again = {**self.history[-1], **self.where, "resumes": self.resumes}
+        # It ran where it ran (its node_id stays); the placement group to free is now this one.
+        again = {**self.history[-1], **{k: v for k, v in self.where.items() if k == "pg_id"}, "resumes": self.resumes}
         if self.checkpoints.location:  # the sweep may not have recorded where that epoch's checkpoint is
             again["checkpoint_uri"] = self.checkpoints.location
         self.checkpoints.commit(again, None, False, self.report)
