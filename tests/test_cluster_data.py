@@ -20,7 +20,7 @@ from raytune_ft.cluster import client as cluster_client
 from raytune_ft.errors import ClusterError, SpecError
 from raytune_ft.spec import load_job, parse_job
 from tests.conftest import ROOT, sentiment_rows, text_spec
-from tests.test_s3_storage import BUCKET, MotoS3
+from tests.cluster_fixture import BUCKET, MotoS3
 
 TRAIN, VALIDATION = f"s3://{BUCKET}/data/train.csv", f"s3://{BUCKET}/data/validation.csv"
 
