@@ -5,6 +5,7 @@ import io
 import pickle
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pyarrow as pa
@@ -74,11 +75,11 @@ def test_data_prepared_as_one_pt_file_still_load(tmp_path):
 
 def test_streamed_preparation_equals_decoding_everything_at_once(resnet_weights, tmp_path, monkeypatch):
     """Chunks of 7 give exactly what one chunk of everything gives (the image recipe is per image)."""
-    import raytune_ft.data.prepare as prepare
+    import raytune_ft.data.encode as encode
 
     job = parse_job(vision_spec(resnet_weights, data={"source": "digits"}))
     prepare_data(job, tmp_path / "whole")
-    monkeypatch.setattr(prepare, "CHUNK", 7)
+    monkeypatch.setattr(encode, "CHUNK", 7)
     prepare_data(job, tmp_path / "chunks")
     for split in ("train", "validation", "test"):
         a, b = load_split(tmp_path / "whole", split), load_split(tmp_path / "chunks", split)
@@ -94,12 +95,12 @@ def _jpeg(seed: int) -> bytes:
 
 def test_image_parquet_streams_rows_in_order_across_record_batches(resnet_weights, tmp_path, monkeypatch):
     """600 rows (3 record batches of 256): every held-out row lands in its split, in order, decoded right."""
-    import raytune_ft.data.prepare as prepare
+    import raytune_ft.data.encode as encode
 
     images = [_jpeg(i) for i in range(600)]
     labels = [f"c{i % 3}" for i in range(600)]
     pq.write_table(pa.table({"image": images, "label": labels}), tmp_path / "train.parquet", row_group_size=100)
-    monkeypatch.setattr(prepare, "CHUNK", 50)
+    monkeypatch.setattr(encode, "CHUNK", 50)
     job = parse_job(vision_spec(resnet_weights, data={"source": "image_parquet", "train": str(tmp_path / "train.parquet"),
                                                       "validation_fraction": 0.25}))
     meta = prepare_data(job, tmp_path / "out")
@@ -179,3 +180,61 @@ def test_prepare_once_then_run_jobs_on_the_prepared_folder(tiny_bert, text_csvs,
                "search": {**spec.get("search", {}), "confirm": {"top_k": 1, "seeds": 2}}}
     with pytest.raises(InputError, match="no test split for search.confirm"):
         prepare_data(parse_job(no_test), tmp_path / "run3" / "data")
+
+
+@pytest.fixture
+def local_ray():
+    """A local Ray of 2 CPUs, as a job's driver on a cluster is connected to one."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", configure_logging=False)
+    yield ray
+    ray.shutdown()
+
+
+def _image_folder(root, n: int):
+    for i in range(n):
+        (root / f"c{i % 3}").mkdir(parents=True, exist_ok=True)
+        Image.open(io.BytesIO(_jpeg(i))).save(root / f"c{i % 3}" / f"{i}.jpg")
+    return root
+
+
+@pytest.mark.ray
+def test_on_a_cluster_actors_decode_what_this_process_would(resnet_weights, tiny_bert, text_csvs, tmp_path,
+                                                             monkeypatch, local_ray):
+    """Parts of 40 decoded by Encoder actors (images on local paths: on this node; texts: anywhere) give the
+    same files, byte for byte, as decoding in this process; and no actor is left."""
+    import raytune_ft.data.encode as encode
+
+    monkeypatch.setattr(encode, "PART", 40)
+    images = parse_job(vision_spec(resnet_weights, data={"source": "image_folder", "validation_fraction": 0.2,
+                                                         "train": str(_image_folder(tmp_path / "img", 130))}))
+    texts = parse_job(text_spec(tiny_bert, text_csvs))
+    for name, job in (("images", images), ("texts", texts)):
+        here, there = tmp_path / name / "here", tmp_path / name / "there"
+        assert prepare_data(job, here) == prepare_data(job, there, on_cluster=True)
+        files = sorted(p.name for p in here.iterdir())
+        assert files == sorted(p.name for p in there.iterdir()) and any(f.endswith(".npy") for f in files)
+        for f in files:
+            assert (here / f).read_bytes() == (there / f).read_bytes(), f
+    # every actor was killed (Ray's GCS actor table: this local Ray runs no dashboard for the State API)
+    def alive():
+        return [a for a in local_ray._private.state.actors(actor_state_name="ALIVE").values()
+                if a["ActorClassName"] == "Encoder"]
+
+    deadline = time.monotonic() + 30  # ray.kill returns before the GCS has seen the process end
+    while alive() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not alive(), alive()
+
+
+@pytest.mark.ray
+def test_on_a_cluster_a_bad_image_is_named_as_in_this_process(resnet_weights, tmp_path, local_ray):
+    from raytune_ft.errors import InputError
+
+    root = _image_folder(tmp_path / "img", 12)
+    (root / "c1" / "broken.jpg").write_bytes(b"not a jpeg")
+    job = parse_job(vision_spec(resnet_weights, data={"source": "image_folder", "validation_fraction": 0.25,
+                                                      "train": str(root)}))
+    with pytest.raises(InputError, match=r"broken\.jpg: not a readable image"):
+        prepare_data(job, tmp_path / "out", on_cluster=True)

@@ -219,6 +219,15 @@ class DataSource:
         or PIL images, texts as str. Preparation writes each chunk out before asking for the next."""
         raise NotImplementedError
 
+    # A slice of `index`'s refs decodes without reading what comes before it: preparation on a cluster
+    # may hand slices to several actors (data/encode.py). False: decoded in the driver, streamed.
+    decodes_in_parts: ClassVar[bool] = True
+
+    def readable_everywhere(self, config: DataConfig) -> bool:
+        """Whether every node of a cluster can read the samples: they are in a bucket (or in the refs
+        themselves, as texts are). False: preparation decodes them on the driver's node (data/encode.py)."""
+        return all(location.in_bucket(where) for where in config.locations().values())
+
     def family_of(self, config: DataConfig) -> Optional[str]:
         """"vision" or "text": what this source gives for `config` (None: cannot tell yet)."""
         return self.family

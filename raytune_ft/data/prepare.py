@@ -2,8 +2,9 @@
 
 Streamed, so the driver's memory does not grow with the data: the source lists its samples and labels
 without decoding them (`index`), every check, hold-out and subsample is made on that list, and only then
-are the chosen samples decoded and written, `CHUNK` at a time. Trials read the rows they need from the
-files (`load_split`), so a sweep of 32 trials prepares its data once and none of them loads it whole.
+are the chosen samples decoded and written, a chunk at a time (data/encode.py: in this process, or for a
+job on a cluster by actors on its free CPUs). Trials read the rows they need from the files
+(`load_split`), so a sweep of 32 trials prepares its data once and none of them loads it whole.
 """
 from __future__ import annotations
 
@@ -13,11 +14,10 @@ import random
 from collections import Counter
 from pathlib import Path
 
+from raytune_ft.data import encode
 from raytune_ft.data.base import DATA_SOURCES, SPLITS, InputError, label_name
 from raytune_ft.data.sources import prepared_for
-from raytune_ft.data.store import LABELS, SplitWriter
-
-CHUNK = 256  # samples decoded and written at a time (256 images of 256 x 256: ~50 MB decoded)
+from raytune_ft.data.store import SplitWriter
 
 
 def _class_names(names) -> list[str]:
@@ -125,11 +125,12 @@ def _check_vocabulary(tokenizer, input_ids, attention_mask, model_name: str) -> 
                          "save the tokenizer there with save_pretrained")
 
 
-def prepare_data(job, out_dir: Path) -> dict:
+def prepare_data(job, out_dir: Path, on_cluster: bool = False) -> dict:
     """Write every split's tensors and meta.json into out_dir; return the meta.
 
     Every label is checked in every split, against data.classes or the labels of the train file,
     before anything is held out or subsampled: an error names the file and row as the user wrote them.
+    on_cluster: Ray is connected to a cluster; its free CPUs decode the samples (data/encode.py).
     """
     import torch
 
@@ -182,6 +183,8 @@ def prepare_data(job, out_dir: Path) -> dict:
 
     tokenizer = _tokenizer(job.model) if source.family == "text" else None
     recipe = job.model.image_recipe() if source.family == "vision" else None
+    encoder = encode.Encoder(source, config, recipe=recipe, tokenizer=tokenizer, max_length=job.model.max_length
+                             if source.family == "text" else None)
     out_dir.mkdir(parents=True, exist_ok=True)
     meta = {"family": source.family, "classes": classes, "splits": {}, "test_held_out": held_out_test,
             "format": "npy", "prepared_for": prepared_for(job)}
@@ -189,19 +192,14 @@ def prepare_data(job, out_dir: Path) -> dict:
         if split not in encoded:
             continue
         refs, ys = encoded[split]
+        if tokenizer is not None and split == "train":  # before anything is written: a tokenizer with no words
+            first = encoder.columns(refs[:encode.CHUNK], ys[:encode.CHUNK])
+            _check_vocabulary(tokenizer, torch.from_numpy(first["input_ids"]),
+                              torch.from_numpy(first["attention_mask"]), job.model.name)
         writer = SplitWriter(out_dir, split, rows=len(ys))
-        done = 0
-        for samples in source.decode(config, refs, CHUNK):
-            labels = torch.tensor(ys[done:done + len(samples)], dtype=torch.long)
-            if source.family == "vision":
-                writer.add({"pixel_values": recipe.store(samples), LABELS: labels})  # n x 3 x R x R uint8
-            else:
-                enc = tokenizer(samples, max_length=job.model.max_length, truncation=True, padding="max_length",
-                                return_tensors="pt")
-                if split == "train" and done == 0:
-                    _check_vocabulary(tokenizer, enc["input_ids"], enc["attention_mask"], job.model.name)
-                writer.add({"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"], LABELS: labels})
-            done += len(samples)
+        spread = on_cluster and source.decodes_in_parts
+        for columns in (encode.on_cluster if spread else encode.Encoder.stream)(encoder, refs, ys):
+            writer.add(columns)
         writer.close()
         counts = torch.bincount(torch.tensor(ys, dtype=torch.long), minlength=len(classes)).tolist()
         meta["splits"][split] = {"samples": len(ys), "class_counts": counts}

@@ -208,6 +208,7 @@ class ImageParquet(DataSource):
     name = "image_parquet"
     family = "vision"
     Config = ImageParquetConfig
+    decodes_in_parts = False  # rows are reached by reading the file's record batches from its start
 
     def train_labels(self, config):
         return _label_column(config)
@@ -298,6 +299,9 @@ class TextTable(DataSource):
                                         f"not text ({type(text).__name__} {text!r:.40})"))
             out[split] = (texts, labels)
         return out
+
+    def readable_everywhere(self, config):
+        return True  # the refs are the texts
 
     def decode(self, config, refs, chunk):
         for start in range(0, len(refs), chunk):

@@ -47,8 +47,10 @@ def run_sweep(job, run_dir: Path, *, address: Optional[str] = None, verbose: boo
     if resume and layout.data_meta.exists():
         meta = load_meta(layout.data)
     else:
+        if address is not None:  # on a cluster, its free CPUs decode the data; the driver only writes it
+            init_ray(address, verbose, num_cpus)
         try:
-            meta = prepare_data(job, layout.data)
+            meta = prepare_data(job, layout.data, on_cluster=address is not None)
         except (ValueError, OSError) as e:
             raise InputError(str(e)) from e
         printer(f"data prepared once in {time.monotonic() - t0:.1f}s: "
