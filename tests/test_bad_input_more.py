@@ -120,7 +120,11 @@ def test_a_shape_error_in_a_trial_is_not_retried(tiny_bert, tmp_path):
     from raytune_ft.train.loop import train_trial
     from raytune_ft.train.config import trial_config
 
-    spec = text_spec(tiny_bert, _csvs(tmp_path))
+    csvs = _csvs(tmp_path)
+    rows = csvs["train"].read_text().splitlines()  # texts of ~90 tokens: more than the model's 64 positions
+    csvs["train"].write_text("\n".join([rows[0]] + [f"{(t + ' ') * 15},{lab}" for t, lab in
+                                                      (r.rsplit(",", 1) for r in rows[1:])]) + "\n")
+    spec = text_spec(tiny_bert, csvs)
     spec["model"]["max_length"] = 100
     job = parse_job(spec)
     prepare_data(job, tmp_path / "data")

@@ -113,3 +113,32 @@ def test_digits_shares_that_validate_can_be_split(validation_fraction, test_frac
     assert set(splits) == {"train", "validation"} | ({"test"} if test_fraction else set())
     for split, (_, labels) in splits.items():
         assert set(labels) == set(range(10)), split
+
+
+@pytest.mark.parametrize("pooling", ["mean", "cls"])
+def test_a_text_batch_loses_only_padding_and_the_model_computes_the_same(tiny_bert, text_csvs, tmp_path, pooling):
+    """Stored at max length 32, a batch of ~8-token texts is cut after its last attended column: the same
+    logits as the full-length batch (mean pooling and [CLS]); left padding and full rows are left alone."""
+    from raytune_ft.train.evaluate import model_inputs, trim_padding
+    from raytune_ft.train.model import build_trial_model
+
+    spec = text_spec(tiny_bert, text_csvs)
+    spec["model"].update(max_length=32, pooling=pooling)
+    job = parse_job(spec)
+    meta = prepare_data(job, tmp_path)
+    batch = {k: v[:16] for k, v in load_split(tmp_path, "train").items()}
+    longest = int(batch["attention_mask"].sum(1).max())
+    assert longest < 32
+    trimmed = model_inputs(batch, meta, torch.device("cpu"))
+    assert trimmed["input_ids"].shape == (16, longest) and trimmed["attention_mask"].shape == (16, longest)
+    model, _, _ = build_trial_model(job.model.model_dump(), {"name": "full"}, 0.0, len(meta["classes"]))
+    model.eval()
+    with torch.no_grad():
+        full = model(**{k: v for k, v in batch.items() if k != "labels"})
+        cut = model(**trimmed)
+    assert torch.allclose(full, cut, atol=1e-5), (full - cut).abs().max()
+
+    left = {k: v.flip(1) for k, v in batch.items() if k != "labels"}  # padding on the left: every row ends in a token
+    assert trim_padding(left)["input_ids"].shape == (16, 32)
+    whole = {"input_ids": torch.ones(2, 5, dtype=torch.long), "attention_mask": torch.ones(2, 5, dtype=torch.long)}
+    assert trim_padding(whole)["input_ids"].shape == (2, 5)

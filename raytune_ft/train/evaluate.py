@@ -25,12 +25,28 @@ class TensorDict:
 
 def model_inputs(batch: dict, meta: dict, device):
     """Model inputs from a prepared batch: uint8 images are center-cropped (a stored, uncropped image:
-    validation, test) and normalised here, on the device."""
-    inputs = {k: v.to(device) for k, v in batch.items() if k != "labels"}
+    validation, test) and normalised here, on the device; texts lose the padding no row of the batch needs."""
+    inputs = trim_padding({k: v for k, v in batch.items() if k != "labels"})
+    inputs = {k: v.to(device) for k, v in inputs.items()}
     if "pixel_values" in inputs:
         pixels = inputs["pixel_values"]
         inputs["pixel_values"] = ImageRecipe.from_meta(meta, pixels.shape[-1]).model_inputs(pixels)
     return inputs
+
+
+def trim_padding(inputs: dict) -> dict:
+    """Texts are stored padded to model.max_length; a batch of shorter ones is cut after its last column
+    that any row attends to. The model computes the same for every real token (padding is masked out of
+    attention and of mean pooling) at a cost that follows the batch's longest text, not max_length.
+    Left padding (every row's last column is a token) is left as it is."""
+    mask = inputs.get("attention_mask")
+    if mask is None or mask.dim() != 2:
+        return inputs
+    used = mask.any(0).nonzero()
+    n = int(used[-1]) + 1 if len(used) else mask.shape[1]
+    if n == mask.shape[1]:
+        return inputs
+    return {k: v[:, :n] if v.dim() == 2 and v.shape[1] == mask.shape[1] else v for k, v in inputs.items()}
 
 
 def autocast(mixed_precision: str, device):
