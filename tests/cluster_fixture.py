@@ -46,6 +46,12 @@ sys.exit(main())
 RAY_SINGLETONS = {"_AutoscalingCoordinatorActor"}
 
 
+def cli(*args, timeout=300):
+    """`raytune-ft ARGS` in a fresh process, from the repository root, in this process's environment."""
+    return subprocess.run([sys.executable, "-m", "raytune_ft.cli", *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, cwd=ROOT, env=os.environ.copy())
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

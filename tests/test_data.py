@@ -142,3 +142,23 @@ def test_a_text_batch_loses_only_padding_and_the_model_computes_the_same(tiny_be
     assert trim_padding(left)["input_ids"].shape == (16, 32)
     whole = {"input_ids": torch.ones(2, 5, dtype=torch.long), "attention_mask": torch.ones(2, 5, dtype=torch.long)}
     assert trim_padding(whole)["input_ids"].shape == (2, 5)
+
+
+def test_a_tokenizer_without_words_is_refused_before_anything_is_written(tiny_bert, text_csvs, tmp_path):
+    """A model folder whose tokenizer knows only its special tokens turns every word into [UNK]."""
+    import shutil
+
+    from transformers import BertTokenizerFast
+
+    from raytune_ft.errors import InputError
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_bert, model)
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    for f in model.glob("*token*"):
+        f.unlink()
+    (model / "vocab.txt").write_text("\n".join(specials) + "\n")
+    BertTokenizerFast(vocab={w: i for i, w in enumerate(specials)}).save_pretrained(model)
+    with pytest.raises(InputError, match=r"turns every word of train into \[UNK\]"):
+        prepare_data(parse_job(text_spec(model, text_csvs)), tmp_path / "out")
+    assert not list((tmp_path / "out").glob("*.npy"))

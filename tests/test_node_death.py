@@ -8,26 +8,17 @@ The same idea as Ray's own chaos release test (nodes killed at random every few 
 """
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.cluster_fixture import BUCKET, running_cluster, s3, write_spec  # noqa: F401 (s3: a fixture)
-from tests.conftest import ROOT
+from tests.cluster_fixture import BUCKET, cli, running_cluster, s3, write_spec  # noqa: F401 (s3: a fixture)
 
 pytestmark = pytest.mark.ray
 
 EPOCHS = 4
-
-
-def _cli(*args, timeout=300):
-    return subprocess.run([sys.executable, "-m", "raytune_ft.cli", *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, cwd=ROOT, env=os.environ.copy())
 
 
 def test_a_trial_whose_node_dies_goes_on_from_its_checkpoint_on_the_other_node(s3, resnet_weights, tmp_path,
@@ -44,7 +35,7 @@ def test_a_trial_whose_node_dies_goes_on_from_its_checkpoint_on_the_other_node(s
         head = next(n["node_id"] for n in ray_cluster.nodes() if n["is_head_node"])
         spec = write_spec(tmp_path, resnet_weights, "node-dies", epochs=EPOCHS, samples=2,
                           strategies=[{"name": "full"}])
-        out = _cli("submit", spec, "--address", ray_cluster.address, "--storage", f"s3://{BUCKET}/runs")
+        out = cli("submit", spec, "--address", ray_cluster.address, "--storage", f"s3://{BUCKET}/runs")
         assert out.returncode == 0, out.stdout + out.stderr
         run_id = out.stdout.split()[0]
         events = Path(cluster.LOCAL_RUNS_ON_HEAD) / run_id / "sweep_events.jsonl"
@@ -69,7 +60,7 @@ def test_a_trial_whose_node_dies_goes_on_from_its_checkpoint_on_the_other_node(s
             assert final["status"] == "SUCCEEDED", "".join(log)[-4000:]
 
             home = tmp_path / "fetched"
-            out = _cli("fetch", run_id, "--storage", f"s3://{BUCKET}/runs", "--output", home)
+            out = cli("fetch", run_id, "--storage", f"s3://{BUCKET}/runs", "--output", home)
             assert out.returncode == 0, out.stdout + out.stderr
             trials = read_table(home / "trials.parquet")
             ids = [t["trial_id"] for t in trials]

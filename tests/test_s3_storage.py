@@ -12,15 +12,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.cluster_fixture import BUCKET, ConnectionWatch, process_tree, running_cluster, s3, write_spec  # noqa: F401 (s3: a fixture)
-from tests.conftest import ROOT
+from tests.cluster_fixture import BUCKET, ConnectionWatch, cli, process_tree, running_cluster, s3, write_spec  # noqa: F401 (s3: a fixture)
 
 pytestmark = pytest.mark.ray
 
@@ -41,11 +37,6 @@ def s3_cluster(s3, tmp_path_factory, monkeypatch_module):
             yield cluster
 
 
-def _cli(*args, timeout=300):
-    return subprocess.run([sys.executable, "-m", "raytune_ft.cli", *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, cwd=ROOT, env=os.environ.copy())
-
-
 def test_run_on_s3_storage_evaluates_and_keeps_its_checkpoints_in_the_bucket(s3_cluster, s3, resnet_weights,
                                                                               tmp_path):
     import torch
@@ -63,7 +54,7 @@ def test_run_on_s3_storage_evaluates_and_keeps_its_checkpoints_in_the_bucket(s3_
     epochs = 3
     spec = write_spec(tmp_path, resnet_weights, "on-s3", epochs=epochs, samples=1,
                       strategies=[{"name": s} for s in strategies])
-    out = _cli("submit", spec, "--address", s3_cluster.address, "--storage", f"s3://{BUCKET}/runs")
+    out = cli("submit", spec, "--address", s3_cluster.address, "--storage", f"s3://{BUCKET}/runs")
     assert out.returncode == 0, out.stdout + out.stderr
     run_id = out.stdout.split()[0]
     try:
@@ -76,7 +67,7 @@ def test_run_on_s3_storage_evaluates_and_keeps_its_checkpoints_in_the_bucket(s3_
 
         # fetch: the tables and the test-split reports, from the bucket
         home = tmp_path / "home"
-        out = _cli("fetch", run_id, "--storage", f"s3://{BUCKET}/runs", "--output", home)
+        out = cli("fetch", run_id, "--storage", f"s3://{BUCKET}/runs", "--output", home)
         assert out.returncode == 0, out.stdout + out.stderr
         assert {"trials.parquet", "strategies.parquet", "epochs.parquet", "job.yaml", "reports"} <= \
             {p.name for p in home.iterdir()}

@@ -113,23 +113,29 @@ def test_absolute_paths_are_not_shipped(tmp_path, monkeypatch):
         assert set(package.files) == _package_files() | {"jobs/job.yaml"}
 
 
+def _refused(spec: str, tmp_path, monkeypatch) -> list:
+    """The problems staging `spec` (from the current folder) is refused with; nothing was staged."""
+    staging = tmp_path / "tmp"
+    staging.mkdir()
+    monkeypatch.setattr("tempfile.tempdir", str(staging))
+    with pytest.raises(SpecError) as e:
+        with ship.staged(spec):
+            pass
+    assert not list(staging.iterdir())  # refused before anything was copied
+    return e.value.problems
+
+
 def test_a_spec_naming_a_credential_is_refused_before_anything_is_copied(tmp_path, monkeypatch):
     project = _project(tmp_path / "project")
     (project / "keys").mkdir()
     (project / "keys" / "id_ed25519").write_bytes(b"key")
     _spec(project / "jobs" / "bad.yaml", train=".aws", validation="data/validation", weights="keys/id_ed25519")
     monkeypatch.chdir(project)
-    monkeypatch.setattr("tempfile.tempdir", str(tmp_path / "tmp"))
-    (tmp_path / "tmp").mkdir()
-    with pytest.raises(SpecError) as e:
-        with ship.staged("jobs/bad.yaml"):
-            pass
-    problems = dict(e.value.problems)
+    problems = dict(_refused("jobs/bad.yaml", tmp_path, monkeypatch))
     assert set(problems) == {"data.train", "model.weights"}
     assert problems["data.train"].startswith(".aws looks like a credential ('.aws')")
     assert problems["model.weights"].startswith("keys/id_ed25519 looks like a credential ('id_ed25519')")
     assert "never shipped to the cluster" in problems["data.train"]
-    assert not list((tmp_path / "tmp").iterdir())  # nothing staged
 
     # through the CLI: exit 2, the file named, no traceback, nothing sent
     result = CliRunner().invoke(app, ["submit", "jobs/bad.yaml", "--address", "http://127.0.0.1:9",
@@ -178,15 +184,9 @@ def test_too_much_data_is_refused_with_where_to_put_it(tmp_path, monkeypatch):
     with open(project / "data" / "validation" / "cat" / "big.png", "wb") as f:
         f.truncate(300 << 20)  # sparse: 300 MiB that take no disk
     monkeypatch.chdir(project)
-    monkeypatch.setattr("tempfile.tempdir", str(tmp_path / "tmp"))
-    (tmp_path / "tmp").mkdir()
-    with pytest.raises(SpecError) as e:
-        with ship.staged("jobs/job.yaml"):
-            pass
-    (field, message), = e.value.problems
+    (field, message), = _refused("jobs/job.yaml", tmp_path, monkeypatch)
     assert field == "data.validation" and message.startswith("300.0 MiB to ship")
     assert "256.0 MiB" in message and "every node sees" in message
-    assert not list((tmp_path / "tmp").iterdir())  # refused before copying
 
 
 @pytest.mark.parametrize("name", [".env", ".env.production", "prod.env", "id_rsa", "id_rsa.pub", "id_ed25519",

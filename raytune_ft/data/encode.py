@@ -74,7 +74,7 @@ def on_cluster(encoder: Encoder, refs: list, labels: list[int]) -> Iterator[dict
         options, n = {"num_cpus": 0, "scheduling_strategy": here}, min(MAX_ACTORS, os.cpu_count() or 1, len(parts))
     actor = ray.remote(Encoder).options(**options)
     actors = [actor.remote(encoder.source, encoder.config, recipe=encoder.recipe, tokenizer=encoder.tokenizer,
-                           max_length=encoder.max_length) for _ in range(max(1, n))]
+                           max_length=encoder.max_length) for _ in range(n)]
     try:
         yield from ActorPool(actors).map(lambda a, p: a.part.remote(*p), parts)
     except RayTaskError as e:

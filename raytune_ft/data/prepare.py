@@ -192,13 +192,12 @@ def prepare_data(job, out_dir: Path, on_cluster: bool = False) -> dict:
         if split not in encoded:
             continue
         refs, ys = encoded[split]
-        if tokenizer is not None and split == "train":  # before anything is written: a tokenizer with no words
-            first = encoder.columns(refs[:encode.CHUNK], ys[:encode.CHUNK])
-            _check_vocabulary(tokenizer, torch.from_numpy(first["input_ids"]),
-                              torch.from_numpy(first["attention_mask"]), job.model.name)
         writer = SplitWriter(out_dir, split, rows=len(ys))
         spread = on_cluster and source.decodes_in_parts
-        for columns in (encode.on_cluster if spread else encode.Encoder.stream)(encoder, refs, ys):
+        for i, columns in enumerate((encode.on_cluster if spread else encode.Encoder.stream)(encoder, refs, ys)):
+            if tokenizer is not None and split == "train" and i == 0:  # a tokenizer with no words, before a write
+                _check_vocabulary(tokenizer, torch.from_numpy(columns["input_ids"]),
+                                  torch.from_numpy(columns["attention_mask"]), job.model.name)
             writer.add(columns)
         writer.close()
         counts = torch.bincount(torch.tensor(ys, dtype=torch.long), minlength=len(classes)).tolist()
