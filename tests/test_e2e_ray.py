@@ -92,6 +92,16 @@ def test_asha_sweep_finishes_and_frees_everything(resnet_weights, tmp_path, ray_
     assert trial_actors() == []
     assert ray.available_resources().get("CPU") == ray.cluster_resources()["CPU"] == 2
 
+    # A trial costs one process besides its Train worker, plus Train's SynchronizationActor: no
+    # controller, queue, placement-group cleaner or dataset manager actor of its own (sweep/trial.py).
+    from collections import Counter
+
+    from ray.util.state import list_actors
+
+    started = Counter(a.class_name for a in list_actors(limit=10_000, raise_on_missing_output=False)
+                      if a.class_name not in RAY_SINGLETONS)
+    assert started == {"ImplicitFunc": 9, "RayTrainWorker": 9, "SynchronizationActor": 9}, started
+
     # Everything the local cluster started listens on loopback only (GCS, raylet, dashboard, agents, workers)
     import psutil
 
