@@ -27,12 +27,18 @@ def ray_session():
 RAY_SINGLETONS = {"_AutoscalingCoordinatorActor"}  # one per cluster, created by Ray Train, holds nothing
 
 
+def started_actors(state: str | None = None) -> list[str]:
+    """Class names of the actors the cluster started (in `state`), other than Ray's per-cluster singletons.
+    Ray's GCS actor table: the local cluster runs no dashboard for the State API."""
+    from ray._private import state as gcs
+
+    return [a["ActorClassName"] for a in gcs.actors(actor_state_name=state).values()
+            if a["ActorClassName"] not in RAY_SINGLETONS]
+
+
 def trial_actors() -> list[str]:
     """Class names of live actors other than Ray's per-cluster singletons."""
-    from ray.util.state import list_actors
-
-    alive = list_actors(filters=[("state", "=", "ALIVE")], raise_on_missing_output=False)
-    return [a.class_name for a in alive if a.class_name not in RAY_SINGLETONS]
+    return started_actors("ALIVE")
 
 
 def test_asha_sweep_finishes_and_frees_everything(resnet_weights, tmp_path, ray_session):
@@ -96,10 +102,7 @@ def test_asha_sweep_finishes_and_frees_everything(resnet_weights, tmp_path, ray_
     # controller, queue, placement-group cleaner or dataset manager actor of its own (sweep/trial.py).
     from collections import Counter
 
-    from ray.util.state import list_actors
-
-    started = Counter(a.class_name for a in list_actors(limit=10_000, raise_on_missing_output=False)
-                      if a.class_name not in RAY_SINGLETONS)
+    started = Counter(started_actors())
     assert started == {"ImplicitFunc": 9, "RayTrainWorker": 9, "SynchronizationActor": 9}, started
 
     # Everything the local cluster started listens on loopback only (GCS, raylet, dashboard, agents, workers)
