@@ -87,18 +87,38 @@ def _trial_trainer_cls():
       without doing so (a trial Tune stops). The sweep's callback frees it already, from the id each
       trial reports (SweepCallback._end), and waits for it (wait_for_release);
     - no DatasetManager (DatasetsCallback, which hands out Ray Data shards) when the trial passes no
-      `datasets`: our workers read the prepared store themselves.
+      `datasets`: our workers read the prepared store themselves;
+    - no torch process group for a trial of one worker (`OneWorkerTorchConfig`): it would train alone
+      anyway (recipe.py `_alone_is_not_distributed`), and the group cost ~2.7 s of start-up per trial
+      and a TCPStore listening on every interface. Two or more workers get Ray's process group as before.
 
     tests/test_sweep_e2e.py checks which actors a trial starts, so a Ray upgrade that changes these
     hooks fails there."""
     import asyncio
 
-    from ray.train.torch import TorchTrainer
+    from dataclasses import dataclass
+
+    from ray.train.torch import TorchConfig, TorchTrainer
+    from ray.train.torch.config import _TorchBackend
     from ray.train.v2._internal.callbacks.datasets import DatasetsCallback
     from ray.train.v2._internal.callbacks.placement_group_callback import PlacementGroupCleanerCallback
     from ray.train.v2._internal.execution.controller import TrainController
 
+    class OneWorkerBackend(_TorchBackend):
+        def on_start(self, worker_group, backend_config):
+            if len(worker_group) > 1:
+                super().on_start(worker_group, backend_config)
+
+    @dataclass
+    class OneWorkerTorchConfig(TorchConfig):
+        @property
+        def backend_cls(self):
+            return OneWorkerBackend
+
     class TrialTrainer(TorchTrainer):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, torch_config=OneWorkerTorchConfig(), **kwargs)
+
         def _create_default_callbacks(self):
             unused = (PlacementGroupCleanerCallback,) + (() if self.datasets else (DatasetsCallback,))
             return [c for c in super()._create_default_callbacks() if not isinstance(c, unused)]
