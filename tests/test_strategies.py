@@ -1,6 +1,10 @@
 """Each strategy on a tiny CNN and a tiny transformer: exactly what trains, what stays frozen."""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 
 from raytune_ft.models import build_model
@@ -133,3 +137,8 @@ def test_packaged_minilm_loads_real_weights(tmp_path, monkeypatch):
         va, vb, vc = (model.features(dict(x)) for x in (a, b, c))
     cos = torch.nn.functional.cosine_similarity
     assert cos(va, vb) > cos(va, vc) + 0.2  # trained sentence embeddings, not random ones
+    # the package prints a line when imported: not between a run's progress lines
+    out = subprocess.run([sys.executable, "-c", "from raytune_ft.models import packaged; "
+                          "packaged.resolve('packaged:all-minilm-l6-v2')"], capture_output=True, text=True,
+                         env={**os.environ, "RAYTUNE_FT_CACHE": str(tmp_path)})
+    assert out.returncode == 0 and out.stdout == "", out.stdout + out.stderr

