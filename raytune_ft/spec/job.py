@@ -196,6 +196,8 @@ class JobSpec(Strict):
                                   f"{self.model.source!r} is a {model_family} model: pick a matching pair")
         names = [s.name for s in self.strategies]
         for i, s in enumerate(self.strategies):
+            for knob, msg in STRATEGIES.get(s.name)().spec_problems(s, self):
+                yield f"strategies[{i}].{knob}", msg
             if names.index(s.name) != i:
                 yield f"strategies[{i}]", (f"{s.name!r} is listed more than once: merge the entries "
                                            "(use samplers for the knobs that differ)")

@@ -2,6 +2,7 @@
 from raytune_ft.strategies.base import STRATEGIES, Strategy, StrategyConfig, set_trainable  # noqa: F401
 from raytune_ft.strategies import (  # noqa: F401  (each registers itself)
     adalora,
+    bitfit,
     discriminative_lr,
     feature_extraction,
     full,
@@ -9,6 +10,8 @@ from raytune_ft.strategies import (  # noqa: F401  (each registers itself)
     ia3,
     loha,
     lora,
+    lp_ft,
+    norm_tuning,
     partial,
     peft_any,
     prefix_tuning,

@@ -6,7 +6,7 @@ one place decides what trains). `param_groups` turns that into optimizer groups.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar, Optional
+from typing import TYPE_CHECKING, Any, ClassVar, Iterable, Optional
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -53,6 +53,11 @@ class Strategy:
     def config(self, **knobs) -> StrategyConfig:
         """This strategy's typed config from knob values (checked as the job spec checks them)."""
         return self.Config.model_validate({"name": self.name, **knobs})
+
+    def spec_problems(self, cfg: StrategyConfig, job) -> Iterable[tuple[str, str]]:
+        """(knob, message) for each way this entry's knobs do not fit the rest of the job (`job`: the
+        JobSpec; knobs may still be samplers here). `validate` reports them under strategies[i].<knob>."""
+        return ()
 
     def apply(self, model: "Classifier", cfg: StrategyConfig, *, total_steps: Optional[int] = None) -> "nn.Module":
         """`total_steps`: the optimizer steps the trial will take, when known (AdaLoRA's budget schedule)."""
