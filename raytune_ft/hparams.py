@@ -25,6 +25,9 @@ class HParams(BaseModel):
     l2sp: Searchable(float, ge=0) = Field(
         0.0, description="L2-SP: penalty strength on the distance of backbone weights from their pretrained "
         "values (strategies that train backbone weights only)")
+    augment_text: Searchable(float, ge=0, le=0.5) = Field(
+        0.0, description="EDA alpha (text jobs): the share of a training text's tokens each augmentation changes "
+        "(training.augment_text_ops; raytune_ft/data/text_augment.py), drawn anew every epoch; 0: off")
 
 
 def _all_optional(model: type[BaseModel], name: str, doc: str) -> type[BaseModel]:

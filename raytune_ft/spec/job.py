@@ -64,6 +64,9 @@ class TrainingSpec(Strict):
     step_gamma: float = Field(0.5, gt=0, le=1, description="step schedule: multiply the learning rate by this")
     class_weighted_loss: bool = Field(False, description="weight the loss by inverse class frequency in train")
     augment: AugmentSpec = Field(default_factory=AugmentSpec)
+    augment_text_ops: list[Literal["delete", "swap", "insert"]] = Field(
+        default_factory=lambda: ["delete", "swap", "insert"], min_length=1,
+        description="text jobs with hparams.augment_text > 0: the EDA operations, one drawn per sample and epoch")
     patience: Optional[int] = Field(
         None, ge=1, description="end a trial after this many epochs without a better validation score")
     mixed_precision: Literal["no", "fp16", "bf16"] = Field(
@@ -71,6 +74,13 @@ class TrainingSpec(Strict):
     grad_accum_steps: int = Field(1, ge=1, description="micro-batches per optimizer step (Accelerate)")
     eval_batch_size: int = Field(256, ge=1)
     keep_checkpoint: bool = Field(True, description="save each trial's best weights (trainable ones) for reload")
+
+    @field_validator("augment_text_ops")
+    @classmethod
+    def _once_each(cls, ops):
+        if len(set(ops)) != len(ops):
+            raise ValueError(f"{ops}: list each operation once (one is drawn per sample, each as likely)")
+        return ops
 
 
 class SchedulerSpec(Strict):
@@ -158,6 +168,13 @@ class TrackingSpec(Strict):
         return self
 
 
+def _may_be_nonzero(value) -> bool:
+    """A constant other than 0, or a sampler that can draw one."""
+    if isinstance(value, Sampler):
+        return any(v != 0 for v in value.candidates())  # a range's ends, or every option
+    return value is not None and value != 0
+
+
 class JobSpec(Strict):
     name: str = Field(description=f"letters, digits, _ . - (used in paths); at most {MAX_NAME} characters")
     model: ModelSpec
@@ -219,6 +236,11 @@ class JobSpec(Strict):
                                            "each strategy gets (search.num_samples): lower it")
         if self.training.augment.active() and model_family != "vision":
             yield "training.augment", "applies to images only: remove it for a text job"
+        if model_family != "text":
+            for where, value in self.searchables():
+                if where.endswith("hparams.augment_text") and _may_be_nonzero(value):
+                    yield where, ("EDA augments the tokens of texts, and this is a vision job: set it to 0 (or "
+                                  "remove it), and use training.augment for images")
         if self.training.mixed_precision == "fp16" and self.resources.gpus_per_worker == 0:
             yield "training.mixed_precision", "fp16 needs a GPU: set resources.gpus_per_worker, or use bf16 / no on CPU"
 

@@ -7,11 +7,12 @@ from raytune_ft.train.metrics import classification_metrics
 
 
 class TensorDict:
-    """A map-style dataset over a dict of equally long tensors; `augment` maps one uint8 image."""
+    """A map-style dataset over a dict of equally long tensors; `augment` maps one uint8 image,
+    `text_augment` one sample (its dict, its index: data/text_augment.py)."""
 
-    def __init__(self, tensors: dict, augment=None):
+    def __init__(self, tensors: dict, augment=None, text_augment=None):
         self.tensors = tensors
-        self.augment = augment
+        self.augment, self.text_augment = augment, text_augment
 
     def __len__(self):
         return len(self.tensors["labels"])
@@ -20,6 +21,8 @@ class TensorDict:
         item = {k: v[i] for k, v in self.tensors.items()}
         if self.augment is not None:
             item["pixel_values"] = self.augment(item["pixel_values"])
+        if self.text_augment is not None:
+            item = self.text_augment(item, i)
         return item
 
 

@@ -15,6 +15,7 @@ from raytune_ft.cluster import storage
 from raytune_ft.data import load_meta, load_split
 from raytune_ft.data.store import subset
 from raytune_ft.data.images import ImageRecipe
+from raytune_ft.data.text_augment import TextAugment
 from raytune_ft.metric import sign
 from raytune_ft.train.checkpoint import LocalCheckpoints, RayCheckpoints, read_resume_state, write_checkpoint
 from raytune_ft.train.config import TrialConfig
@@ -107,8 +108,9 @@ class TrialRecipe:
         self.total_steps = self.steps_per_epoch * training.epochs
         augment = ImageRecipe.from_meta(self.meta, train_set["pixel_values"].shape[-1]).train_transform(
             training.augment.model_dump()) if "pixel_values" in train_set else None
+        self.text_augment = TextAugment.for_trial(config, train_set)  # EDA on tokens; None when off
         self.train_loader = torch.utils.data.DataLoader(
-            TensorDict(train_set, augment), batch_size=batch_size, shuffle=True,
+            TensorDict(train_set, augment, self.text_augment), batch_size=batch_size, shuffle=True,
             generator=torch.Generator().manual_seed(config.seed),
             # a last batch of 1 sample breaks BatchNorm in train mode (1x1 feature maps): drop the remainder
             drop_last=per_process > batch_size)
@@ -169,6 +171,8 @@ class TrialRecipe:
 
         acc, model, optimizer = self.accelerator, self.model, self.optimizer
         model.train()
+        if self.text_augment is not None:
+            self.text_augment.epoch = epoch  # each epoch its own draw, the same again when resumed
         for module in self.strategy.eval_modules(self.plain, self.strategy_cfg, epoch):
             module.eval()
         start, seen, loss_sum = time.perf_counter(), 0, 0.0
