@@ -25,6 +25,9 @@ class HParams(BaseModel):
     l2sp: Searchable(float, ge=0) = Field(
         0.0, description="L2-SP: penalty strength on the distance of backbone weights from their pretrained "
         "values (strategies that train backbone weights only)")
+    ewc: Searchable(float, ge=0) = Field(
+        0.0, description="EWC: like l2sp, each backbone weight's distance from its pretrained value weighted by "
+        "its diagonal Fisher information, estimated once per job (raytune_ft/ewc.py; data.fisher_source)")
 
 
 def _all_optional(model: type[BaseModel], name: str, doc: str) -> type[BaseModel]:
