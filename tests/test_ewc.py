@@ -140,7 +140,7 @@ def test_prepare_writes_the_fisher_once_and_a_trial_uses_it(resnet_weights, tmp_
     monkeypatch.setattr(ewc, "estimate", lambda *a: (calls.__setitem__("estimate", calls["estimate"] + 1), estimate(*a))[1])
     spec = vision_spec(resnet_weights, strategies=[{"name": "full", "hparams": {"ewc": {"choice": [0.0, 100.0]}}},
                                                    {"name": "feature_extraction"}])
-    spec["data"]["fisher_samples"] = 12
+    spec["data"].update(fisher_samples=12, max_train_samples=40)  # small: two trials of one epoch below
     job = parse_job(spec)
     assert ewc.wanted(job)
     meta = prepare_data(job, tmp_path / "data")
