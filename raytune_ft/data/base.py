@@ -14,6 +14,7 @@ from typing import Any, ClassVar, Iterator, Literal, Optional, Union
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from raytune_ft.data import location
+from raytune_ft.data.fisher import FisherSource
 from raytune_ft.data.subsets import Shots, SizeEntry
 from raytune_ft.errors import InputError  # noqa: F401  (raised here, caught once in the CLI)
 from raytune_ft.registry import Registry
@@ -72,6 +73,21 @@ class DataConfig(BaseModel):
         None, gt=0, lt=1, description="when there is no test split and search.confirm is set, hold out this "
         "share of train as the test split (stratified, seeded); default: validation_fraction, else 0.15")
     seed: int = 0
+    fisher_source: Optional[FisherSource] = Field(
+        None, description="EWC (hparams.ewc) only: the samples its Fisher information is estimated on: "
+        "{split: train | validation | test} of this job's data, or {path: ...}, a file or folder of the source "
+        "task in this source's format and columns; default: the train split (raytune_ft/ewc.py)")
+    fisher_samples: int = Field(
+        256, ge=1, le=100_000, description="EWC only: samples of the Fisher estimate, drawn at random "
+        "(one backward pass each, once per job, on the driver's CPU)")
+
+    @field_validator("fisher_source")
+    @classmethod
+    def _fisher_source(cls, value, info):
+        if value is not None and value.path is not None:
+            raise ValueError(f"{cls.model_fields['source'].default} reads no files of its own, so fisher_source "
+                             "cannot name one: name a split instead, e.g. {split: train}")
+        return value
 
     @field_validator("train_sizes")
     @classmethod
@@ -152,21 +168,33 @@ class FileSplitsConfig(DataConfig):
     @field_validator(*SPLITS)
     @classmethod
     def _split_exists(cls, value, info):
-        context = info.context or {}
+        problem = cls._location_problem(info.field_name, value, info.context or {})
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    @field_validator("fisher_source")
+    @classmethod
+    def _fisher_source(cls, value, info):
+        problem = cls._location_problem("fisher_source", value.path, info.context or {}) if value else None
+        if problem:
+            raise ValueError(f"path: {problem}")
+        return value
+
+    @classmethod
+    def _location_problem(cls, name: str, value, context: dict) -> Optional[str]:
         if value is None or context.get("prepared"):
-            return value  # a resumed run whose data were prepared reads no raw file
+            return None  # a resumed run whose data were prepared reads no raw file
         path = location.local_path(value)
         # submit: an absolute path this machine does not have may be on the cluster's shared file system
         # (a relative one is looked up in the folder shipped from here: it must be here)
         elsewhere = bool(context.get("on_cluster")) and path is not None and path.is_absolute() \
             and location.kind(path) is None
-        problem = cls.split_problem(info.field_name, value, look=path is not None and not elsewhere)
+        problem = cls.split_problem(name, value, look=path is not None and not elsewhere)
         if problem and context.get("on_cluster") and path is not None and not path.is_absolute():
             problem += " (a relative path is looked up in what submit ships from here; a path only the " \
                        "cluster has is absolute)"
-        if problem:
-            raise ValueError(problem)
-        return value
+        return problem
 
     @classmethod
     def split_problem(cls, split: str, where: location.Location, *, look: bool = True) -> Optional[str]:

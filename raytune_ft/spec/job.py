@@ -225,6 +225,10 @@ class JobSpec(Strict):
             if l2sp != 0.0 and not STRATEGIES.get(s.name).trains_backbone:
                 yield f"strategies[{i}].hparams.l2sp", (
                     f"{s.name} trains no backbone weights, so L2-SP has nothing to hold back: set it to 0 here")
+            ewc = s.hparams.ewc if s.hparams.ewc is not None else self.search.hparams.ewc
+            if ewc != 0.0 and not STRATEGIES.get(s.name).trains_backbone:
+                yield f"strategies[{i}].hparams.ewc", (
+                    f"{s.name} trains no backbone weights, so EWC has nothing to hold back: set it to 0 here")
         if self.search.algorithm == "grid":
             for where, value in self.searchables():
                 if isinstance(value, Sampler) and value.kind not in ("grid", "choice"):

@@ -60,4 +60,9 @@ def load_job(path, *, on_cluster: bool = False) -> JobSpec:
             if isinstance(value, str) and not is_uri(value) and not Path(value).is_absolute() \
                     and not path_exists(Path(value)) and path_exists(path.parent / value):
                 data_section[split] = str((path.parent / value).resolve())
+        fisher = data_section.get("fisher_source")  # EWC's source-task samples (raytune_ft/ewc.py), the same way
+        value = fisher.get("path") if isinstance(fisher, dict) else None
+        if isinstance(value, str) and not is_uri(value) and not Path(value).is_absolute() \
+                and not path_exists(Path(value)) and path_exists(path.parent / value):
+            fisher["path"] = str((path.parent / value).resolve())
     return parse_job(data, str(path), on_cluster=on_cluster)

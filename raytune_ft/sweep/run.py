@@ -55,6 +55,10 @@ def run_sweep(job, run_dir: Path, *, address: Optional[str] = None, verbose: boo
             raise InputError(str(e)) from e
         printer(f"data prepared once in {time.monotonic() - t0:.1f}s: "
                 + ", ".join(f"{s} {v['samples']}" for s, v in meta["splits"].items()) + f", {len(meta['classes'])} classes")
+        from raytune_ft import ewc
+
+        if ewc.wanted(job):  # EWC: which samples its Fisher information came from
+            printer(ewc.describe(meta["fisher"]))
         # what made this run (versions, commit, hashes of data and weights, the spec): a file, and every table's metadata
         provenance.write(run_dir, provenance.collect(job))
         storage.sync_up(layout.data)  # workers on other nodes read it from the run's URI, if any

@@ -16,6 +16,7 @@ from raytune_ft.data import load_meta, load_split
 from raytune_ft.data.store import subset
 from raytune_ft.data.images import ImageRecipe
 from raytune_ft.data.text_augment import TextAugment
+from raytune_ft.ewc import ewc_penalty, load_fisher
 from raytune_ft.metric import sign
 from raytune_ft.train.checkpoint import LocalCheckpoints, RayCheckpoints, read_resume_state, write_checkpoint
 from raytune_ft.train.config import TrialConfig
@@ -76,9 +77,10 @@ class TrialRecipe:
         self.params = dict(self.plain.named_parameters())
         self.class_weights = class_weights(self.train_counts).to(accelerator.device) \
             if training.class_weighted_loss else None
-        # L2-SP: the pretrained values of the backbone weights that train
+        # L2-SP and EWC: the pretrained values of the backbone weights that train; EWC's Fisher of each
         self.anchors = {n: p.detach().clone() for n, p in self.params.items()
-                        if p.requires_grad and not n.startswith("head.")} if self.hp.l2sp > 0 else {}
+                        if p.requires_grad and not n.startswith("head.")} if self.hp.l2sp > 0 or self.hp.ewc > 0 else {}
+        self.fisher = load_fisher(config.data_dir, self.anchors) if self.hp.ewc > 0 else {}
         self.where = {}  # the node and placement group, under Ray
         if self.in_ray:
             import ray
@@ -201,13 +203,15 @@ class TrialRecipe:
         return float(totals[0]) / max(1, int(totals[1])), int(totals[1]), seconds
 
     def penalties(self):
-        """What is added to the loss: the strategy's own term (AdaLoRA's orthogonal regulariser) and L2-SP."""
+        """What is added to the loss: the strategy's own term (AdaLoRA's orthogonal regulariser), L2-SP and EWC."""
         total = 0.0
         term = self.strategy.penalty(self.plain)
         if term is not None:
             total = total + term
-        if self.anchors:
+        if self.anchors and self.hp.l2sp > 0:
             total = total + self.hp.l2sp / 2 * sum(((self.params[n] - a) ** 2).sum() for n, a in self.anchors.items())
+        if self.fisher:
+            total = total + ewc_penalty(self.params, self.anchors, self.fisher, self.hp.ewc)
         return total
 
     def validate(self, loader=None) -> dict:

@@ -1,0 +1,35 @@
+"""The data spec's `fisher_source`: which samples EWC's Fisher estimate uses (raytune_ft/ewc.py)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal, Optional, Union
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from raytune_ft.data import location
+
+
+class FisherSource(BaseModel):
+    """Where the samples of the Fisher estimate come from: exactly one of `split` and `path`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    split: Optional[Literal["train", "validation", "test"]] = Field(
+        None, description="a split of this job's prepared data")
+    path: Union[Path, str, None] = Field(
+        None, description="a file or folder of the source task, in the format and with the columns of the "
+        "job's data source (as data.train is); its labels are its own classes, not the job's")
+
+    @field_validator("path", mode="before")
+    @classmethod
+    def _location(cls, value):
+        return value if value is None else location.parse(value)
+
+    @model_validator(mode="after")
+    def _one(self):
+        if (self.split is None) == (self.path is None):
+            raise ValueError("give exactly one of split (e.g. {split: train}) and path (e.g. {path: source/train.csv})")
+        return self
+
+    def describe(self) -> str:
+        return f"{self.split} split" if self.split else str(self.path)
