@@ -8,8 +8,44 @@ from __future__ import annotations
 from typing import Callable, Iterable, Optional, TypeVar
 
 MODES = {"val_accuracy": "max", "val_f1": "max", "val_loss": "min"}
+# A multi-task job (data.label_columns) also reports each task's metric as `<metric>.<task>`
+# (val_accuracy.topic); the plain name is then the mean over the tasks.
 
 T = TypeVar("T")
+
+
+def base_metric(metric: str) -> str:
+    """val_accuracy.topic -> val_accuracy (a plain metric is its own base)."""
+    return metric.partition(".")[0]
+
+
+def metric_task(metric: str) -> Optional[str]:
+    """The task a metric names (val_accuracy.topic -> topic); None for a plain metric (the mean over tasks)."""
+    return metric.partition(".")[2] or None
+
+
+def mode_of(metric: str, default: Optional[str] = None) -> str:
+    """'max' or 'min' for a metric or a task's metric; `default` for a name that is neither (KeyError without)."""
+    if default is not None:
+        return MODES.get(base_metric(metric), default)
+    return MODES[base_metric(metric)]
+
+
+def metric_problem(metric: str, tasks: Optional[list[str]]) -> Optional[str]:
+    """Why `metric` cannot rank this job's trials (None if it can): an unknown metric, or a task the job
+    does not have. `tasks`: the job's tasks (data.label_columns), None for a single-task job."""
+    base, task = base_metric(metric), metric_task(metric)
+    if base not in MODES:
+        return (f"{metric!r} is not a metric: use {' / '.join(MODES)}"
+                + (f", or one task's, e.g. {next(iter(MODES))}.{tasks[0]}" if tasks else ""))
+    if task is None:
+        return None
+    if not tasks:
+        return (f"{metric!r} names task {task!r}, but this job has one task: use {base}, or list the tasks "
+                "in data.label_columns")
+    if task not in tasks:
+        return f"{metric!r} names task {task!r}, which is not one of the job's tasks {tasks} (data.label_columns)"
+    return None
 
 
 def sign(mode: str) -> float:

@@ -29,7 +29,7 @@ def print_leaderboard(run_dir: Path, metric: str) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from raytune_ft.metric import MODES
+    from raytune_ft.metric import mode_of
     from raytune_ft.results.tables import read_table
     from raytune_ft.results.trust import boards, has_confirm
 
@@ -41,7 +41,7 @@ def print_leaderboard(run_dir: Path, metric: str) -> None:
     rows = read_table(path)
     if has_confirm(rows):  # the confirm stage's test scores beside the search's, one table per train size
         trials = read_table(layout.trials) if layout.trials.exists() else []
-        for board in boards(rows, trials, metric, MODES.get(metric, "max")):
+        for board in boards(rows, trials, metric, mode_of(metric, "max")):
             notes = board.notes + ([board.footnote] if board.footnote else [])
             table = Table(title=board.title, caption="\n".join(notes), caption_justify="left")
             for i, col in enumerate(board.header):  # names and numbers whole; the headers break where they say

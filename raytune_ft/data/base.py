@@ -72,6 +72,9 @@ class DataConfig(BaseModel):
     test_fraction: Optional[float] = Field(
         None, gt=0, lt=1, description="when there is no test split and search.confirm is set, hold out this "
         "share of train as the test split (stratified, seeded); default: validation_fraction, else 0.15")
+    label_columns: Optional[list[str]] = Field(
+        None, min_length=2, description="multi-task: several label columns, one task each with its own classes "
+        "(found in train); one shared backbone, one head output per class of every task")
     seed: int = 0
     fisher_source: Optional[FisherSource] = Field(
         None, description="EWC (hparams.ewc) only: the samples its Fisher information is estimated on: "
@@ -88,6 +91,35 @@ class DataConfig(BaseModel):
             raise ValueError(f"{cls.model_fields['source'].default} reads no files of its own, so fisher_source "
                              "cannot name one: name a split instead, e.g. {split: train}")
         return value
+
+    # whether the source reads several label columns (data.label_columns); False: one label per sample
+    multi_task: ClassVar[bool] = False
+
+    @model_validator(mode="after")
+    def _label_columns(self):
+        columns = self.label_columns
+        if columns is None:
+            return self
+        if not self.multi_task:
+            raise ValueError(f"label_columns: {self.source} has one label per sample, so one task: remove "
+                             "label_columns (multi-task data: text_table, image_parquet, digits)")
+        for i, c in enumerate(columns):
+            if not c.strip() or "." in c:
+                raise ValueError(f"label_columns[{i}] {c!r}: a task's name is not empty and has no '.' "
+                                 "(metrics are named <metric>.<task>, e.g. val_accuracy.topic)")
+        repeated = sorted({c for c in columns if columns.count(c) > 1})
+        if repeated:
+            raise ValueError(f"label_columns: {', '.join(map(repr, repeated))} listed more than once: each task once")
+        if self.classes is not None:
+            raise ValueError("classes lists the classes of one task; with label_columns each task's classes are "
+                             "those found in its train column: remove data.classes")
+        if "label_column" in self.model_fields_set:
+            raise ValueError("give label_column (one task) or label_columns (several), not both")
+        return self
+
+    def task_names(self) -> list[str]:
+        """The tasks of a multi-task job, in head order; [] for one task."""
+        return list(self.label_columns or [])
 
     @field_validator("train_sizes")
     @classmethod
@@ -259,6 +291,10 @@ class DataSource:
     def family_of(self, config: DataConfig) -> Optional[str]:
         """"vision" or "text": what this source gives for `config` (None: cannot tell yet)."""
         return self.family
+
+    def task_names(self, config: DataConfig) -> Optional[list[str]]:
+        """The tasks (data.label_columns), [] for a single-task source; None: cannot tell yet."""
+        return config.task_names()
 
     def train_labels(self, config: DataConfig) -> Optional[list[Any]]:
         """The train split's labels if they can be read without decoding the samples (a label column,

@@ -42,10 +42,11 @@ def _label_names(labels, locate, split: str) -> list[str]:
     return out
 
 
-def _enough_classes(classes, source, config) -> None:
+def _enough_classes(classes, source, config, task=None) -> None:
     if len(classes) < 2:
-        raise InputError(f"{source.describe(config, 'train')}: found {len(classes)} class(es) {classes}; "
-                         "a classifier needs at least 2")
+        column = f" column {task!r}" if task is not None else ""
+        raise InputError(f"{source.describe(config, 'train')}{column}: found {len(classes)} class(es) {classes}; "
+                         "a classifier needs at least 2" + (" (each task does)" if column else ""))
 
 
 def check_train_labels(config) -> None:
@@ -61,9 +62,24 @@ def check_train_labels(config) -> None:
         return
     if not labels:
         raise InputError(f"{source.describe(config, 'train')} has no samples; give it at least one")
-    names = _label_names(labels, lambda row: source.locate(config, "train", row), "train")
-    if not config.classes:
-        _enough_classes(_class_names(names), source, config)
+    tasks = source.task_names(config)
+    for t, task in enumerate(tasks or [None]):
+        names = _label_names([y[t] for y in labels] if tasks else labels,
+                             _locator(source, config, "train", task), "train")
+        if not config.classes:
+            _enough_classes(_class_names(names), source, config, task)
+
+
+def _locator(source, config, split: str, task=None):
+    """Where a row of a split is, for error messages; a multi-task source's also names the task's column."""
+    if task is None:
+        return lambda row: source.locate(config, split, row)
+    return lambda row: f"{source.locate(config, split, row)} column {task!r}"
+
+
+def _first_task(labels: list) -> list:
+    """The labels hold-outs stratify on: a multi-task row's first task (its tuple's first class)."""
+    return [y[0] for y in labels] if labels and isinstance(labels[0], tuple) else labels
 
 
 def _encode_labels(names, classes, declared: bool, locate, split: str) -> list[int]:
@@ -153,13 +169,23 @@ def _prepare_splits(job, out_dir: Path, on_cluster: bool = False) -> dict:
     for split, (xs, _) in raw.items():
         if not xs:
             raise InputError(f"{source.describe(config, split)} has no samples; give it at least one")
-    names = {split: _label_names(ys, lambda row, split=split: source.locate(config, split, row), split)
-             for split, (_, ys) in raw.items()}
-    classes = list(config.classes) if config.classes else _class_names(names["train"])
-    _enough_classes(classes, source, config)
-    encoded = {split: (xs, _encode_labels(names[split], classes, bool(config.classes),
-                                          lambda row, split=split: source.locate(config, split, row), split))
-               for split, (xs, _) in raw.items()}
+    tasks = config.task_names()  # multi-task: each label is a tuple, one class per task
+    task_classes = {}
+    for t, task in enumerate(tasks or [None]):
+        names = {split: _label_names([y[t] for y in ys] if tasks else ys, _locator(source, config, split, task),
+                                     split) for split, (_, ys) in raw.items()}
+        classes = list(config.classes) if config.classes else _class_names(names["train"])
+        _enough_classes(classes, source, config, task)
+        task_classes[task] = (classes, {split: _encode_labels(ns, classes, bool(config.classes),
+                                                              _locator(source, config, split, task), split)
+                                        for split, ns in names.items()})
+    if tasks:
+        classes = task_classes[tasks[0]][0]
+        encoded = {split: (xs, list(zip(*(task_classes[t][1][split] for t in tasks))))
+                   for split, (xs, _) in raw.items()}
+    else:
+        classes, by_split = task_classes[None]
+        encoded = {split: (xs, by_split[split]) for split, (xs, _) in raw.items()}
     if "validation" not in encoded:  # hold out part of train
         xs, ys = encoded["train"]
         n_val = max(1, round(len(xs) * config.validation_fraction))
@@ -167,7 +193,7 @@ def _prepare_splits(job, out_dir: Path, on_cluster: bool = False) -> dict:
             raise InputError(f"{source.describe(config, 'train')}: {len(xs)} sample(s) are too few to hold out "
                              f"data.validation_fraction {config.validation_fraction} and still train; "
                              "give more samples or a data.validation split")
-        train_idx, val_idx = hold_out(ys, n_val, config.seed)
+        train_idx, val_idx = hold_out(_first_task(ys), n_val, config.seed)
         encoded["validation"] = ([xs[i] for i in val_idx], [ys[i] for i in val_idx])
         encoded["train"] = ([xs[i] for i in train_idx], [ys[i] for i in train_idx])
     if "test" not in encoded and getattr(job.search, "confirm", None):  # the confirm stage scores on test
@@ -177,7 +203,7 @@ def _prepare_splits(job, out_dir: Path, on_cluster: bool = False) -> dict:
         if n_test >= len(xs):
             raise InputError(f"{source.describe(config, 'train')}: {len(xs)} sample(s) are too few to hold out a "
                              f"test split ({fraction}) for search.confirm; give a data.test split or more samples")
-        train_idx, test_idx = hold_out(ys, n_test, config.seed + 1)
+        train_idx, test_idx = hold_out(_first_task(ys), n_test, config.seed + 1)
         encoded["test"] = ([xs[i] for i in test_idx], [ys[i] for i in test_idx])
         encoded["train"] = ([xs[i] for i in train_idx], [ys[i] for i in train_idx])
         held_out_test = n_test
@@ -197,6 +223,9 @@ def _prepare_splits(job, out_dir: Path, on_cluster: bool = False) -> dict:
     out_dir.mkdir(parents=True, exist_ok=True)
     meta = {"family": source.family, "classes": classes, "splits": {}, "test_held_out": held_out_test,
             "format": "npy", "prepared_for": prepared_for(job)}
+    if tasks:  # labels are stored as rows x tasks ({split}.labels.npy, one class index per task); "classes"
+        # and "class_counts" are the first task's (what hold-outs and train_sizes stratify on)
+        meta["tasks"] = {t: task_classes[t][0] for t in tasks}
     for split in SPLITS:
         if split not in encoded:
             continue
@@ -209,8 +238,12 @@ def _prepare_splits(job, out_dir: Path, on_cluster: bool = False) -> dict:
                                   torch.from_numpy(columns["attention_mask"]), job.model.name)
             writer.add(columns)
         writer.close()
-        counts = torch.bincount(torch.tensor(ys, dtype=torch.long), minlength=len(classes)).tolist()
+        counts = torch.bincount(torch.tensor(_first_task(ys), dtype=torch.long), minlength=len(classes)).tolist()
         meta["splits"][split] = {"samples": len(ys), "class_counts": counts}
+        if tasks:
+            meta["splits"][split]["task_class_counts"] = {
+                t: torch.bincount(torch.tensor([y[i] for y in ys], dtype=torch.long),
+                                  minlength=len(meta["tasks"][t])).tolist() for i, t in enumerate(tasks)}
     if source.family == "vision":
         meta["mean"], meta["std"] = list(recipe.mean), list(recipe.std)
         meta["image"] = recipe.to_meta()  # crop / resize sizes, interpolation, mean / std: train and eval use it

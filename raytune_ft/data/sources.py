@@ -14,6 +14,14 @@ from raytune_ft.data.base import (TABLE_SUFFIXES, DataConfig, DataSource, FileSp
 
 DIGITS_MIN_SHARE = 0.02  # of 1,797 digits: 36 images, 3-4 of each of the 10 classes
 
+# The digits' label columns (data.label_columns), each a task derived from the digit d:
+# digit: d itself (the single task of a job without label_columns); parity: even / odd; high: d >= 5 (high / low)
+DIGITS_TASKS = {
+    "digit": lambda d: str(d),
+    "parity": lambda d: "odd" if d % 2 else "even",
+    "high": lambda d: "high" if d >= 5 else "low",
+}
+
 
 class DigitsConfig(DataConfig):
     source: Literal["digits"] = "digits"
@@ -21,6 +29,16 @@ class DigitsConfig(DataConfig):
                                        f"(at least {DIGITS_MIN_SHARE})")
     test_fraction: float = Field(0.15, ge=0, lt=1, description="share held out as the test split (0: none, "
                                  f"else at least {DIGITS_MIN_SHARE})")
+    multi_task = True
+
+    @field_validator("label_columns")
+    @classmethod
+    def _digit_tasks(cls, columns):
+        unknown = [c for c in columns or [] if c not in DIGITS_TASKS]
+        if unknown:
+            raise ValueError(f"{', '.join(map(repr, unknown))}: the digits have the label columns "
+                             f"{', '.join(DIGITS_TASKS)} (the digit; even / odd; >= 5)")
+        return columns
 
     @model_validator(mode="after")
     def _shares(self):
@@ -64,7 +82,9 @@ class Digits(DataSource):
             splits.update(validation=val_idx, test=test_idx)
         else:
             splits["validation"] = rest
-        return {s: ([int(i) for i in ix], [labels[i] for i in ix]) for s, ix in splits.items()}
+        tasks = [DIGITS_TASKS[c] for c in config.label_columns] if config.label_columns else None
+        return {s: ([int(i) for i in ix], [tuple(t(labels[i]) for t in tasks) if tasks else labels[i] for i in ix])
+                for s, ix in splits.items()}
 
     def decode(self, config, refs, chunk):
         images = _digits()[0]
@@ -82,20 +102,31 @@ def _digits():
     return np.repeat(images[..., None], 3, axis=-1), digits.target.tolist()
 
 
+def label_columns(config) -> list[str]:
+    """The label columns a table source reads: data.label_columns (multi-task), else data.label_column."""
+    return list(config.label_columns or [config.label_column])
+
+
+def read_labels(table, config) -> list:
+    """A table's labels: one per row, or a tuple per row (one per task) for a multi-task source."""
+    columns = [table.column(c).to_pylist() for c in label_columns(config)]
+    return list(zip(*columns)) if config.label_columns else columns[0]
+
+
 def _label_column(config) -> list:
-    """The train file's label column alone (as `load` reads it: CSV / TSV cells as text)."""
-    column = config.label_column
-    return read_table(config.train, [column], text_columns=(column,)).column(column).to_pylist()
+    """The train file's label column(s) alone (as `load` reads it: CSV / TSV cells as text)."""
+    columns = label_columns(config)
+    return read_labels(read_table(config.train, columns, text_columns=tuple(columns)), config)
 
 
-def split_columns(config, sample_column: str, label_column: str, text: bool = False):
+def split_columns(config, sample_column: str, text: bool = False):
     """(split, path, samples, labels) for each split file the config names (text: CSV cells stay strings)."""
     for split in ("train", "validation", "test"):
         path = getattr(config, split)
         if path is not None:
-            columns = [sample_column, label_column]
+            columns = [sample_column, *label_columns(config)]
             table = read_table(path, columns, text_columns=tuple(columns) if text else ())
-            yield split, path, table.column(sample_column).to_pylist(), table.column(label_column).to_pylist()
+            yield split, path, table.column(sample_column).to_pylist(), read_labels(table, config)
 
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
@@ -201,6 +232,7 @@ class ImageParquetConfig(FileSplitsConfig):
     suffixes = (".parquet",)  # image bytes need a binary column
     image_column: str = Field("image", description="encoded image bytes (or a struct with a 'bytes' field)")
     label_column: str = "label"
+    multi_task = True
 
 
 @register_data_source
@@ -220,7 +252,7 @@ class ImageParquet(DataSource):
             path = getattr(config, split)
             if path is not None:
                 _check_image_column(path, config.image_column)
-                labels = read_table(path, [config.label_column]).column(config.label_column).to_pylist()
+                labels = read_labels(read_table(path, label_columns(config)), config)
                 out[split] = ([(path, row) for row in range(len(labels))], labels)
         return out
 
@@ -275,6 +307,7 @@ class TextTableConfig(FileSplitsConfig):
     suffixes = TABLE_SUFFIXES
     text_column: str = "text"
     label_column: str = "label"
+    multi_task = True
 
 
 @register_data_source
@@ -291,7 +324,7 @@ class TextTable(DataSource):
     def index(self, config):
         """The texts themselves (small beside what they become), checked here: none empty."""
         out = {}
-        for split, path, texts, labels in split_columns(config, config.text_column, config.label_column, text=True):
+        for split, path, texts, labels in split_columns(config, config.text_column, text=True):
             for row, text in enumerate(texts):
                 if not isinstance(text, str) or not text.strip():
                     raise InputError(f"{path} row {row}: column {config.text_column!r} is "
@@ -358,8 +391,20 @@ class Prepared(DataSource):
 
         from raytune_ft.data.store import LABELS, column_path
 
-        classes = json.loads((config.path / "meta.json").read_text())["classes"]
-        return [classes[i] for i in np.load(column_path(config.path, "train", LABELS)).tolist()]
+        meta = json.loads((config.path / "meta.json").read_text())
+        labels = np.load(column_path(config.path, "train", LABELS)).tolist()
+        if meta.get("tasks"):  # multi-task: a row of class indices, one per task
+            classes = list(meta["tasks"].values())
+            return [tuple(c[i] for c, i in zip(classes, row)) for row in labels]
+        return [meta["classes"][i] for i in labels]
+
+    def task_names(self, config):
+        import json
+
+        try:
+            return list(json.loads((config.path / "meta.json").read_text()).get("tasks") or [])
+        except (OSError, ValueError):
+            return None  # as family_of: a resumed run's data need not be there
 
     def describe(self, config, split):
         return f"{config.path} ({split} split, prepared)"

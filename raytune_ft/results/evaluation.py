@@ -2,7 +2,9 @@
 
 Writes `reports/<strategy>/test_report.json` (accuracy, macro-F1, loss, per-class precision /
 recall / F1 / support, confusion matrix) and `confusion_matrix.csv`; returns the test metrics
-that go into strategies.parquet.
+that go into strategies.parquet. A multi-task model's report has each task's under "tasks" (and a
+`confusion_matrix.<task>.csv` each); its accuracy, f1 and loss are the means over the tasks, and its
+top-level confusion matrix and per-class rows are the first task's.
 """
 from __future__ import annotations
 
@@ -36,17 +38,52 @@ def evaluate_trial(checkpoint, data_dir: Path, split: str = "test") -> dict:
     from raytune_ft.data import load_meta, load_split
     from raytune_ft.train.evaluate import TensorDict, evaluate
     from raytune_ft.train.model import load_trial_model
+    from raytune_ft.train.tasks import Tasks
 
     model, config = load_trial_model(checkpoint)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model.to(device)
     meta, data = load_meta(data_dir), load_split(data_dir, split)
     loader = torch.utils.data.DataLoader(TensorDict(data), batch_size=config.training.eval_batch_size)
+    tasks = Tasks.from_meta(meta)
     m = evaluate(model, loader, meta, device, len(meta["classes"]),
-                 mixed_precision=config.training.mixed_precision)
+                 mixed_precision=config.training.mixed_precision, tasks=tasks)
+    if not tasks.multi:
+        return {"accuracy": m["accuracy"], "f1": m["f1"], "loss": m["loss"], "samples": len(data["labels"]),
+                "confusion_matrix": m["confusion_matrix"], "classes": meta["classes"],
+                "per_class": per_class_report(m["confusion_matrix"], meta["classes"])}
+    per_task = {task: {"accuracy": t["accuracy"], "f1": t["f1"], "loss": t["loss"],
+                       "confusion_matrix": t["confusion_matrix"], "classes": tasks.classes[task],
+                       "per_class": per_class_report(t["confusion_matrix"], tasks.classes[task])}
+                for task, t in m["tasks"].items()}
+    first = per_task[tasks.names[0]]
     return {"accuracy": m["accuracy"], "f1": m["f1"], "loss": m["loss"], "samples": len(data["labels"]),
-            "confusion_matrix": m["confusion_matrix"], "classes": meta["classes"],
-            "per_class": per_class_report(m["confusion_matrix"], meta["classes"])}
+            "confusion_matrix": first["confusion_matrix"], "classes": first["classes"],
+            "per_class": first["per_class"], "tasks": per_task}
+
+
+def _confusion_csv(report: dict) -> str:
+    lines = ["true/predicted," + ",".join(report["classes"])]
+    lines += [f"{c}," + ",".join(map(str, r)) for c, r in zip(report["classes"], report["confusion_matrix"])]
+    return "\n".join(lines) + "\n"
+
+
+def test_columns(report: dict) -> dict:
+    """strategies.parquet's test_* columns from a test report: test_accuracy / test_f1 / test_loss, and for a
+    multi-task model each task's (test_accuracy.topic, ...)."""
+    out = {"test_accuracy": report.get("accuracy"), "test_f1": report.get("f1"), "test_loss": report.get("loss")}
+    for task, t in (report.get("tasks") or {}).items():
+        out.update({f"test_{k}.{task}": t[k] for k in ("accuracy", "f1", "loss")})
+    return out
+
+
+def summary(strategy: str, report: dict) -> str:
+    """One strategy's test scores in the printed line: 'full acc 0.9 f1 0.9' (+ each task's, multi-task)."""
+    text = f"{strategy} acc {report['accuracy']:.4f} f1 {report['f1']:.4f}"
+    if report.get("tasks"):
+        text += " (" + ", ".join(f"{task} acc {t['accuracy']:.4f} f1 {t['f1']:.4f}"
+                                 for task, t in report["tasks"].items()) + ")"
+    return text
 
 
 def evaluate_best_trials(run_dir: Path, strategies: list[dict], trials: list[dict], printer=print) -> dict[str, dict]:
@@ -71,8 +108,8 @@ def evaluate_best_trials(run_dir: Path, strategies: list[dict], trials: list[dic
         folder = layout.report(row["strategy"])
         folder.mkdir(parents=True, exist_ok=True)
         layout.test_report(row["strategy"]).write_text(json.dumps({"trial_id": row["best_trial_id"], **report}, indent=1))
-        lines = ["true/predicted," + ",".join(report["classes"])]
-        lines += [f"{c}," + ",".join(map(str, r)) for c, r in zip(report["classes"], report["confusion_matrix"])]
-        (folder / "confusion_matrix.csv").write_text("\n".join(lines) + "\n")
+        (folder / "confusion_matrix.csv").write_text(_confusion_csv(report))
+        for task, t in (report.get("tasks") or {}).items():
+            (folder / f"confusion_matrix.{task}.csv").write_text(_confusion_csv(t))
         out[row["strategy"]] = report
     return out

@@ -22,7 +22,7 @@ from functools import cached_property
 from pathlib import Path
 
 from raytune_ft.layout import RunLayout
-from raytune_ft.metric import MODES, best_first, direction_word
+from raytune_ft.metric import best_first, direction_word, mode_of
 from raytune_ft.results.figures import (MPL_STYLE, STATUS_COLORS, _count, _fmt, _num, plot_confusion, plot_curves,
                                        plot_frontier, plot_rungs, plot_scores, save_png)
 from raytune_ft.results.figures import pareto  # noqa: F401 (callers import it from here)
@@ -78,7 +78,7 @@ def load_run(run_dir: Path) -> Run:
     job = _job(layout)
     search = job.get("search", {})
     metric = search.get("metric", "score")
-    mode = search.get("mode") or MODES.get(metric, "max")
+    mode = search.get("mode") or mode_of(metric, "max")
     if layout.strategies.exists():
         all_strategies = read_table(layout.strategies)
     else:  # a run that crashed between the two writes: rebuild the summary

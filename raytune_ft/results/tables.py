@@ -66,7 +66,18 @@ def trial_row(*, job: str, run_id: str, trial_id: str, strategy: dict, status: s
         "error_reason": error_reason(error) or None,
         "error": error or None,
     })
+    for k in task_metrics(history):  # a multi-task trial's per-task scores: best_val_accuracy.topic, ...
+        if k.startswith("val_"):
+            row[f"best_{k}"], row[f"last_{k}"] = best.get(k), last.get(k)
+        else:  # test_accuracy.topic: the best-validation epoch's (confirm trials)
+            row[k] = best.get(k)
     return row
+
+
+def task_metrics(history: list[dict]) -> list[str]:
+    """The per-task metrics a multi-task trial reported (val_accuracy.topic, test_f1.topic, ...), in report
+    order; [] for a single-task trial. The plain val_accuracy / val_f1 / val_loss are their means."""
+    return list(dict.fromkeys(k for m in history for k in m if "." in k and k.startswith(("val_", "test_"))))
 
 
 EPOCH_COLUMNS = ("epoch", "train_loss", "val_loss", "val_accuracy", "val_f1", "lr", "samples_per_sec",
@@ -77,7 +88,8 @@ def epoch_rows(*, run_id: str, trial_id: str, strategy: str, status: str, histor
                stage: str = "search", train_size: Optional[int] = None) -> list[dict]:
     """epochs.parquet rows of one trial: its per-epoch metrics, and its status at the time of writing."""
     return [{"run_id": run_id, "trial_id": trial_id, "strategy": strategy, "stage": stage, "train_size": train_size,
-             "trial_status": status, **{k: m.get(k) for k in EPOCH_COLUMNS}} for m in history]
+             "trial_status": status, **{k: m.get(k) for k in EPOCH_COLUMNS},
+             **{k: m.get(k) for k in task_metrics(history) if k.startswith("val_")}} for m in history]
 
 
 def metric_on_test(metric: str) -> str:
@@ -137,6 +149,8 @@ def strategy_rows(trials: list[dict], mode: str) -> list[dict]:
             "trainable_fraction": best["trainable_fraction"] if best else None,
             "trainable_params": best["trainable_params"] if best else None,
             "compute_seconds": r["compute_seconds"],
+            # a multi-task job: the best trial's best-epoch score of each task (best_val_accuracy.topic, ...)
+            **({k: v for k, v in best.items() if k.startswith("best_val_") and "." in k} if best else {}),
         })
     return out
 

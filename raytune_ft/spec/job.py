@@ -18,7 +18,7 @@ from raytune_ft.cluster.storage import is_uri
 from raytune_ft.data import DATA_SOURCES
 from raytune_ft.data.base import path_exists
 from raytune_ft.hparams import HParams
-from raytune_ft.metric import MODES
+from raytune_ft.metric import base_metric, metric_problem, mode_of
 from raytune_ft.models import SOURCES
 from raytune_ft.searchable import Sampler
 from raytune_ft.strategies import STRATEGIES
@@ -74,6 +74,17 @@ class TrainingSpec(Strict):
     grad_accum_steps: int = Field(1, ge=1, description="micro-batches per optimizer step (Accelerate)")
     eval_batch_size: int = Field(256, ge=1)
     keep_checkpoint: bool = Field(True, description="save each trial's best weights (trainable ones) for reload")
+    task_weights: Optional[dict[str, float]] = Field(
+        None, description="multi-task jobs (data.label_columns): each task's weight in the loss, "
+        "sum_t w_t * CE_t; a task left out weighs 1")
+
+    @field_validator("task_weights")
+    @classmethod
+    def _task_weights(cls, weights):
+        for task, w in (weights or {}).items():
+            if not w >= 0 or w == float("inf"):
+                raise ValueError(f"task {task!r}: weight {w} must be a finite number >= 0")
+        return weights
 
     @field_validator("augment_text_ops")
     @classmethod
@@ -108,7 +119,8 @@ class SearchSpec(Strict):
         4, ge=1, le=MAX_SAMPLES, description="trials per strategy (random, optuna); repeats of the grid (grid). "
         f"At most {MAX_SAMPLES:,}: every trial is a Tune trial with its own folder, state and table row, all "
         "held by the one driver")
-    metric: Literal["val_accuracy", "val_f1", "val_loss"] = "val_accuracy"
+    metric: str = Field("val_accuracy", description="val_accuracy / val_f1 / val_loss (a multi-task job: the "
+                        "mean over its tasks), or one task's, e.g. val_accuracy.topic")
     mode: Optional[Literal["max", "min"]] = Field(None, description="default: max for accuracy / F1, min for loss")
     scheduler: SchedulerSpec = Field(default_factory=SchedulerSpec)
     hparams: HParams = Field(default_factory=HParams, description="hyperparameters of every strategy")
@@ -117,13 +129,21 @@ class SearchSpec(Strict):
         None, description="after the search, train each strategy's top_k configurations again with `seeds` "
         "fresh seeds to the full epochs and score them on the test split: means, intervals, pairwise tests")
 
+    @field_validator("metric")
+    @classmethod
+    def _metric(cls, metric):
+        problem = metric_problem(base_metric(metric), None)  # a task's name is checked against data.label_columns
+        if problem:
+            raise ValueError(problem)
+        return metric
+
     @model_validator(mode="after")
     def _mode(self):
         if self.mode is None:
-            self.mode = MODES[self.metric]
-        elif self.mode != MODES[self.metric]:
+            self.mode = mode_of(self.metric)
+        elif self.mode != mode_of(self.metric):
             raise ValueError(f"search.mode {self.mode!r} does not fit metric {self.metric} "
-                             f"(use {MODES[self.metric]!r}, or leave mode out)")
+                             f"(use {mode_of(self.metric)!r}, or leave mode out)")
         return self
 
 
@@ -245,6 +265,21 @@ class JobSpec(Strict):
                 if where.endswith("hparams.augment_text") and _may_be_nonzero(value):
                     yield where, ("EDA augments the tokens of texts, and this is a vision job: set it to 0 (or "
                                   "remove it), and use training.augment for images")
+        tasks = DATA_SOURCES.get(self.data.source)().task_names(self.data)  # [] one task; None: cannot tell
+        problem = metric_problem(self.search.metric, tasks) if tasks is not None else None
+        if problem:
+            yield "search.metric", problem
+        if self.training.task_weights is not None and tasks is not None:
+            if not tasks:
+                yield "training.task_weights", ("weights the tasks of a multi-task job, and this job has one: "
+                                                "list the tasks in data.label_columns, or remove it")
+            else:
+                unknown = [t for t in self.training.task_weights if t not in tasks]
+                if unknown:
+                    yield "training.task_weights", (f"{', '.join(map(repr, unknown))} is not one of the job's "
+                                                    f"tasks {tasks} (data.label_columns)")
+                elif not any(self.training.task_weights.get(t, 1.0) > 0 for t in tasks):
+                    yield "training.task_weights", "every task weighs 0: nothing would train; give one a weight > 0"
         if self.training.mixed_precision == "fp16" and self.resources.gpus_per_worker == 0:
             yield "training.mixed_precision", "fp16 needs a GPU: set resources.gpus_per_worker, or use bf16 / no on CPU"
 

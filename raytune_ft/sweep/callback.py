@@ -38,6 +38,13 @@ EPOCH_KEYS = ("epoch", "train_loss", "val_loss", "val_accuracy", "val_f1", "trai
               "samples_per_sec", "train_seconds", "first_step_s", "peak_memory_mb", "checkpoint_path", "pg_id",
               "lr", "resumes", "eval_seconds", "checkpoint_seconds", "data_load_s", "world_size",
               "distributed_type", "node_id", "stop_reason", "test_accuracy", "test_f1", "test_loss")
+
+
+def task_scores(result: dict) -> dict:
+    """The per-task metrics of a multi-task trial's report (val_accuracy.topic, test_f1.topic, ...)."""
+    return {k: v for k, v in result.items() if "." in k and k.startswith(("val_", "test_"))}
+
+
 ENDED_WORDS = {"completed": "completed", "stopped_early": "stopped early",
                "stopped_patience": "stopped by patience", "error": "FAILED"}
 WRITE_EVERY_S = 10.0  # seconds between writes of sweep_state.json and the tables while only epochs come in
@@ -76,6 +83,7 @@ class SweepCallback(Callback):
         # again without the checkpoint: keep where the checkpoint is
         before = next((m for m in rec.history if m["epoch"] == result["epoch"]), {})
         entry = {k: result[k] for k in EPOCH_KEYS if k in result}
+        entry.update(task_scores(result))  # a multi-task trial's val_accuracy.<task>, ... (test_* in confirm)
         entry["checkpoint_path"] = result.get("checkpoint_uri") or before.get("checkpoint_path") \
             or result.get("checkpoint_path")  # a URI for bucket storage, else Ray's path
         history = with_epoch(rec.history, entry)

@@ -33,7 +33,9 @@ def preflight(job, data_dir: Path) -> None:
     from raytune_ft.train.model import build_trial_model
 
     meta = load_meta(data_dir)
-    num_classes = len(meta["classes"])
+    from raytune_ft.train.tasks import Tasks
+
+    num_classes = Tasks.from_meta(meta).outputs  # the head's outputs: every task's classes
     resolved = job.resolved()
     try:
         build_model(SOURCES.get(job.model.source).Config.model_validate(resolved["model"]), num_classes)

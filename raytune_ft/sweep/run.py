@@ -191,7 +191,7 @@ def tracking_callbacks(job, run_dir: Path) -> list:
 def add_test_metrics(run_dir: Path, mode: str, printer: Callable[[str], None] = print) -> None:
     """Evaluate each strategy's best search trial on the test split; add test_* columns to strategies.parquet.
     With several train sizes, the best trials of the largest (the per-class reports are of that size)."""
-    from raytune_ft.results.evaluation import evaluate_best_trials
+    from raytune_ft.results.evaluation import evaluate_best_trials, summary, test_columns
     from raytune_ft.results.tables import read_table, write_table
 
     layout = RunLayout(run_dir)
@@ -202,9 +202,8 @@ def add_test_metrics(run_dir: Path, mode: str, printer: Callable[[str], None] = 
     if not reports:
         return
     for row in at_largest:
-        r = reports.get(row["strategy"], {})
-        row.update(test_accuracy=r.get("accuracy"), test_f1=r.get("f1"), test_loss=r.get("loss"))
+        row.update(test_columns(reports.get(row["strategy"], {})))
     write_table(table, layout.strategies)
     printer("test split, best trial of each strategy: " + ", ".join(
-        f"{k} acc {v['accuracy']:.4f} f1 {v['f1']:.4f}" for k, v in reports.items())
+        summary(k, v) for k, v in reports.items())
         + f"  (reports in {run_dir / 'reports'})")

@@ -19,7 +19,7 @@ class TrialConfig(BaseModel):
     model: dict = Field(description="the job's model entry, resolved; its source's Config checks it when built")
     training: TrainingSpec
     resources: ResourcesSpec
-    metric: Literal["val_accuracy", "val_f1", "val_loss"]
+    metric: str = Field(description="search.metric: val_accuracy / val_f1 / val_loss, or a task's (val_accuracy.topic)")
     mode: Literal["max", "min"]
     data_dir: str
     trial_dir: str = Field(description="this trial's local folder (a failed-trial mark; checkpoints without Ray)")
@@ -30,6 +30,8 @@ class TrialConfig(BaseModel):
         "search", description="confirm: full epochs, no early stopping, the test split scored at each better epoch")
     train_subset: Optional[TrainSubset] = Field(None, description="train on this subset of the train split")
     classes: Optional[list[str]] = Field(None, description="the class names, once known (saved checkpoints)")
+    tasks: Optional[dict[str, list[str]]] = Field(
+        None, description="multi-task: each task's class names, in head order, once known (saved checkpoints)")
 
     def with_training(self, **changes) -> "TrialConfig":
         """A copy with some training settings changed, checked as the spec checks them."""

@@ -65,14 +65,19 @@ def autocast(mixed_precision: str, device):
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16 if mixed_precision == "bf16" else torch.float16)
 
 
-def evaluate(model, loader, meta, device, num_classes: int, *, mixed_precision: str = "no", gather=None) -> dict:
+def evaluate(model, loader, meta, device, num_classes: int, *, mixed_precision: str = "no", gather=None,
+             tasks=None) -> dict:
     """Accuracy, macro-F1, confusion matrix and mean loss of `model` on `loader`.
 
     `gather` collects every worker's share (Accelerate's `gather_for_metrics`, which drops the
-    samples that pad the last batch across workers); None in a single process."""
+    samples that pad the last batch across workers); None in a single process.
+    `tasks` (train/tasks.py) of a multi-task model: each task's scores under "tasks", and accuracy,
+    f1 and loss their means over the tasks."""
     import torch
     import torch.nn.functional as F
 
+    if tasks is not None and tasks.multi:
+        return _evaluate_tasks(model, loader, meta, device, tasks, mixed_precision, gather)
     model.eval()
     all_preds, all_labels, loss_sum = [], [], 0.0
     with torch.no_grad(), autocast(mixed_precision, device):
@@ -89,4 +94,34 @@ def evaluate(model, loader, meta, device, num_classes: int, *, mixed_precision: 
     labels, preds = torch.cat(all_labels), torch.cat(all_preds)
     out = classification_metrics(labels, preds, num_classes)
     out["loss"] = loss_sum / max(1, len(labels))
+    return out
+
+
+def _evaluate_tasks(model, loader, meta, device, tasks, mixed_precision: str, gather) -> dict:
+    """`evaluate` for a multi-task model: each task's argmax and loss over its slice of the head's outputs."""
+    import torch
+    import torch.nn.functional as F
+
+    model.eval()
+    all_preds, all_labels, all_losses = [], [], []
+    with torch.no_grad(), autocast(mixed_precision, device):
+        for batch in loader:
+            logits = model(**model_inputs(batch, meta, device)).float()
+            labels = batch["labels"].to(device)  # rows x tasks
+            preds = torch.stack([logits[:, part].argmax(-1) for part in tasks.slices], 1)
+            losses = torch.stack([F.cross_entropy(logits[:, part], labels[:, t], reduction="none")
+                                  for t, part in enumerate(tasks.slices)], 1)
+            if gather is not None:
+                preds, labels, losses = gather((preds, labels, losses))
+            all_preds.append(preds.cpu())
+            all_labels.append(labels.cpu())
+            all_losses.append(losses.cpu())
+    labels, preds, losses = torch.cat(all_labels), torch.cat(all_preds), torch.cat(all_losses)
+    per_task = {}
+    for t, (task, n) in enumerate(zip(tasks.names, tasks.sizes)):
+        m = classification_metrics(labels[:, t], preds[:, t], n)
+        m["loss"] = float(losses[:, t].sum()) / max(1, len(labels))
+        per_task[task] = m
+    out = {key: sum(m[key] for m in per_task.values()) / len(per_task) for key in ("accuracy", "f1", "loss")}
+    out["tasks"] = per_task
     return out

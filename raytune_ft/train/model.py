@@ -39,7 +39,10 @@ def load_trial_model(location):
         config = TrialConfig.model_validate(json.loads((folder / TRIAL).read_text())["config"])
         state = load_file(str(folder / WEIGHTS))
     set_seed(config.seed)  # as in training: a randomly initialised frozen part comes out the same
-    model, _, _ = build_trial_model(config.model, config.strategy, config.hparams.head_dropout, len(config.classes))
+    from raytune_ft.train.tasks import Tasks
+
+    outputs = Tasks.from_classes(config.classes, config.tasks).outputs  # every task's classes, side by side
+    model, _, _ = build_trial_model(config.model, config.strategy, config.hparams.head_dropout, outputs)
     extra = set(state) - set(model.state_dict())
     lacking = {n for n, p in model.named_parameters() if p.requires_grad} - set(state)
     if extra or lacking:

@@ -25,6 +25,7 @@ from raytune_ft.train.faults import Faults
 from raytune_ft.train.model import build_trial_model
 from raytune_ft.train.optim import (build_optimizer, class_weights, head_lr, lr_schedule, set_lr, set_scales,
                                     trainable_now)
+from raytune_ft.train.tasks import Tasks, score_of
 
 SCORES = {"val_accuracy": "accuracy", "val_f1": "f1", "val_loss": "loss"}  # metric -> evaluate()'s key
 
@@ -64,7 +65,7 @@ class TrialRecipe:
         self.faults.on_start()
         self._setup_data()
         self.model, self.strategy, self.strategy_cfg = build_trial_model(
-            config.model, config.strategy, self.hp.head_dropout, len(self.meta["classes"]), total_steps=self.total_steps)
+            config.model, config.strategy, self.hp.head_dropout, self.tasks.outputs, total_steps=self.total_steps)
         self.total_params = sum(p.numel() for p in self.model.parameters())
         self.optimizer = build_optimizer(self.model, self.strategy, self.strategy_cfg, self.hp, training)
         self.model, self.optimizer, self.train_loader, self.val_loader = accelerator.prepare(
@@ -75,8 +76,8 @@ class TrialRecipe:
                                     training.step_every_epochs, training.step_gamma)
         self.plain = accelerator.unwrap_model(self.model)
         self.params = dict(self.plain.named_parameters())
-        self.class_weights = class_weights(self.train_counts).to(accelerator.device) \
-            if training.class_weighted_loss else None
+        self.class_weights = [class_weights(counts).to(accelerator.device) for counts in self.train_counts] \
+            if training.class_weighted_loss else None  # one per task
         # L2-SP and EWC: the pretrained values of the backbone weights that train; EWC's Fisher of each
         self.anchors = {n: p.detach().clone() for n, p in self.params.items()
                         if p.requires_grad and not n.startswith("head.")} if self.hp.l2sp > 0 or self.hp.ewc > 0 else {}
@@ -97,10 +98,13 @@ class TrialRecipe:
         load_start = time.perf_counter()
         storage.ensure_local(config.data_dir)  # a node without the prepared data gets it from the run's URI
         self.meta = load_meta(config.data_dir)
+        self.tasks = Tasks.from_meta(self.meta, training.task_weights)  # one, or several sharing the backbone
         train_set, val_set = load_split(config.data_dir, "train"), load_split(config.data_dir, "validation")
         if config.train_subset:  # a data-size curve's point: nested, stratified, the same for every trial
-            train_set = subset(train_set, config.train_subset.indices(train_set["labels"].numpy()))
-        self.train_counts = torch.bincount(train_set["labels"], minlength=len(self.meta["classes"])).tolist()
+            # (several tasks: stratified on the first)
+            labels = self.tasks.stratify_on(train_set["labels"]).numpy()
+            train_set = subset(train_set, config.train_subset.indices(labels))
+        self.train_counts = self.tasks.class_counts(train_set["labels"])  # each task's
         self.train_samples = len(train_set["labels"])
         self.data_load_s = time.perf_counter() - load_start  # prepared once per job, before any trial
         batch_size = int(self.hp.batch_size)
@@ -151,7 +155,7 @@ class TrialRecipe:
         state = {"best_score": self.best_score, "best_epoch": self.best_epoch, "step": self.step,
                  "trainable": self.trainable, "resumes": self.resumes,
                  "history": [{k: v for k, v in m.items() if k != "lr_scales"} for m in self.history]}
-        config = self.config.model_copy(update={"classes": self.meta["classes"]})
+        config = self.config.model_copy(update={"classes": self.meta["classes"], "tasks": self.meta.get("tasks")})
 
         def write(folder: Path) -> None:
             start = time.perf_counter()
@@ -169,7 +173,6 @@ class TrialRecipe:
     def train_epoch(self, epoch: int) -> tuple[float, int, float]:
         """(mean training loss, samples seen, seconds), over every worker."""
         import torch
-        import torch.nn.functional as F
 
         acc, model, optimizer = self.accelerator, self.model, self.optimizer
         model.train()
@@ -182,8 +185,8 @@ class TrialRecipe:
             with acc.accumulate(model):
                 set_lr(optimizer, self.schedule(self.step))
                 logits = model(**model_inputs(batch, self.meta, acc.device))
-                loss = F.cross_entropy(logits.float(), batch["labels"].to(acc.device), weight=self.class_weights,
-                                       label_smoothing=self.hp.label_smoothing)
+                loss = self.tasks.loss(logits, batch["labels"].to(acc.device), self.class_weights,
+                                       self.hp.label_smoothing)
                 loss = self.faults.on_loss(loss)
                 if not torch.isfinite(loss):
                     raise FloatingPointError(f"training loss became {loss.item()} at epoch {epoch}: "
@@ -217,7 +220,7 @@ class TrialRecipe:
     def validate(self, loader=None) -> dict:
         return evaluate(self.model, loader or self.val_loader, self.meta, self.accelerator.device,
                         len(self.meta["classes"]), mixed_precision=self.training.mixed_precision,
-                        gather=self.accelerator.gather_for_metrics)
+                        gather=self.accelerator.gather_for_metrics, tasks=self.tasks)
 
     # ------------------------------------------------------------------ the whole trial
 
@@ -233,7 +236,7 @@ class TrialRecipe:
             train_loss, seen, train_seconds = self.train_epoch(epoch)
             eval_start = time.perf_counter()
             val = self.validate()
-            score = val[SCORES[self.config.metric]]
+            score = score_of(val, self.config.metric, SCORES)
             improved = direction * score > self.best_score
             if improved:
                 self.best_score, self.best_epoch = direction * score, epoch
@@ -241,7 +244,8 @@ class TrialRecipe:
             eval_seconds = time.perf_counter() - eval_start
             metrics = {
                 "epoch": epoch, "train_loss": train_loss, "val_loss": val["loss"], "val_accuracy": val["accuracy"],
-                "val_f1": val["f1"], "best_epoch": self.best_epoch, "trainable_params": self.trainable,
+                "val_f1": val["f1"], **self.tasks.report(val),  # multi-task: each task's val_accuracy.<task>, ...
+                "best_epoch": self.best_epoch, "trainable_params": self.trainable,
                 "total_params": self.total_params, "samples_per_sec": seen / max(train_seconds, 1e-9),
                 "train_seconds": train_seconds, "eval_seconds": eval_seconds, "first_step_s": self.first_step_s,
                 "data_load_s": self.data_load_s, "world_size": self.accelerator.num_processes,
@@ -254,7 +258,8 @@ class TrialRecipe:
                 "train_samples": self.train_samples,
             }
             if tested:  # this is the trial's best-validation epoch so far: its test scores are the trial's
-                metrics.update(test_accuracy=tested["accuracy"], test_f1=tested["f1"], test_loss=tested["loss"])
+                metrics.update(test_accuracy=tested["accuracy"], test_f1=tested["f1"], test_loss=tested["loss"],
+                               **self.tasks.report(tested, "test"))
             if training.patience and epoch - self.best_epoch >= training.patience and epoch < training.epochs:
                 metrics["stop_reason"] = "patience"  # no better validation score for `patience` epochs: the
                 # last report says why, so the sweep tells this stop from the scheduler's
