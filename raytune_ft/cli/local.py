@@ -62,6 +62,7 @@ def validate(spec: Annotated[Path, typer.Argument(help="job spec YAML")]):
                f"{', '.join(s.name for s in job.strategies)}; search {job.search.algorithm} x "
                f"{job.search.num_samples}, scheduler {job.search.scheduler.name}"
                + (f"; {len(job.data.train_sizes)} train sizes" if job.data.train_sizes else "")
+               + (f"; {job.data.shots}-shot" if job.data.shots else "")
                + (f"; confirm top {job.search.confirm.top_k} x {job.search.confirm.seeds} seeds on test"
                   if job.search.confirm else "") + ")")
     _warn_about_search(job)

@@ -69,6 +69,9 @@ class DataConfig(BaseModel):
     train_sizes: Optional[list[SizeEntry]] = Field(
         None, min_length=1, description="run the whole comparison on nested, stratified subsets of train: each "
         "entry a count (e.g. 200), a fraction (0.25) or {shots: k} (k samples per class); default: all of train")
+    shots: Optional[int] = Field(
+        None, ge=1, description="few-shot: train on k samples of each class, drawn from train (stratified, "
+        "seeded by data.seed; the same draw as train_sizes: [{shots: k}]); a class with fewer is refused")
     test_fraction: Optional[float] = Field(
         None, gt=0, lt=1, description="when there is no test split and search.confirm is set, hold out this "
         "share of train as the test split (stratified, seeded); default: validation_fraction, else 0.15")
@@ -132,6 +135,17 @@ class DataConfig(BaseModel):
                 raise ValueError(f"entry {i} ({size!r}): a fraction of train is in (0, 1]; for a count give a "
                                  "whole number")
         return sizes
+
+    @model_validator(mode="after")
+    def _shots_or_sizes(self):
+        if self.shots is not None and self.train_sizes:
+            raise ValueError(f"data.shots ({self.shots}) and data.train_sizes are both set: give one. For a curve "
+                             f"over shots use train_sizes: [{{shots: 1}}, {{shots: {self.shots}}}, ...] alone")
+        return self
+
+    def sizes(self) -> Optional[list[SizeEntry]]:
+        """The train sizes the comparison runs on: train_sizes, or data.shots as the one size {shots: k}."""
+        return [Shots(shots=self.shots)] if self.shots is not None else self.train_sizes
 
     @field_validator("classes")
     @classmethod

@@ -68,6 +68,15 @@ def _stratified_order(order: dict) -> list[int]:
     return [i for _, _, i in sorted(keyed)]
 
 
+def check_shots(shots: int, class_counts: list[int], classes: list[str]) -> None:
+    """data.shots: ValueError naming the classes of train with fewer than `shots` samples."""
+    short = [(name, k) for name, k in zip(classes, class_counts) if k < shots]
+    if short:
+        listed = ", ".join(f"{name!r} has {k}" for name, k in short[:5]) + (", ..." if len(short) > 5 else "")
+        raise ValueError(f"data.shots: {shots} samples per class, but in the train split class {listed}: lower "
+                         f"data.shots to {min(k for _, k in short)}, or give those classes more training samples")
+
+
 def resolve_sizes(entries: list[SizeEntry], class_counts: list[int], seed: int = 0) -> list[TrainSubset]:
     """The spec's sizes as subsets of a train split with these class counts, smallest first.
 

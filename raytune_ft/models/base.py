@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar, Optional
+from typing import TYPE_CHECKING, ClassVar, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from raytune_ft.models import packaged
 from raytune_ft.registry import Registry
@@ -21,6 +21,20 @@ class ModelConfig(BaseModel):
     block_paths: Optional[list[str]] = Field(
         None, description="the backbone's ordered block module paths (bottom to top), for models whose "
         "structure is not recognised; partial / gradual_unfreeze / discriminative_lr use them")
+    head: Literal["linear", "prototype"] = Field(
+        "linear", description="the new head: linear, or prototype (cosine similarity to one prototype per class "
+        "times head_scale; the prototypes start as each class's mean pretrained feature over the trial's "
+        "training samples, then train): a better start with few samples per class (models/heads.py)")
+    head_scale: Optional[float] = Field(
+        None, gt=0, le=1000, description="prototype head: the fixed scale (inverse temperature) of its cosine "
+        "logits; default 16")
+
+    @model_validator(mode="after")
+    def _head_scale(self):
+        if self.head_scale is not None and self.head != "prototype":
+            raise ValueError(f"head_scale is set but head is {self.head!r}: it scales the prototype head's cosine "
+                             "logits only; set head: prototype, or remove head_scale")
+        return self
 
 
 class VisionModelConfig(ModelConfig):

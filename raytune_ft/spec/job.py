@@ -266,6 +266,9 @@ class JobSpec(Strict):
                     yield where, ("EDA augments the tokens of texts, and this is a vision job: set it to 0 (or "
                                   "remove it), and use training.augment for images")
         tasks = DATA_SOURCES.get(self.data.source)().task_names(self.data)  # [] one task; None: cannot tell
+        if getattr(self.model, "head", "linear") == "prototype" and (tasks or self.data.label_columns):
+            yield "model.head", ("the prototype head starts from one task's class means, and this job has several "
+                                 "(data.label_columns): use head: linear for multi-task jobs")
         problem = metric_problem(self.search.metric, tasks) if tasks is not None else None
         if problem:
             yield "search.metric", problem

@@ -116,14 +116,17 @@ def run_sweep(job, run_dir: Path, *, address: Optional[str] = None, verbose: boo
 
 
 def train_subsets(job, meta: dict) -> list[dict]:
-    """data.train_sizes resolved against the prepared train split: TrainSubset dicts, smallest first
-    []: the job has no sizes."""
-    from raytune_ft.data.subsets import resolve_sizes
+    """data.train_sizes (or data.shots, one size) resolved against the prepared train split: TrainSubset
+    dicts, smallest first. []: the job has no sizes."""
+    from raytune_ft.data.subsets import check_shots, resolve_sizes
 
-    if not job.data.train_sizes:
+    if not job.data.sizes():
         return []
+    counts = meta["splits"]["train"]["class_counts"]
     try:
-        subsets = resolve_sizes(job.data.train_sizes, meta["splits"]["train"]["class_counts"], job.data.seed)
+        if job.data.shots is not None:
+            check_shots(job.data.shots, counts, meta["classes"])
+        subsets = resolve_sizes(job.data.sizes(), counts, job.data.seed)
     except ValueError as e:
         raise InputError(str(e)) from None
     return [s.model_dump() for s in subsets]

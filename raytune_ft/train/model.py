@@ -7,7 +7,7 @@ public reload API.
 from __future__ import annotations
 
 import json
-from typing import Optional
+from typing import Callable, Optional
 
 from raytune_ft.models import SOURCES, build_model
 from raytune_ft.strategies import get_strategy
@@ -15,15 +15,19 @@ from raytune_ft.train.checkpoint import TRIAL, WEIGHTS, open_checkpoint
 
 
 def build_trial_model(model_spec: dict, strategy: dict, head_dropout: float, num_classes: int,
-                      total_steps: Optional[int] = None):
+                      total_steps: Optional[int] = None, head_init: Optional[Callable] = None):
     """(model, strategy, its typed config): the model built from its spec entry, the strategy (name + knob
-    values, checked by the strategy's own Config) applied. `total_steps`: see `Strategy.apply`."""
+    values, checked by the strategy's own Config) applied. `total_steps`: see `Strategy.apply`.
+    `head_init(model)`: called on the pretrained model before the strategy applies (peft wraps the
+    backbone then): the worker sets a prototype head's class means there."""
     model_cfg = SOURCES.get(model_spec["source"]).Config.model_validate(model_spec)
     applied = get_strategy(strategy["name"])
     cfg = applied.config(**{k: v for k, v in strategy.items() if k not in ("name", "hparams")})
     model = build_model(model_cfg, num_classes)
     model.block_paths = model_cfg.block_paths
     model.head_dropout.p = float(head_dropout)
+    if head_init is not None:
+        head_init(model)
     return applied.apply(model, cfg, total_steps=total_steps), applied, cfg
 
 

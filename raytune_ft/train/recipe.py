@@ -64,8 +64,12 @@ class TrialRecipe:
         set_seed(config.seed)
         self.faults.on_start()
         self._setup_data()
+        self.saved = self._saved()  # read before the model is built: a resumed trial's head is its trained one
+        prototypes = config.model.get("head") == "prototype" and self.saved is None
         self.model, self.strategy, self.strategy_cfg = build_trial_model(
-            config.model, config.strategy, self.hp.head_dropout, self.tasks.outputs, total_steps=self.total_steps)
+            config.model, config.strategy, self.hp.head_dropout, self.tasks.outputs, total_steps=self.total_steps,
+            head_init=self._init_prototypes if prototypes else None)
+        self.train_set = None  # only the prototypes read it whole
         self.total_params = sum(p.numel() for p in self.model.parameters())
         self.optimizer = build_optimizer(self.model, self.strategy, self.strategy_cfg, self.hp, training)
         self.model, self.optimizer, self.train_loader, self.val_loader = accelerator.prepare(
@@ -104,6 +108,7 @@ class TrialRecipe:
             # (several tasks: stratified on the first)
             labels = self.tasks.stratify_on(train_set["labels"]).numpy()
             train_set = subset(train_set, config.train_subset.indices(labels))
+        self.train_set = train_set
         self.train_counts = self.tasks.class_counts(train_set["labels"])  # each task's
         self.train_samples = len(train_set["labels"])
         self.data_load_s = time.perf_counter() - load_start  # prepared once per job, before any trial
@@ -126,15 +131,34 @@ class TrialRecipe:
             TensorDict(load_split(config.data_dir, "test")), batch_size=training.eval_batch_size) \
             if config.stage == "confirm" else None
 
+    def _init_prototypes(self, model) -> None:
+        """A prototype head's start: each class's mean normalised feature of the pretrained backbone (eval
+        mode: BatchNorm's running statistics, no dropout) over this trial's training samples, without
+        augmentation. Every worker computes it over all of them, so all start the same."""
+        import torch
+
+        from raytune_ft.models.heads import class_features
+
+        device = self.accelerator.device
+        loader = torch.utils.data.DataLoader(TensorDict(self.train_set), batch_size=self.training.eval_batch_size)
+        model.to(device)
+        features, labels = class_features(model, ((model_inputs(b, self.meta, device), b["labels"]) for b in loader))
+        model.to("cpu")
+        model.head.set_prototypes(features, labels)
+
     # ------------------------------------------------------------------ state
+
+    def _saved(self) -> Optional[dict]:
+        """The latest checkpoint's state, if there is one of this trial (what `restore` goes on from)."""
+        latest = self.checkpoints.latest()
+        if latest is None:
+            return None
+        with latest as folder:
+            return read_resume_state(folder, self.config)
 
     def restore(self) -> None:
         """Go on from the latest checkpoint, if there is one of this trial."""
-        latest = self.checkpoints.latest()
-        if latest is None:
-            return
-        with latest as folder:
-            saved = read_resume_state(folder, self.config)
+        saved, self.saved = self.saved, None  # not held while training
         if saved is None:
             return
         self.plain.load_state_dict(saved["model"], strict=False)
