@@ -251,7 +251,9 @@ def test_sigkilled_sweep_resumes_without_rerunning_finished_trials(resnet_weight
 
     from raytune_ft.sweep.records import fold, read_events
 
-    spec = vision_spec(resnet_weights, training={"epochs": 3}, output_dir=str(tmp_path / "runs"))
+    # 6 epochs: a trial's start-up is short now (sweep/trial.py), so a trial must be long enough to be
+    # part-way through when another ends
+    spec = vision_spec(resnet_weights, training={"epochs": 6}, output_dir=str(tmp_path / "runs"))
     spec["strategies"] = [{"name": "feature_extraction"}, {"name": "full"}]
     spec["search"] = {"num_samples": 2, "seed": 3, "scheduler": {"name": "asha", "grace_period": 1},
                       "hparams": {"lr": {"choice": [1e-3, 3e-3]}, "batch_size": 32}}
@@ -269,7 +271,7 @@ def test_sigkilled_sweep_resumes_without_rerunning_finished_trials(resnet_weight
         while time.monotonic() < deadline:
             state = fold(read_events(events)) if events.exists() else {}
             ended = [t for t, r in state.items() if r["status"] != "running"]
-            midway = [t for t, r in state.items() if r["status"] == "running" and 1 <= len(r["history"]) < 3]
+            midway = [t for t, r in state.items() if r["status"] == "running" and 1 <= len(r["history"]) < 6]
             if set(ended) - seen and midway:
                 break
             seen |= set(ended)
