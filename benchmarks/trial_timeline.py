@@ -45,7 +45,7 @@ def main() -> None:
     start = time.monotonic()
     run_sweep(parse_job(spec), run, printer=lambda line: None)
     wall = time.monotonic() - start
-    tasks = [t for t in list_tasks(detail=True, limit=100_000, raise_on_missing_output=False)
+    tasks = [t for t in list_tasks(detail=True, limit=10_000, raise_on_missing_output=False)
              if t.type == "ACTOR_CREATION_TASK" and t.events]
     shutil.rmtree(run.parent, ignore_errors=True)
 
