@@ -48,22 +48,14 @@ FISHER_FILE = "fisher.safetensors"
 DEFAULT_SAMPLES = 256
 
 
-def can_be_positive(value) -> bool:
-    """Whether a searchable value (a constant or a sampler) can be > 0 in some trial."""
-    from raytune_ft.searchable import Sampler
-
-    if isinstance(value, Sampler):
-        return any(v > 0 for v in value.candidates())
-    return value is not None and value > 0
-
-
 def wanted(job) -> bool:
     """Whether some trial of `job` can have ewc > 0 (only then is the Fisher estimated)."""
+    from raytune_ft.searchable import can_be_nonzero
     from raytune_ft.strategies import STRATEGIES
 
     for s in job.strategies:
         value = s.hparams.ewc if s.hparams.ewc is not None else job.search.hparams.ewc
-        if STRATEGIES.get(s.name).trains_backbone and can_be_positive(value):
+        if STRATEGIES.get(s.name).trains_backbone and can_be_nonzero(value):  # ewc >= 0: non-zero is > 0
             return True
     return False
 

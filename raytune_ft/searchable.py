@@ -124,6 +124,14 @@ def Searchable(kind_of_value: type, *, gt=None, ge=None, lt=None, le=None):  # n
                      WithJsonSchema({"description": "a value, or a sampler such as {choice: [...]}"})]
 
 
+def can_be_nonzero(value) -> bool:
+    """A constant other than 0, or a sampler that can draw one (a range's ends, or any option): whether a
+    knob that is off at 0 (ewc, augment_text, ...) can be on in some trial."""
+    if isinstance(value, Sampler):
+        return any(v != 0 for v in value.candidates())
+    return value is not None and value != 0
+
+
 def to_plain(value):
     """A constant as is, a sampler as its YAML form (for the resolved spec file)."""
     return {value.kind: list(value.values)} if isinstance(value, Sampler) else value

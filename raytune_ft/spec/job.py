@@ -20,7 +20,7 @@ from raytune_ft.data.base import path_exists
 from raytune_ft.hparams import HParams
 from raytune_ft.metric import base_metric, metric_problem, mode_of
 from raytune_ft.models import SOURCES
-from raytune_ft.searchable import Sampler
+from raytune_ft.searchable import Sampler, can_be_nonzero
 from raytune_ft.strategies import STRATEGIES
 
 
@@ -188,13 +188,6 @@ class TrackingSpec(Strict):
         return self
 
 
-def _may_be_nonzero(value) -> bool:
-    """A constant other than 0, or a sampler that can draw one."""
-    if isinstance(value, Sampler):
-        return any(v != 0 for v in value.candidates())  # a range's ends, or every option
-    return value is not None and value != 0
-
-
 class JobSpec(Strict):
     name: str = Field(description=f"letters, digits, _ . - (used in paths); at most {MAX_NAME} characters")
     model: ModelSpec
@@ -241,14 +234,12 @@ class JobSpec(Strict):
             if model_family not in STRATEGIES.get(s.name).families:
                 yield f"strategies[{i}]", (f"{s.name!r} applies to {' / '.join(STRATEGIES.get(s.name).families)} "
                                            f"models only, not to this {model_family} model: remove it")
-            l2sp = s.hparams.l2sp if s.hparams.l2sp is not None else self.search.hparams.l2sp
-            if l2sp != 0.0 and not STRATEGIES.get(s.name).trains_backbone:
-                yield f"strategies[{i}].hparams.l2sp", (
-                    f"{s.name} trains no backbone weights, so L2-SP has nothing to hold back: set it to 0 here")
-            ewc = s.hparams.ewc if s.hparams.ewc is not None else self.search.hparams.ewc
-            if ewc != 0.0 and not STRATEGIES.get(s.name).trains_backbone:
-                yield f"strategies[{i}].hparams.ewc", (
-                    f"{s.name} trains no backbone weights, so EWC has nothing to hold back: set it to 0 here")
+            for knob, what in (("l2sp", "L2-SP"), ("ewc", "EWC")):  # penalties that hold backbone weights
+                value = getattr(s.hparams, knob)
+                value = value if value is not None else getattr(self.search.hparams, knob)
+                if value != 0.0 and not STRATEGIES.get(s.name).trains_backbone:
+                    yield f"strategies[{i}].hparams.{knob}", (
+                        f"{s.name} trains no backbone weights, so {what} has nothing to hold back: set it to 0 here")
         if self.search.algorithm == "grid":
             for where, value in self.searchables():
                 if isinstance(value, Sampler) and value.kind not in ("grid", "choice"):
@@ -262,7 +253,7 @@ class JobSpec(Strict):
             yield "training.augment", "applies to images only: remove it for a text job"
         if model_family != "text":
             for where, value in self.searchables():
-                if where.endswith("hparams.augment_text") and _may_be_nonzero(value):
+                if where.endswith("hparams.augment_text") and can_be_nonzero(value):
                     yield where, ("EDA augments the tokens of texts, and this is a vision job: set it to 0 (or "
                                   "remove it), and use training.augment for images")
         tasks = DATA_SOURCES.get(self.data.source)().task_names(self.data)  # [] one task; None: cannot tell
