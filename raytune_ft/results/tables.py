@@ -50,6 +50,7 @@ def trial_row(*, job: str, run_id: str, trial_id: str, strategy: dict, status: s
         "test_f1": best.get("test_f1"),
         "test_loss": best.get("test_loss"),
         "test_score": best.get(metric_on_test(metric)),
+        "test_samples": best.get("test_samples"),  # the test split's size: the grid its accuracy moves on
         "trainable_params": trainable,
         "total_params": total,
         "trainable_fraction": trainable / total if trainable and total else None,

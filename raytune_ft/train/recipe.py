@@ -283,6 +283,7 @@ class TrialRecipe:
             }
             if tested:  # this is the trial's best-validation epoch so far: its test scores are the trial's
                 metrics.update(test_accuracy=tested["accuracy"], test_f1=tested["f1"], test_loss=tested["loss"],
+                               test_samples=self.meta["splits"]["test"]["samples"],
                                **self.tasks.report(tested, "test"))
             if training.patience and epoch - self.best_epoch >= training.patience and epoch < training.epochs:
                 metrics["stop_reason"] = "patience"  # no better validation score for `patience` epochs: the
