@@ -6,7 +6,7 @@ For each score distribution with a known mean (normal; gamma with shape 4, skewn
 skewness 2) and each number of seeds n (3, 5, 10, 20, 30), draws `--sims` simulated experiments, builds
 a 95 % interval for the mean with each method, and counts how often it covers the true mean. Methods:
 percentile, basic and BCa bootstrap (scipy.stats.bootstrap), the studentized bootstrap (bootstrap-t, as
-raytune_ft.results.stats does it), and for reference the plain Student t interval (not a bootstrap).
+raytune_ft.analysis.stats does it), and for reference the plain Student t interval (not a bootstrap).
 Writes the table to benchmarks/results/bootstrap_coverage.md; its numbers are in the docstring of
 raytune_ft/results/stats.py.
 """
@@ -32,7 +32,7 @@ def coverage(draw, truth: float, n: int, sims: int, resamples: int, seed: int) -
     import numpy as np
     from scipy import stats
 
-    from raytune_ft.results.stats import _bootstrap_t
+    from raytune_ft.analysis.stats import _bootstrap_t
 
     rng = np.random.default_rng(seed)
     x = draw(rng, (sims, n))

@@ -1,4 +1,4 @@
-"""raytune_ft.results.budget: the expected best after n trials against exact enumeration, its opda band, and
+"""raytune_ft.analysis.budget: the expected best after n trials against exact enumeration, its opda band, and
 where the leading strategy changes on cases built so that we know the answer."""
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from raytune_ft.results.budget import budget_curves, crossovers, expected_best, metric_bounds
+from raytune_ft.analysis.budget import budget_curves, crossovers, expected_best, metric_bounds
 
 SCORES = [0.62, 0.5, 0.91, 0.5, 0.77]  # a tie included
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from raytune_ft.results.confirm import strategy_table
+from raytune_ft.analysis.confirm import strategy_table
 
 
 def search(strategy, i, score, size=100):

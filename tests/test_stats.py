@@ -1,4 +1,4 @@
-"""raytune_ft.results.stats against a known truth: simulated seeds whose true means, true difference and true
+"""raytune_ft.analysis.stats against a known truth: simulated seeds whose true means, true difference and true
 chance of winning we know, continuous and on the grid of a small test split. Seeded: the same numbers every run.
 Each rate is measured over 2000-3000 simulated experiments, so it is within about +-0.01 of its true value."""
 from __future__ import annotations
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from raytune_ft.results.stats import (compare_pair, comparisons, mean_ci, p_a_better_reading, resolution_of,
+from raytune_ft.analysis.stats import (compare_pair, comparisons, mean_ci, p_a_better_reading, resolution_of,
                                       seeds_for_a_claim, sign_flip_p, versus_best, win_rate_interval)
 
 SIMS = 3000

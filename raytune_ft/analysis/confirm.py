@@ -40,7 +40,8 @@ def strategy_table(trials: list[dict], mode: str, metric: str) -> tuple[list[dic
     sizes = sorted({r.get("train_size") for r in search}, key=lambda s: (s is None, s or 0))
     table, comparisons = [], []
     for size in sizes:
-        rows = [{"train_size": size, **r} for r in strategy_rows([t for t in search if t.get("train_size") == size], mode)]
+        rows = [{"train_size": size, "metric": metric, **r}
+                for r in strategy_rows([t for t in search if t.get("train_size") == size], mode)]
         at_size = [t for t in confirm if t.get("train_size") == size]
         if at_size:
             pairs = _confirm_columns(rows, at_size, mode, metric, size)
@@ -57,7 +58,7 @@ def _sort_key(row: dict, mode: str) -> float:
 
 def _confirm_columns(rows: list[dict], confirm: list[dict], mode: str, metric: str, size) -> list[dict]:
     """Fill each row's confirm columns (in place); return the comparisons of this train size."""
-    from raytune_ft.results.stats import comparisons, mean_ci, seeds_for_a_claim, versus_best
+    from raytune_ft.analysis.stats import comparisons, mean_ci, seeds_for_a_claim, versus_best
 
     test_key = metric_on_test(metric)
     scores: dict[str, dict[int, float]] = {}
@@ -95,7 +96,7 @@ def _confirm_columns(rows: list[dict], confirm: list[dict], mode: str, metric: s
 def _resolution(confirm: list[dict], test_key: str) -> float:
     """The grid the confirmed test scores move on: from the test split's size, which each confirm trial
     reports (test_samples), and the number of tasks a multi-task score is the mean of."""
-    from raytune_ft.results.stats import resolution_of
+    from raytune_ft.analysis.stats import resolution_of
 
     sizes = [t.get("test_samples") for t in confirm if t.get("test_samples")]
     if not sizes:
