@@ -69,7 +69,8 @@ def _samples(job, out_dir: Path, meta: dict):
     import numpy as np
     import torch
 
-    from raytune_ft.data.base import DATA_SOURCES, InputError
+    from raytune_ft.data.sources import DATA_SOURCES
+    from raytune_ft.errors import InputError
     from raytune_ft.data.store import load_split
 
     config = job.data
@@ -88,20 +89,20 @@ def _samples(job, out_dir: Path, meta: dict):
         labels = batch.pop("labels")
     else:
         from raytune_ft.data import encode
-        from raytune_ft.data.prepare import _class_names, _label_names, _tokenizer
+        from raytune_ft.data.labels import class_names, label_names
 
         source = DATA_SOURCES.get(config.source)()
         own = config.model_copy(update={"train": source_spec.path, "validation": None, "test": None})
         refs, ys = source.index(own)["train"]
         if not refs:
             raise InputError(f"data.fisher_source.path {source_spec.path} has no samples; give at least one")
-        names = _label_names(ys, lambda row: source.locate(own, "train", row), "fisher_source")
-        classes = _class_names(names)
+        names = label_names(ys, lambda row: source.locate(own, "train", row), "fisher_source")
+        classes = class_names(names)
         rows = sorted(rng.sample(range(len(refs)), min(n, len(refs))))
         family = meta["family"]
         encoder = encode.Encoder(
             source, own, recipe=job.model.image_recipe() if family == "vision" else None,
-            tokenizer=_tokenizer(job.model) if family == "text" else None,
+            tokenizer=encode.load_tokenizer(job.model) if family == "text" else None,
             max_length=job.model.max_length if family == "text" else None)
         index = {c: i for i, c in enumerate(classes)}
         parts = list(encoder.stream([refs[i] for i in rows], [index[names[i]] for i in rows]))

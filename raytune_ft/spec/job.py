@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from raytune_ft.cluster.storage import is_uri
 from raytune_ft.data import DATA_SOURCES
-from raytune_ft.data.base import path_exists
+from raytune_ft.data.location import path_exists
 from raytune_ft.hparams import HParams
 from raytune_ft.metric import base_metric, metric_problem, mode_of
 from raytune_ft.models import SOURCES

@@ -8,7 +8,7 @@ import yaml
 from pydantic import ValidationError
 
 from raytune_ft.cluster.storage import is_uri
-from raytune_ft.data.base import path_exists
+from raytune_ft.data.location import path_exists
 from raytune_ft.errors import SpecError
 from raytune_ft.spec.job import JobSpec
 from raytune_ft.spec.messages import field_path, message, section_of_crash
