@@ -12,9 +12,9 @@ from typing import ClassVar, Literal, Optional, Union
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from raytune_ft.data import location
-from raytune_ft.data.fisher import FisherSource
 from raytune_ft.data.labels import label_name
 from raytune_ft.data.subsets import Shots, SizeEntry
+from raytune_ft.ewc.config import FisherSource
 
 SPLITS = ("train", "validation", "test")
 
@@ -43,7 +43,7 @@ class DataConfig(BaseModel):
     fisher_source: Optional[FisherSource] = Field(
         None, description="EWC (hparams.ewc) only: the samples its Fisher information is estimated on: "
         "{split: train | validation | test} of this job's data, or {path: ...}, a file or folder of the source "
-        "task in this source's format and columns; default: the train split (raytune_ft/ewc.py)")
+        "task in this source's format and columns; default: the train split (raytune_ft/ewc/)")
     fisher_samples: int = Field(
         256, ge=1, le=100_000, description="EWC only: samples of the Fisher estimate, drawn at random "
         "(one backward pass each, once per job, on the driver's CPU)")

@@ -90,16 +90,8 @@ def _check_vocabulary(tokenizer, input_ids, attention_mask, model_name: str) -> 
 
 
 def prepare_data(job, out_dir: Path, on_cluster: bool = False) -> dict:
-    """Write every split's tensors and meta.json into out_dir; return the meta. When some trial can have
-    ewc > 0, EWC's diagonal Fisher is estimated once too and written beside them (raytune_ft/ewc.py)."""
-    from raytune_ft import ewc
-
-    meta = _prepare_splits(job, out_dir, on_cluster)
-    return ewc.write_fisher(job, Path(out_dir), meta) if ewc.wanted(job) else meta
-
-
-def _prepare_splits(job, out_dir: Path, on_cluster: bool = False) -> dict:
-    """Write every split's tensors and meta.json into out_dir; return the meta.
+    """Write every split's tensors and meta.json into out_dir; return the meta. (A job's whole preparation,
+    EWC's Fisher included when some trial can have ewc > 0, is raytune_ft/prepare.py's `prepare_job`.)
 
     Every label is checked in every split, against data.classes or the labels of the train file,
     before anything is held out or subsampled: an error names the file and row as the user wrote them.

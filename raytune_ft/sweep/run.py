@@ -37,7 +37,8 @@ def run_sweep(job, run_dir: Path, *, address: Optional[str] = None, verbose: boo
     quiet_libraries(verbose)  # before anything here loads a tokenizer or a model
     from ray import tune
 
-    from raytune_ft.data import load_meta, prepare_data
+    from raytune_ft.data import load_meta
+    from raytune_ft.prepare import prepare_job
 
     run_dir = run_dir.resolve()
     layout = RunLayout(run_dir)
@@ -50,15 +51,16 @@ def run_sweep(job, run_dir: Path, *, address: Optional[str] = None, verbose: boo
         if address is not None:  # on a cluster, its free CPUs decode the data; the driver only writes it
             init_ray(address, verbose, num_cpus)
         try:
-            meta = prepare_data(job, layout.data, on_cluster=address is not None)
+            meta = prepare_job(job, layout.data, on_cluster=address is not None)
         except (ValueError, OSError) as e:
             raise InputError(str(e)) from e
         printer(f"data prepared once in {time.monotonic() - t0:.1f}s: "
                 + ", ".join(f"{s} {v['samples']}" for s, v in meta["splits"].items()) + f", {len(meta['classes'])} classes")
-        from raytune_ft import ewc
+        from raytune_ft.ewc.config import wanted
+        from raytune_ft.ewc.fisher import describe
 
-        if ewc.wanted(job):  # EWC: which samples its Fisher information came from
-            printer(ewc.describe(meta["fisher"]))
+        if wanted(job):  # EWC: which samples its Fisher information came from
+            printer(describe(meta["fisher"]))
         # what made this run (versions, commit, hashes of data and weights, the spec): a file, and every table's metadata
         provenance.write(run_dir, provenance.collect(job))
         storage.sync_up(layout.data)  # workers on other nodes read it from the run's URI, if any

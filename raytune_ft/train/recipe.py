@@ -16,7 +16,7 @@ from raytune_ft.data import load_meta, load_split
 from raytune_ft.data.store import subset
 from raytune_ft.data.images import ImageRecipe
 from raytune_ft.data.text_augment import TextAugment
-from raytune_ft.ewc import ewc_penalty, load_fisher
+from raytune_ft.ewc.penalty import ewc_penalty, load_fisher
 from raytune_ft.metric import sign
 from raytune_ft.train.checkpoint import LocalCheckpoints, RayCheckpoints, read_resume_state, write_checkpoint
 from raytune_ft.train.config import TrialConfig
