@@ -136,7 +136,7 @@ def test_spec_checks_the_fisher_source(resnet_weights, tiny_bert, text_csvs, tmp
 def test_prepare_writes_the_fisher_once_and_a_trial_uses_it(resnet_weights, tmp_path, monkeypatch):
     from safetensors.torch import load_file
 
-    import raytune_ft.train.recipe as recipe
+    import raytune_ft.train.penalties as penalties
 
     calls = {"estimate": 0, "penalty": []}
     estimate = ewc_fisher.estimate
@@ -154,14 +154,14 @@ def test_prepare_writes_the_fisher_once_and_a_trial_uses_it(resnet_weights, tmp_
     assert fisher and all(n.startswith("backbone.") for n in fisher)  # the new head has no pretrained value
     assert any(float(f.sum()) > 0 for f in fisher.values())
 
-    penalty = recipe.ewc_penalty
+    penalty = penalties.ewc_penalty
 
     def spy(params, anchors, fisher_used, strength):
         value = penalty(params, anchors, fisher_used, strength)
         calls["penalty"].append((set(fisher_used), strength, float(value.detach())))
         return value
 
-    monkeypatch.setattr(recipe, "ewc_penalty", spy)
+    monkeypatch.setattr(penalties, "ewc_penalty", spy)
     config = trial_config(job, tmp_path / "data", tmp_path / "trial", {"name": "full"}, {**HP, "ewc": 100.0})
     train_trial(config.with_training(epochs=1), report=lambda m: None)
     assert calls["estimate"] == 1  # the trial read the file; nothing estimated again
