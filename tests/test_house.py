@@ -4,12 +4,17 @@
 - no private name (`_x`) imported from another of its modules;
 - no module over MAX_LINES lines.
 
-What counts as an import for a cycle: module-level `import` / `from ... import` statements only (those
-in `if TYPE_CHECKING:` are left out: they never run). An import inside a function runs when it is
-called, after every module is loaded, so it cannot leave a module half-initialised; it is not
-counted. Importing `raytune_ft.a.b` from outside package `raytune_ft.a` also runs `raytune_ft/a/__init__.py`
-first, so it counts as an import of that package too: that is the cycle that fails at import time
-(a package's __init__ importing a module that imports the first one back).
+What counts as an import for a cycle (`test_no_import_cycle`): module-level `import` / `from ... import`
+statements only (those in `if TYPE_CHECKING:` are left out: they never run). An import inside a
+function runs when it is called, after every module is loaded, so it cannot leave a module
+half-initialised; it is not counted there. Importing `raytune_ft.a.b` from outside package
+`raytune_ft.a` also runs `raytune_ft/a/__init__.py` first, so it counts as an import of that package
+too: that is the cycle that fails at import time (a package's __init__ importing a module that
+imports the first one back).
+
+`test_no_cycle_through_imports_in_functions` is stricter: imports inside functions count too (module to
+module, no package edges). Both circles of issue 27 (data/prepare <-> ewc, results/) were of that kind:
+no import failed, but neither module could be read without the other.
 
 A private name is flagged wherever the import stands (module level or in a function).
 """
@@ -87,14 +92,16 @@ def imports(name: str, path: Path, known: dict[str, Path], module_level: bool):
                 yield node.lineno, module, rest
 
 
-def import_graph() -> dict[str, set[str]]:
+def import_graph(module_level: bool = True) -> dict[str, set[str]]:
+    """{module: the modules it imports}; module_level: only module-level imports, each with the packages
+    above its target whose __init__ runs first (else every import, module to module)."""
     known = modules()
     graph: dict[str, set[str]] = {name: set() for name in known}
     for name, path in known.items():
-        for _, target, _ in imports(name, path, known, module_level=True):
+        for _, target, _ in imports(name, path, known, module_level=module_level):
             graph[name].add(target)
             parts = target.split(".")
-            for i in range(2, len(parts)):  # the packages above target whose __init__ runs first
+            for i in range(2, len(parts) if module_level else 0):  # packages above target: their __init__
                 package = ".".join(parts[:i])
                 if not (name == package or name.startswith(package + ".")):
                     graph[name].add(package)
@@ -152,8 +159,14 @@ def test_the_checks_see_a_cycle_and_a_private_import(tmp_path):
 def test_no_import_cycle():
     graph = import_graph()
     found = [c for c in cycles(graph) if not all(exempt(m) for m in c)]
-    assert not found, "import cycles (module-level imports; see this file's docstring):\n" + "\n".join(
-        " -> ".join(c) for c in found)
+    assert not found, "modules that import each other round in a circle (module-level imports; see this " \
+                      "file's docstring), one circle a line:\n" + "\n".join(", ".join(c) for c in found)
+
+
+def test_no_cycle_through_imports_in_functions():
+    found = [c for c in cycles(import_graph(module_level=False)) if not all(exempt(m) for m in c)]
+    assert not found, "modules that import each other round in a circle (imports inside functions " \
+                      "counted), one circle a line:\n" + "\n".join(", ".join(c) for c in found)
 
 
 def test_no_private_name_is_imported_from_another_module():
