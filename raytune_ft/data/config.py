@@ -1,8 +1,6 @@
 """The data spec's shared bases: `DataConfig` (every source's fields: classes, hold-outs, sizes, multi-task,
-EWC's Fisher samples) and `FileSplitsConfig` (sources that read one file or folder per split).
-
-Bad input is an `InputError` that names the file (and the row or line) and says how to fix it:
-the job refuses to start rather than train on part of the data.
+EWC's Fisher samples) and `FileSplitsConfig` (sources that read one file or folder per split). Their
+rules are checked when a spec is parsed: each broken one is a message that says how to fix it.
 """
 from __future__ import annotations
 

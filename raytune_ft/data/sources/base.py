@@ -1,7 +1,10 @@
 """A data source reads raw samples and labels per split; `data/prepare.py` turns them into tensors once.
 
 Each source is a file in this folder, registered under its name (`register_data_source`), with its
-spec section (`Config`, a `DataConfig`: data/config.py).
+spec section (`Config`, a `DataConfig`: data/config.py), plus its import line in `__init__.py`.
+
+Bad input is an `InputError` that names the file (and the row or line) and says how to fix it:
+the job refuses to start rather than train on part of the data.
 """
 from __future__ import annotations
 
