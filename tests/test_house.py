@@ -195,3 +195,16 @@ def test_the_exceptions_are_still_needed():
         path = modules().get(name)
         assert path is not None and len(path.read_text().splitlines()) > MAX_LINES, \
             f"{name} is listed in LONG_MODULES but is not over {MAX_LINES} lines: remove it from the list"
+
+
+def test_every_registry_folder_imports_each_of_its_entries():
+    """A new data source or strategy is one file plus its import line in the folder's __init__.py: a file
+    that registers an entry without the line would never register (a spec naming it: "unknown")."""
+    known = modules()
+    for package, decorator in (("raytune_ft.data.sources", "@register_data_source"),
+                               ("raytune_ft.strategies", "@register_strategy")):
+        entries = {name.rsplit(".", 1)[1] for name, path in known.items()
+                   if name.startswith(package + ".") and decorator in path.read_text()}
+        imported = {t.rsplit(".", 1)[1] for _, t, _ in imports(package, known[package], known, module_level=True)
+                    if t.startswith(package + ".")}
+        assert entries and entries <= imported, f"{package}: {sorted(entries - imported)} not imported in __init__.py"
