@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from raytune_ft.analysis.stats import (compare_pair, comparisons, mean_ci, p_a_better_reading, resolution_of,
-                                      seeds_for_a_claim, sign_flip_p, versus_best, win_rate_interval)
+from raytune_ft.analysis.intervals import mean_ci, resolution_of, sign_flip_p, win_rate_interval
+from raytune_ft.analysis.stats import compare_pair, comparisons, p_a_better_reading, seeds_for_a_claim, versus_best
 
 SIMS = 3000
 

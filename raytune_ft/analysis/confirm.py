@@ -58,7 +58,8 @@ def _sort_key(row: dict, mode: str) -> float:
 
 def _confirm_columns(rows: list[dict], confirm: list[dict], mode: str, metric: str, size) -> list[dict]:
     """Fill each row's confirm columns (in place); return the comparisons of this train size."""
-    from raytune_ft.analysis.stats import comparisons, mean_ci, seeds_for_a_claim, versus_best
+    from raytune_ft.analysis.intervals import mean_ci
+    from raytune_ft.analysis.stats import comparisons, seeds_for_a_claim, versus_best
 
     test_key = metric_on_test(metric)
     scores: dict[str, dict[int, float]] = {}
@@ -96,7 +97,7 @@ def _confirm_columns(rows: list[dict], confirm: list[dict], mode: str, metric: s
 def _resolution(confirm: list[dict], test_key: str) -> float:
     """The grid the confirmed test scores move on: from the test split's size, which each confirm trial
     reports (test_samples), and the number of tasks a multi-task score is the mean of."""
-    from raytune_ft.analysis.stats import resolution_of
+    from raytune_ft.analysis.intervals import resolution_of
 
     sizes = [t.get("test_samples") for t in confirm if t.get("test_samples")]
     if not sizes:
