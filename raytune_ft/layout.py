@@ -88,6 +88,11 @@ class RunLayout:
         return self.ray / "tune"
 
     @property
+    def select_tune(self) -> Path:
+        """Tune's experiment of the select stage (search.confirm with top_k > 1), between the search and confirm."""
+        return self.ray / "select"
+
+    @property
     def confirm_tune(self) -> Path:
         """Tune's experiment of the confirm stage (search.confirm), after the search's (`tune`)."""
         return self.ray / "confirm"

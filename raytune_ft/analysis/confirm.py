@@ -6,9 +6,9 @@ Search columns (best / mean score, counts, compute) come from the search stage's
 strategy and train size (tables.strategy_rows). When the sweep had a confirm stage (search.confirm),
 each row also gets the strategy's confirmed test score:
 
-- the strategy's top_k configurations were each trained again with the same fresh seeds; the one
-  whose mean *validation* score over those seeds is best is its confirmed configuration (chosen on
-  validation, so the test split stays a fair judge);
+- its confirmed configuration: the best search trial's (top_k 1), or, of its top_k, the one whose select
+  trials had the best mean *validation* score on the selection seeds (sweep/confirm.py); chosen on
+  validation and on other seeds, so neither the test split nor the reporting seeds took part in the choice;
 - its test scores over the seeds give confirm_mean / confirm_std / ci_low / ci_high / confirm_n;
 - strategies are compared pairwise over the seeds they share (stats.comparisons: the difference with an
   interval that holds for every pair at once, P(A beats B on a fresh seed) with its interval, p-values),
@@ -26,7 +26,7 @@ from raytune_ft.metric import best_first, sign
 from raytune_ft.results.tables import HPARAM_COLUMNS, metric_on_test, strategy_rows
 
 CONFIRM_COLUMNS = ("confirm_mean", "confirm_std", "ci_low", "ci_high", "confirm_n", "confirm_config",
-                   "confirm_trial_id", "confirm_compute_seconds", "standing", "vs_best_low", "vs_best_high",
+                   "confirm_trial_id", "confirm_compute_seconds", "confirm_covers", "standing", "vs_best_low", "vs_best_high",
                    "seeds_needed", "claim_seeds")
 
 
@@ -36,7 +36,7 @@ def strategy_table(trials: list[dict], mode: str, metric: str) -> tuple[list[dic
     Ordered by train size (smallest first), then best first: by the confirmed mean where there is one,
     else by the search's best score."""
     search = [r for r in trials if r.get("stage", "search") == "search"]
-    confirm = [r for r in trials if r.get("stage") == "confirm"]
+    confirm = [r for r in trials if r.get("stage") in ("select", "confirm")]
     sizes = sorted({r.get("train_size") for r in search}, key=lambda s: (s is None, s or 0))
     table, comparisons = [], []
     for size in sizes:
@@ -65,9 +65,10 @@ def _confirm_columns(rows: list[dict], confirm: list[dict], mode: str, metric: s
     scores: dict[str, dict[int, float]] = {}
     resolution = _resolution(confirm, test_key)
     for row in rows:
-        mine = [t for t in confirm if t["strategy"] == row["strategy"]]
+        both = [t for t in confirm if t["strategy"] == row["strategy"]]  # the select trials cost compute too
+        mine = [t for t in both if t.get("stage") == "confirm"]
         row.update({c: None for c in CONFIRM_COLUMNS})
-        row["confirm_compute_seconds"] = sum(t.get("wall_seconds") or 0.0 for t in mine) if mine else None
+        row["confirm_compute_seconds"] = sum(t.get("wall_seconds") or 0.0 for t in both) if both else None
         chosen = _chosen_configuration(mine, mode)
         if chosen is None:
             continue
@@ -83,6 +84,8 @@ def _confirm_columns(rows: list[dict], confirm: list[dict], mode: str, metric: s
             ci_low=_nan_to_none(low), ci_high=_nan_to_none(high),
             confirm_n=len(values),
             confirm_trial_id=chosen,
+            confirm_covers="seeds and data drawn (vary_data)" if len({t.get("data_seed") for t in runs}) > 1
+            else "seeds, one data split",
             confirm_config=json.dumps({k: v for k, v in runs[0].items()
                                        if k in HPARAM_COLUMNS or k.startswith(f"{row['strategy']}.")}),
         )
@@ -107,7 +110,9 @@ def _resolution(confirm: list[dict], test_key: str) -> float:
 
 
 def _chosen_configuration(runs: list[dict], mode: str) -> Optional[str]:
-    """The source trial id whose confirm runs have the best mean validation score (the first of equals)."""
+    """The source trial id whose confirm runs have the best mean validation score (the first of equals). Since
+    the select stage, the confirm runs of a strategy are of one configuration, chosen on other seeds; a run
+    made before it confirmed every top_k configuration and chose among them here."""
     by_source: dict[str, list[float]] = {}
     for t in runs:
         if _ok(t, "score") and t.get("source_trial_id"):

@@ -5,25 +5,17 @@ Scores on a grid. Test accuracy on a split of N samples moves in steps of 1/N, s
 sample spread of 0 says only that the spread is below the grid, not that there is none. Every spread here is
 at least the rounding error of the grid, `resolution` / sqrt(12) (a score rounded to the grid is off by up
 to half a step, evenly); a spread of exactly 0 on a continuous metric (no grid) gives no interval: nan,
-"cannot tell". How often a nominal 95 % interval for the mean covers the true mean (benchmarks/
-bootstrap_coverage.py: 3000 simulated experiments per cell, so a cell is within about +-0.01 of the truth;
-"accuracy" rows draw a seed's latent accuracy p from a normal and score round(N p) / N, capped at 1):
+"cannot tell". How often a nominal 95 % interval for the mean covers the true mean is measured by
+benchmarks/bootstrap_coverage.py (its table: benchmarks/results/bootstrap_coverage.md), on continuous scores
+and on test accuracies of a fixed split of N samples (a seed's latent accuracy p ~ normal, scored
+round(N p) / N: tied and, near 1, saturated).
 
-    scores                                  n=3    n=5    n=10
-    normal                                  0.945  0.956  0.949
-    gamma k=4 (skew 1)                      0.929  0.941  0.944
-    exponential (skew 2)                    0.877  0.874  0.897   <- strongly skewed: under-covered
-    accuracy, N=270, p ~ N(0.95, 0.004)     0.987  0.949  0.952
-    accuracy, N=270, p ~ N(0.98, 0.006)     0.965  0.951  0.951
-    accuracy, N=270, p ~ N(0.995, 0.006)    0.957  0.936  0.946   (saturated: many seeds score 1.0)
-    accuracy, N=100, p ~ N(0.90, 0.01)      0.963  0.960  0.956
-    accuracy, N=1000, p ~ N(0.97, 0.002)    0.950  0.953  0.954
-
-The studentized bootstrap this module used before covered 0.87 (n = 5, N = 270) on tied accuracies: its
-resamples of tied seeds have no spread, and dropping them left intervals with an end at the mean. Student's
-t with the grid's floor is within 0.93-0.97 at 3, 5 and 10 seeds for normal, moderately skewed and gridded
-scores; it is conservative (0.99) when 3 seeds often tie, and too narrow for strongly skewed scores (a
-strategy that sometimes diverges): look at the per-seed scores in trials.parquet when one seed is far off.
+What it found: the studentized bootstrap this module used before covered 0.87 (n = 5, N = 270) on tied
+accuracies: its resamples of tied seeds have no spread, and dropping them left intervals with an end at the
+mean. Student's t with the grid's floor is within 0.93-0.97 at 3, 5 and 10 seeds for normal, moderately
+skewed and gridded scores; it is conservative (up to 0.99) when 3 seeds often tie, and too narrow (0.87-0.90)
+for strongly skewed scores (a strategy that sometimes diverges): look at the per-seed scores in trials.parquet
+when one seed is far off.
 """
 from __future__ import annotations
 

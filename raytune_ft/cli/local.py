@@ -45,9 +45,9 @@ def _check_data(job, spec: Path, validating: bool = False):
 
 def _warn_about_search(job) -> None:
     """Warnings that do not stop the job (stderr, exit code unchanged): e.g. more trials than a space has points."""
-    from raytune_ft.sweep.checks import repeat_warnings
+    from raytune_ft.sweep.checks import confirm_warnings, repeat_warnings
 
-    for line in repeat_warnings(job):
+    for line in repeat_warnings(job) + confirm_warnings(job):
         typer.echo(line, err=True)
 
 
@@ -64,7 +64,8 @@ def validate(spec: Annotated[Path, typer.Argument(help="job spec YAML")]):
                + (f"; {len(job.data.train_sizes)} train sizes" if job.data.train_sizes else "")
                + (f"; {job.data.shots}-shot" if job.data.shots else "")
                + (f"; confirm top {job.search.confirm.top_k} x {job.search.confirm.seeds} seeds on test"
-                  if job.search.confirm else "") + ")")
+                  + (f" (chosen on {job.search.confirm.selection_seeds} selection seeds)"
+                     if job.search.confirm.top_k > 1 else "") if job.search.confirm else "") + ")")
     _warn_about_search(job)
 
 

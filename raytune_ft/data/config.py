@@ -37,6 +37,10 @@ class DataConfig(BaseModel):
     label_columns: Optional[list[str]] = Field(
         None, min_length=2, description="multi-task: several label columns, one task each with its own classes "
         "(found in train); one shared backbone, one head output per class of every task")
+    cap_validation: bool = Field(
+        False, description="with train_sizes / shots: each trial validates on a stratified subset of the validation "
+        "split no larger than its training set, so a 10-shot run is not tuned on hundreds of validation samples "
+        "(true few-shot, Perez et al. 2021); default: the whole validation split")
     seed: int = 0
     fisher_source: Optional[FisherSource] = Field(
         None, description="EWC (hparams.ewc) only: the samples its Fisher information is estimated on: "

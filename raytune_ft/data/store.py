@@ -202,7 +202,59 @@ def subset(columns: dict, indices) -> dict:
     import torch
 
     keep = torch.as_tensor(indices, dtype=torch.long)
-    return {k: v.take(keep.tolist()) if isinstance(v, Column) else v[keep] for k, v in columns.items()}
+    return {k: v.take(keep.tolist()) if isinstance(v, (Column, Joined)) else v[keep] for k, v in columns.items()}
+
+
+def concat(first: dict, second: dict) -> dict:
+    """Two loaded splits' rows one after the other (a train / validation split drawn anew from both): labels
+    concatenated, the other columns joined as views that still read row by row."""
+    import torch
+
+    return {k: torch.cat([v, second[k]]) if isinstance(v, torch.Tensor) else Joined([v, second[k]])
+            for k, v in first.items()}
+
+
+class Joined:
+    """The rows of several columns of one row shape, one after the other, read as one `Column` is."""
+
+    def __init__(self, parts: list, rows: Optional[list[int]] = None):
+        self.parts, self.rows = parts, rows
+        self.starts = [sum(len(p) for p in parts[:i]) for i in range(len(parts) + 1)]
+
+    def __len__(self) -> int:
+        return self.starts[-1] if self.rows is None else len(self.rows)
+
+    @property
+    def shape(self) -> tuple:
+        return (len(self), *self.parts[0].shape[1:])
+
+    @property
+    def dtype(self):
+        return self.parts[0].dtype
+
+    def take(self, indices) -> "Joined":
+        return Joined(self.parts, [self._row(int(i)) for i in indices])
+
+    def __getitem__(self, key):
+        import torch
+
+        if isinstance(key, slice):
+            key = range(*key.indices(len(self)))
+        if isinstance(key, int) or (hasattr(key, "ndim") and key.ndim == 0):
+            row = self._row(int(key))
+            part = max(i for i, start in enumerate(self.starts[:-1]) if start <= row)
+            return self.parts[part][row - self.starts[part]]
+        return torch.stack([self[int(i)] for i in key]) if len(key) else self.parts[0][0:0]
+
+    def read(self):
+        return self[:]
+
+    def _row(self, i: int) -> int:
+        if i < 0:
+            i += len(self)
+        if not 0 <= i < len(self):
+            raise IndexError(f"row {i} of {len(self)}")
+        return i if self.rows is None else self.rows[i]
 
 
 def has_split(data_dir, split: str) -> bool:

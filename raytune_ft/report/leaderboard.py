@@ -59,10 +59,15 @@ def search_note(metric: str) -> str:
     return f"search: best validation {metric}, chosen on that same split — optimistic."
 
 
-def confirmed_note(metric: str) -> str:
+def confirmed_note(metric: str, rows: list[dict] = ()) -> str:
+    """Which number the confirmed one is, and what its interval covers (the seed alone, or the data drawn too)."""
+    varied = any("vary_data" in str(r.get("confirm_covers") or "") for r in rows)
+    covers = ("the seeds' variation and which samples trained and validated (search.confirm.vary_data), on this one "
+              "test split" if varied else "the seeds' variation on this one test split and training set, not "
+              "another sample of data (search.confirm.vary_data: true draws the train / validation split per seed)")
     return (f"confirmed: {metric_on_test(metric)} of the configuration chosen on validation, retrained on fresh "
-            "seeds shared by all strategies; mean ± std and a 95 % interval (Student's t) over the seeds: they "
-            "cover the seeds' variation on this one test split and training set, not another sample of data.")
+            f"seeds shared by all strategies; mean ± std and a 95 % interval (Student's t) over the seeds: they "
+            f"cover {covers}.")
 
 
 def standing_note(rows: list[dict]) -> str:
@@ -131,7 +136,7 @@ def boards(strategies: list[dict], trials: list[dict], metric: str, mode: str, *
             cells.append(row)
         title = f"strategies by confirmed {tm}" + ("" if size is None else f", train size {size}")
         out.append(Board(size, title, header, cells, best["strategy"] if best else None,
-                         [search_note(metric), confirmed_note(metric), standing_note(ranked)]))
+                         [search_note(metric), confirmed_note(metric, ranked), standing_note(ranked)]))
     return out
 
 

@@ -202,10 +202,23 @@ def headline(run: Run) -> str:
 
 
 def facts(run: Run) -> list[str]:
-    """What the search figures show when the run has more than one search: confirm trials, several sizes."""
+    """What the search figures show when the run has more than one search (confirm trials, several sizes), and
+    what each size validated on."""
     sizes = sorted({s["train_size"] for s in run.all_strategies if s.get("train_size") is not None})
     confirm = sum(t.get("stage") == "confirm" for t in run.all_trials)
     out = []
+    validated = {}
+    for t in run.all_trials:
+        if num(t.get("val_samples")) is not None:
+            validated.setdefault(t.get("train_size"), set()).add(int(t["val_samples"]))
+    if validated:
+        capped = run.job.get("data", {}).get("cap_validation")
+        out.append("validation samples per trial: " + ", ".join(
+            (f"{'-'.join(map(str, sorted({min(v), max(v)})))} at train size {size}" if size is not None
+             else '-'.join(map(str, sorted({min(v), max(v)})))) for size, v in sorted(
+                validated.items(), key=lambda kv: kv[0] or 0))
+            + (" (data.cap_validation: no larger than the training set)" if capped else
+               " (the whole validation split: data.cap_validation caps it to the training set)"))
     if confirm:
         out.append(f"{confirm} confirm trials (the top configurations retrained on fresh seeds, scored on test)")
     if len(sizes) > 1:

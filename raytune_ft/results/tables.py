@@ -54,6 +54,8 @@ def trial_row(*, job: str, run_id: str, trial_id: str, strategy: dict, status: s
         "test_loss": best.get("test_loss"),
         "test_score": best.get(metric_on_test(metric)),
         "test_samples": best.get("test_samples"),  # the test split's size: the grid its accuracy moves on
+        "val_samples": last.get("val_samples"),  # what it validated on (data.cap_validation)
+        "data_seed": last.get("data_seed"),  # search.confirm.vary_data: the seed that drew its split
         "trainable_params": trainable,
         "total_params": total,
         "trainable_fraction": trainable / total if trainable and total else None,

@@ -106,9 +106,18 @@ class SchedulerSpec(Strict):
 class ConfirmSpec(Strict):
     """Stage two: each strategy's best configurations trained again with fresh seeds, scored on test."""
 
-    top_k: int = Field(1, ge=1, description="configurations per strategy (its best by validation) to confirm")
-    seeds: int = Field(3, ge=2, le=100, description="fresh seeds per configuration, the same for every "
-                       "strategy (paired); at least 2 for an interval, 5 or more for a tight one")
+    top_k: int = Field(1, ge=1, description="configurations per strategy (its best by validation) to confirm; "
+                       "with more than 1, each is first trained on `selection_seeds` seeds and the one with the best "
+                       "mean validation score is confirmed on `seeds` other seeds (the seeds that choose never report)")
+    seeds: int = Field(3, ge=2, le=100, description="fresh seeds the confirmed configuration is trained on, the same "
+                       "for every strategy (paired), scored on test; 2 give an interval, and telling strategies apart "
+                       "needs more: 6 for two strategies, 7 for three, 8 for four (`validate` says)")
+    selection_seeds: int = Field(3, ge=1, le=100, description="top_k > 1 only: seeds each candidate configuration "
+                                 "is trained on to choose the strategy's one, on validation")
+    vary_data: bool = Field(False, description="each select / confirm seed also splits train and validation "
+                            "again (stratified, the same sizes) and draws its own train subset: the intervals then "
+                            "cover the variation from which data a model is trained and tuned on, not only the "
+                            "seed's (Bouthillier et al. 2021); the test split stays the same")
 
 
 class SearchSpec(Strict):

@@ -1,8 +1,11 @@
-"""Checks of a job's search before anything runs: a strategy asked for more trials than its space has points.
+"""Checks of a job's search before anything runs, said on stderr by `validate` and `run` (the job still runs
+as asked):
 
-A strategy whose knobs are all constants, sampled 8 times, is 8 trials of one configuration: they
-differ only in their seed, and their spread is seed noise, not the strategy's sensitivity to its
-knobs. `validate` and `run` say so on stderr; the job still runs as asked.
+- a strategy asked for more trials than its space has points: a strategy whose knobs are all constants,
+  sampled 8 times, is 8 trials of one configuration: they differ only in their seed, and their spread is seed
+  noise, not the strategy's sensitivity to its knobs;
+- a confirm stage with fewer seeds than telling its strategies apart needs (analysis/stats.py): it will give
+  intervals, and no claim.
 """
 from __future__ import annotations
 
@@ -47,3 +50,17 @@ def repeat_warnings(job) -> list[str]:
                    "in their seed. Add a sampler to one of its knobs or hyperparameters (e.g. lr: {loguniform: "
                    "[1.0e-4, 1.0e-2]}), or lower search.num_samples")
     return out
+
+
+def confirm_warnings(job) -> list[str]:
+    """A line when search.confirm.seeds are too few for any claim between the job's strategies."""
+    from raytune_ft.analysis.stats import seeds_for_a_claim
+
+    confirm = job.search.confirm
+    k = len(job.strategies)
+    if confirm is None or k < 2 or confirm.seeds >= seeds_for_a_claim(k):
+        return []
+    return [f"warning: search.confirm.seeds {confirm.seeds}: the confirm stage will give each strategy an interval, "
+            f"but telling {k} strategies apart needs at least {seeds_for_a_claim(k)} seeds (with fewer, even a gap "
+            "on every seed could be chance without assuming normal scores), so no strategy will be called best or "
+            f"below: set seeds: {seeds_for_a_claim(k)} or more to compare them"]

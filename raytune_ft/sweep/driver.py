@@ -17,7 +17,7 @@ from typing import Callable, Optional
 from raytune_ft.layout import RunLayout
 from raytune_ft.results.curves import write_curves
 from raytune_ft.sweep.callback import SweepCallback
-from raytune_ft.sweep.confirm import confirm_candidates, confirm_tuner
+from raytune_ft.sweep.confirm import chosen_candidates, confirm_candidates, stage_seeds, stage_tuner
 from raytune_ft.sweep.ray_setup import concurrency, driver_resources, wait_for_release
 from raytune_ft.sweep.records import load_sweep_state
 from raytune_ft.sweep.schedulers import make_scheduler
@@ -46,7 +46,9 @@ class SweepDriver:
             tune.with_resources(trial_driver, driver_resources()),
             job=job.resolved(), data_dir=str(layout.data), run_dir=str(layout.root))
         self.callbacks = [self.callback, *tracking_callbacks(job, layout.root)]
-        self.confirming = resume and tune.Tuner.can_restore(str(layout.confirm_tune))  # the search had ended
+        # resumed after the search had ended: in the confirm stage, or in the select stage before it
+        self.confirming = resume and tune.Tuner.can_restore(str(layout.confirm_tune))
+        self.selecting = resume and not self.confirming and tune.Tuner.can_restore(str(layout.select_tune))
 
     def search(self) -> None:
         """Stage one: every strategy's trials (x train sizes), under the scheduler; on resume, Tune's saved
@@ -74,21 +76,39 @@ class SweepDriver:
         wait_for_release(self.callback.pg_ids - {""})
 
     def confirm(self) -> None:
-        """Stage two (search.confirm): each strategy's top_k configurations trained again with fresh seeds,
-        every epoch, scored on the test split (sweep/confirm.py)."""
-        job, meta, printer = self.job, self.meta, self.printer
+        """Stage two (search.confirm): each strategy's top_k configurations; with several, the select stage
+        first chooses one on validation over selection seeds; the chosen one is trained again with fresh seeds,
+        every epoch, and scored on the test split (sweep/confirm.py)."""
+        job = self.job
         candidates = confirm_candidates(job, self.callback.records, {s["size"]: s for s in self.subsets})
-        self.callback.begin_stage("confirm", len(candidates) * job.search.confirm.seeds)
-        if self.confirming:
-            tuner = _restore(self.layout.confirm_tune, self.trainable, self.callbacks, None)
-            printer("resuming the confirm stage")
+        if job.search.confirm.top_k > 1:
+            if not self.confirming:
+                self._stage("select", candidates, restore=self.selecting)
+            candidates = chosen_candidates(job, self.callback.records, candidates)
+        self._stage("confirm", candidates, restore=self.confirming)
+
+    def _stage(self, stage: str, candidates: list[dict], *, restore: bool) -> None:
+        job, printer, confirm = self.job, self.printer, self.job.search.confirm
+        seeds = stage_seeds(job, stage)
+        self.callback.begin_stage(stage, len(candidates) * len(seeds))
+        if restore:
+            tuner = _restore(self.layout.select_tune if stage == "select" else self.layout.confirm_tune,
+                             self.trainable, self.callbacks, None)
+            printer(f"resuming the {stage} stage")
         else:
-            tuner = confirm_tuner(job, self.trainable, candidates, self.callbacks, self.layout.root, self.n_concurrent)
-            printer(f"confirm: {len(candidates)} configuration(s) (top {job.search.confirm.top_k} per strategy) x "
-                    f"{job.search.confirm.seeds} fresh seeds, every epoch, scored on the test split"
-                    + (f" (held out from train: {meta['test_held_out']} samples, stratified)"
-                       if meta.get("test_held_out") else ""))
+            tuner = stage_tuner(job, self.trainable, stage, candidates, self.callbacks, self.layout.root,
+                                self.n_concurrent)
+            drawn = " and its own train / validation split" if confirm.vary_data else ""
+            if stage == "select":
+                printer(f"select: {len(candidates)} configuration(s) (top {confirm.top_k} per strategy) x {len(seeds)} "
+                        f"selection seeds{drawn}, every epoch; each strategy's best mean validation score is chosen")
+            else:
+                printer(f"confirm: {len(candidates)} configuration(s) x {len(seeds)} fresh seeds{drawn}, every epoch, "
+                        "scored on the test split" + (f" (held out from train: {self.meta['test_held_out']} samples, "
+                                                      "stratified)" if self.meta.get("test_held_out") else ""))
         tuner.fit()
+        self.callback.compact()
+        wait_for_release(self.callback.pg_ids - {""})
 
     def finish(self) -> list[dict]:
         """The tables from every trial's record, then each strategy's best trial on the test split and the

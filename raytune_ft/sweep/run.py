@@ -44,7 +44,7 @@ def run_sweep(job, run_dir: Path, *, address: Optional[str] = None, verbose: boo
     init_ray(address, verbose, num_cpus)
     sweep = SweepDriver(job, layout, meta, subsets, printer, resume=resume, local=address is None,
                         on_update=on_update)
-    if not sweep.confirming:  # (resumed in the confirm stage: the search had ended)
+    if not (sweep.confirming or sweep.selecting):  # (resumed after the search had ended)
         sweep.search()
     if job.search.confirm:
         sweep.confirm()

@@ -61,7 +61,7 @@ class TrialRecipe:
         self.faults.on_start()
         data = load_trial_data(config, accelerator.num_processes)
         self.meta, self.tasks, self.text_augment = data.meta, data.tasks, data.text_augment
-        self.train_samples, self.data_load_s = data.train_samples, data.load_seconds
+        self.train_samples, self.val_samples, self.data_load_s = data.train_samples, data.val_samples, data.load_seconds
         self.saved = self._saved()  # read before the model is built: a resumed trial's head is its trained one
         prototypes = config.model.get("head") == "prototype" and self.saved is None
         self.model, self.strategy, self.strategy_cfg = build_trial_model(
@@ -223,7 +223,8 @@ class TrialRecipe:
                 # what Ray Train ranks checkpoints by (CheckpointConfig): only an epoch better than every
                 # earlier one counts, so the best Ray keeps is this trial's best_epoch (ties: the first)
                 "checkpoint_score": direction * score if improved else float("-inf"),
-                "train_samples": self.train_samples,
+                "train_samples": self.train_samples, "val_samples": self.val_samples,
+                "data_seed": self.config.data_seed,
             }
             if tested:  # this is the trial's best-validation epoch so far: its test scores are the trial's
                 metrics.update(test_accuracy=tested["accuracy"], test_f1=tested["f1"], test_loss=tested["loss"],

@@ -10,7 +10,8 @@ from typing import Any, Optional
 from raytune_ft.cluster import storage
 from raytune_ft.data import load_meta, load_split
 from raytune_ft.data.images import ImageRecipe
-from raytune_ft.data.store import subset
+from raytune_ft.data.store import concat, subset
+from raytune_ft.data.subsets import TrainSubset
 from raytune_ft.data.text_augment import TextAugment
 from raytune_ft.train.config import TrialConfig
 from raytune_ft.train.evaluate import TensorDict
@@ -24,6 +25,7 @@ class TrialData:
     train_set: dict  # the columns of the rows this trial trains on (the prototypes read them whole)
     train_counts: list  # each task's class counts in train_set
     train_samples: int
+    val_samples: int  # what this trial validates on (data.cap_validation: at most train_samples)
     load_seconds: float
     steps_per_epoch: int  # optimizer steps, over every worker
     total_steps: int
@@ -43,11 +45,20 @@ def load_trial_data(config: TrialConfig, num_processes: int) -> TrialData:
     meta = load_meta(config.data_dir)
     tasks = Tasks.from_meta(meta, training.task_weights)
     train_set, val_set = load_split(config.data_dir, "train"), load_split(config.data_dir, "validation")
+    if config.data_seed is not None:  # search.confirm.vary_data: this seed's own train / validation split
+        train_set, val_set = resplit(train_set, val_set, tasks, config.data_seed)
     if config.train_subset:  # a data-size curve's point: nested, stratified, the same for every trial
-        # (several tasks: stratified on the first)
+        # (several tasks: stratified on the first); vary_data: drawn with the trial's data seed
         labels = tasks.stratify_on(train_set["labels"]).numpy()
-        train_set = subset(train_set, config.train_subset.indices(labels))
+        drawn = config.train_subset if config.data_seed is None else \
+            config.train_subset.model_copy(update={"seed": config.data_seed})
+        train_set = subset(train_set, drawn.indices(labels))
     train_counts, train_samples = tasks.class_counts(train_set["labels"]), len(train_set["labels"])
+    if config.cap_validation and len(val_set["labels"]) > train_samples:  # true few-shot (Perez et al. 2021)
+        seed = config.data_seed if config.data_seed is not None else \
+            (config.train_subset.seed if config.train_subset else 0)
+        cap = TrainSubset(count=train_samples, size=train_samples, seed=seed)
+        val_set = subset(val_set, cap.indices(tasks.stratify_on(val_set["labels"]).numpy()))
     load_seconds = time.perf_counter() - load_start  # prepared once per job, before any trial
     per_process = math.ceil(train_samples / num_processes)
     batches = per_process // batch_size if per_process > batch_size else 1
@@ -66,6 +77,17 @@ def load_trial_data(config: TrialConfig, num_processes: int) -> TrialData:
         TensorDict(load_split(config.data_dir, "test")), batch_size=training.eval_batch_size) \
         if config.stage == "confirm" else None
     return TrialData(meta=meta, tasks=tasks, train_set=train_set, train_counts=train_counts,
-                     train_samples=train_samples, load_seconds=load_seconds, steps_per_epoch=steps_per_epoch,
+                     train_samples=train_samples, val_samples=len(val_set["labels"]), load_seconds=load_seconds, steps_per_epoch=steps_per_epoch,
                      total_steps=steps_per_epoch * training.epochs, text_augment=text_augment,
                      train_loader=train_loader, val_loader=val_loader, test_loader=test_loader)
+
+
+def resplit(train_set: dict, val_set: dict, tasks: Tasks, seed: int) -> tuple[dict, dict]:
+    """The prepared train and validation rows split again with `seed`: stratified (on the first task), the
+    validation split as large as before. The test split is never touched."""
+    from raytune_ft.data.prepare import hold_out
+
+    both = concat(train_set, val_set)
+    labels = tasks.stratify_on(both["labels"]).tolist()
+    train_idx, val_idx = hold_out(labels, len(val_set["labels"]), seed)
+    return subset(both, train_idx), subset(both, val_idx)
