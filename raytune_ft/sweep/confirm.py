@@ -1,7 +1,7 @@
 """Stage two of a sweep (search.confirm): each strategy's best configurations, trained again.
 
     candidates = confirm_candidates(job, callback.records, subsets)
-    tuner = confirm_tuner(job, trainable, candidates, callbacks, run_dir, n_concurrent)
+    setup = confirm_setup(job, candidates, callbacks, run_dir, n_concurrent)   # -> tune.Tuner(trainable, **setup)
 
 For each strategy (and train size), its `top_k` search trials by best validation score are the
 candidates; each is trained from scratch once per confirm seed, to the full epochs, with no early
@@ -41,14 +41,14 @@ def confirm_candidates(job, records: dict[str, TrialRecord], subsets: Optional[d
     return out
 
 
-def confirm_tuner(job, trainable, candidates: list[dict], callbacks: list, run_dir: Path, n_concurrent: int):
-    """One Tuner over candidates x seeds, first in, first out (no scheduler: every epoch runs)."""
+def confirm_setup(job, candidates: list[dict], callbacks: list, run_dir: Path, n_concurrent: int):
+    """The stage's param_space, tune_config and run_config: candidates x seeds, first in, first out (no
+    scheduler: every epoch runs). sweep/run.py makes a Tuner of them, or resumes it."""
     from ray import tune
 
     from raytune_ft.layout import RunLayout
 
-    return tune.Tuner(
-        trainable,
+    return dict(
         param_space={"candidate": tune.grid_search(candidates), "seed": tune.grid_search(confirm_seeds(job)),
                      "stage": "confirm"},
         tune_config=tune.TuneConfig(metric=job.search.metric, mode=job.search.mode, num_samples=1,

@@ -16,7 +16,7 @@ from raytune_ft.errors import InputError
 from raytune_ft.layout import RunLayout
 from raytune_ft.results.curves import write_curves
 from raytune_ft.sweep.callback import SweepCallback
-from raytune_ft.sweep.confirm import confirm_candidates, confirm_tuner
+from raytune_ft.sweep.confirm import confirm_candidates, confirm_setup
 from raytune_ft.sweep.preflight import preflight
 from raytune_ft.sweep.ray_setup import (concurrency, driver_resources, init_ray, local_resources, quiet_libraries,
                                         wait_for_release)
@@ -80,14 +80,16 @@ def run_sweep(job, run_dir: Path, *, address: Optional[str] = None, verbose: boo
     if not confirming:
         finished = {tid: rec.history for tid, rec in records.items() if rec.status != "running"}
         if resume and tune.Tuner.can_restore(str(layout.tune)):
-            tuner = _restore(layout.tune, trainable, callbacks, make_scheduler(job, replay=finished))
+            tuner = _resumed(trainable, **_search_setup(job, make_scheduler(job, replay=finished), callbacks, run_dir,
+                                                          n_concurrent, subsets))
             printer(f"resuming: {len(finished)} trial(s) had ended, "
                     f"{sum(r.status == 'running' for r in records.values())} were running; {n_concurrent} at a time")
         else:
             if resume:
                 printer("resuming: Tune saved no state before the driver stopped; the sweep starts over in this folder")
                 callback.start_over()
-            tuner = _new_tuner(job, trainable, make_scheduler(job), callbacks, run_dir, n_concurrent, subsets)
+            tuner = tune.Tuner(trainable, **_search_setup(job, make_scheduler(job), callbacks, run_dir, n_concurrent,
+                                                          subsets))
             sizes = f" x {len(subsets)} train sizes ({', '.join(map(size_label, subsets))})" if subsets else ""
             printer(f"sweep: {len(job.strategies)} strategies x {job.search.num_samples} samples{sizes}, search "
                     f"{job.search.algorithm}, scheduler {job.search.scheduler.name}, {n_concurrent} trial(s) at a time")
@@ -97,11 +99,12 @@ def run_sweep(job, run_dir: Path, *, address: Optional[str] = None, verbose: boo
     if job.search.confirm:
         candidates = confirm_candidates(job, callback.records, {s["size"]: s for s in subsets})
         callback.begin_stage("confirm", len(candidates) * job.search.confirm.seeds)
+        setup = confirm_setup(job, candidates, callbacks, run_dir, n_concurrent)
         if confirming:
-            tuner = _restore(layout.confirm_tune, trainable, callbacks, None)
+            tuner = _resumed(trainable, **setup)
             printer("resuming the confirm stage")
         else:
-            tuner = confirm_tuner(job, trainable, candidates, callbacks, run_dir, n_concurrent)
+            tuner = tune.Tuner(trainable, **setup)
             printer(f"confirm: {len(candidates)} configuration(s) (top {job.search.confirm.top_k} per strategy) x "
                     f"{job.search.confirm.seeds} fresh seeds, every epoch, scored on the test split"
                     + (f" (held out from train: {meta['test_held_out']} samples, stratified)"
@@ -138,31 +141,41 @@ def size_label(subset: dict) -> str:
     return TrainSubset(**subset).label()
 
 
-def _restore(tune_dir: Path, trainable, callbacks: list, scheduler):
-    """A Tuner from its saved experiment. Tune restores its trials and search state, not our callback nor
-    the scheduler's rungs: ours are put back (records from the event log, rungs replayed)."""
+def _resumed(trainable, param_space: dict, tune_config, run_config):
+    """The saved Tune experiment of this stage, to go on with, through Tune's public `tune.run(...,
+    resume_config=...)`: trials and search state come back from the experiment (Tune restores the search
+    algorithm's state into the one given, made as for the first run), the callbacks and the scheduler are
+    the ones given (our records from the event log; the rungs replayed), as Tuner.restore cannot take."""
     from ray import tune
 
-    tuner = tune.Tuner.restore(str(tune_dir), trainable, resume_unfinished=True, resume_errored=False)
-    tuner._local_tuner.get_run_config().callbacks = callbacks
-    if scheduler is not None:
-        tuner._local_tuner._tune_config.scheduler = scheduler
-    return tuner
+    class Resumed:
+        def fit(self):
+            resume = tune.ResumeConfig(unfinished=tune.ResumeConfig.ResumeType.RESUME,
+                                       errored=tune.ResumeConfig.ResumeType.SKIP)
+            failure = run_config.failure_config
+            return tune.run(
+                trainable, config=param_space, name=run_config.name, storage_path=run_config.storage_path,
+                callbacks=run_config.callbacks, verbose=run_config.verbose, metric=tune_config.metric,
+                mode=tune_config.mode, num_samples=tune_config.num_samples, search_alg=tune_config.search_alg,
+                scheduler=tune_config.scheduler, max_concurrent_trials=tune_config.max_concurrent_trials,
+                max_failures=failure.max_failures, fail_fast=failure.fail_fast, raise_on_failed_trial=False,
+                resume_config=resume)
+
+    return Resumed()
 
 
-def _new_tuner(job, trainable, scheduler, callbacks: list, run_dir: Path, n_concurrent: int, subsets: list[dict]):
+def _search_setup(job, scheduler, callbacks: list, run_dir: Path, n_concurrent: int, subsets: list[dict]):
+    """The search stage's param_space, tune_config and run_config: a Tuner of them, or `_resumed`."""
     from ray import tune
 
     from raytune_ft.sweep.search import make_search
 
     # each trial gets its own seed; optuna: one study per strategy (and size), num_samples trials each (search.py)
     search_alg, num_samples = make_search(job, n_concurrent, subsets)
-    return tune.Tuner(
-        trainable,
+    return dict(
         param_space={} if job.search.algorithm == "optuna" else tune_param_space(job, subsets),
-        tune_config=tune.TuneConfig(
-            metric=job.search.metric, mode=job.search.mode, num_samples=num_samples,
-            scheduler=scheduler, search_alg=search_alg),  # it limits concurrency itself (n_concurrent)
+        tune_config=tune.TuneConfig(metric=job.search.metric, mode=job.search.mode, num_samples=num_samples,
+                                    scheduler=scheduler, search_alg=search_alg),  # it limits concurrency (n_concurrent)
         run_config=tune.RunConfig(
             name=RunLayout(run_dir).tune.name, storage_path=str(RunLayout(run_dir).ray), callbacks=callbacks,
             verbose=0, failure_config=tune.FailureConfig(max_failures=0, fail_fast=False)),
