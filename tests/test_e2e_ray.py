@@ -41,8 +41,24 @@ def trial_actors() -> list[str]:
     return started_actors("ALIVE")
 
 
-def test_asha_sweep_finishes_and_frees_everything(resnet_weights, tmp_path, ray_session):
-    """9 trials, ASHA stops most of them; on 2 CPUs every trial still gets its worker and nothing leaks."""
+@pytest.fixture(params=["fast_path", "public_path"])
+def trial_path(request, monkeypatch):
+    """Each of the two ways a trial runs (raytune_ft/internals.py): the fast path where this Ray is a tested
+    release, and Ray's documented TorchTrainer (RAYTUNE_FT_RAY_FAST_PATH=0, and every other release)."""
+    from raytune_ft import internals
+
+    if request.param == "public_path":
+        monkeypatch.setenv(internals.FAST_PATH_ENV, "0")
+    else:
+        monkeypatch.delenv(internals.FAST_PATH_ENV, raising=False)
+        if not internals.fast_path():
+            pytest.skip(f"the fast path runs only on Ray {', '.join(internals.TESTED_RAY)}")
+    return request.param
+
+
+def test_asha_sweep_finishes_and_frees_everything(resnet_weights, tmp_path, ray_session, trial_path):
+    """9 trials, ASHA stops most of them; on 2 CPUs every trial still gets its worker and nothing leaks,
+    on either path a trial can take."""
     from raytune_ft.sweep.ray_setup import live_placement_groups
     from raytune_ft.sweep.run import run_sweep
     from raytune_ft.train.model import load_trial_model
@@ -98,12 +114,16 @@ def test_asha_sweep_finishes_and_frees_everything(resnet_weights, tmp_path, ray_
     assert trial_actors() == []
     assert ray.available_resources().get("CPU") == ray.cluster_resources()["CPU"] == 2
 
-    # A trial costs one process besides its Train worker, plus Train's SynchronizationActor: no
-    # controller, queue, placement-group cleaner or dataset manager actor of its own (sweep/trial.py).
     from collections import Counter
 
     started = Counter(started_actors())
-    assert started == {"ImplicitFunc": 9, "RayTrainWorker": 9, "SynchronizationActor": 9}, started
+    if trial_path == "fast_path":
+        # A trial costs one process besides its Train worker, plus Train's SynchronizationActor: no
+        # controller, queue, placement-group cleaner or dataset manager actor of its own (internals.py).
+        assert started == {"ImplicitFunc": 9, "RayTrainWorker": 9, "SynchronizationActor": 9}, started
+    else:
+        # Ray's own TorchTrainer: each trial's TrainController actor (and Ray's helpers), every one gone now
+        assert started["ImplicitFunc"] == started["TrainController"] == started["RayTrainWorker"] == 9, started
 
     # Everything the local cluster started listens on loopback only (GCS, raylet, dashboard, agents, workers)
     import psutil

@@ -37,7 +37,7 @@ def mismatch(where: str, cluster_ray: str, cluster_python: Optional[str]) -> Opt
     if cluster_ray != ray_here:
         todo.append(f"install the cluster's Ray here: pip install 'ray[default,train,tune]=={cluster_ray}' "
                     f"(raytune_ft supports Ray {SUPPORTED_RAY}), or start the cluster with Ray {ray_here} "
-                    f"(cluster.yaml's ray_version)")
+                    f"(cluster.yaml's RAY_VERSION)")
     if other_python:
         short = ".".join(cluster_python.split(".")[:2])
         todo.append(f"run raytune-ft here with Python {short} (a virtual environment of it), or give the cluster's "
@@ -86,4 +86,4 @@ def from_ray_refusal(error: Exception, address: str) -> Optional[ClusterError]:
             "RAY_DEFAULT_PYTHON_VERSION_MATCH_LEVEL=minor. No trial started.")
     return ClusterError(f"Ray refused to attach to the cluster at {address}: {text.strip()}\nInstall the cluster's "
                         f"Ray release here (raytune_ft supports Ray {SUPPORTED_RAY}), or start the cluster with "
-                        "this machine's (cluster.yaml's ray_version). No trial started.")
+                        "this machine's (cluster.yaml's RAY_VERSION). No trial started.")
