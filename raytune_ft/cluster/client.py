@@ -175,9 +175,9 @@ def submit(spec_path, address: str, run_id: Optional[str] = None, storage: Optio
         raise ClusterError("where should the run folder go? give --storage: a path every node sees "
                            "(e.g. /mnt/shared/runs) or s3://bucket/runs, gs://bucket/runs")
     run_id = run_id or new_run_id(job.name)
-    jobs = client(address)
-    versions.check_jobs_api(address, auth_headers())  # another Ray or Python there: exit 2 before any upload
     with ship.staged(spec_path, project, job) as package:  # the Jobs API uploads it in submit_job
+        jobs = client(address)
+        versions.check_jobs_api(address, auth_headers())  # another Ray or Python there: exit 2 before the upload
         for path in package.left_out:
             print(f"not shipped (looks like a credential): {path}", file=sys.stderr)
         request = submission(spec_path, run_id, storage, package, env)
