@@ -56,6 +56,14 @@ def trial_path(request, monkeypatch):
     return request.param
 
 
+def epoch_kinds(run_dir: Path) -> set[tuple[int, str]]:
+    """(world_size, Accelerate's distributed_type) of every epoch the run's trials reported."""
+    import json
+
+    state = json.loads((run_dir / "sweep_state.json").read_text())
+    return {(m["world_size"], m["distributed_type"]) for rec in state.values() for m in rec["history"]}
+
+
 def test_asha_sweep_finishes_and_frees_everything(resnet_weights, tmp_path, ray_session, trial_path):
     """9 trials, ASHA stops most of them; on 2 CPUs every trial still gets its worker and nothing leaks,
     on either path a trial can take."""
@@ -102,6 +110,8 @@ def test_asha_sweep_finishes_and_frees_everything(resnet_weights, tmp_path, ray_
     model, config = load_trial_model(best["checkpoint_path"])  # where Ray Train keeps it
     assert config.strategy["name"] == winner["strategy"]
     assert any("stopped early" in line for line in lines)
+    # a trial of one worker trains as one plain process on either path: Accelerate wraps nothing in DDP
+    assert epoch_kinds(tmp_path / "run") == {(1, "DistributedType.NO")}
 
     # Nothing of ours is left: no placement group, every CPU free again, and (give Ray's cleaners a
     # moment to exit) no live actor of a trial. Ray's own per-cluster singletons may stay.
@@ -246,6 +256,7 @@ def test_two_workers_per_trial(tiny_bert, text_csvs, tmp_path, ray_session, monk
     assert [(r["status"], r["epochs_run"]) for r in rows] == [("completed", 2)], rows[0]["error"]
     # val_loss is a mean per sample over the whole validation split, not a sum over workers
     assert 0.3 < rows[0]["best_val_loss"] < 1.5
+    assert epoch_kinds(tmp_path / "run") == {(2, "DistributedType.MULTI_CPU")}  # DDP over Ray's process group
 
 
 def test_a_worker_that_dies_goes_on_from_its_last_epoch(resnet_weights, tmp_path, ray_session, monkeypatch):
