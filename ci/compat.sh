@@ -15,10 +15,11 @@ print(f"compatibility pass: ray {ray.__version__}, torch {torch.__version__}, tr
       f"accelerate {accelerate.__version__}, peft {peft.__version__}")
 PY
 # the unit tests, then a sweep with ASHA, resume after SIGKILL, a two-worker trial, bucket storage (a real
-# two-node cluster and an S3 API on loopback), and submit's version check against a real cluster
+# two-node cluster and an S3 API on loopback), and submit's / run --address's version check against a real cluster
 .venv-floor/bin/python -m pytest -q -m "not ray" -p no:cacheprovider
 .venv-floor/bin/python -m pytest -q -p no:cacheprovider \
     "tests/test_e2e_ray.py::test_asha_sweep_finishes_and_frees_everything" \
     "tests/test_e2e_ray.py::test_sigkilled_sweep_resumes_without_rerunning_finished_trials" \
     "tests/test_e2e_ray.py::test_two_workers_per_trial" \
-    tests/test_s3_storage.py
+    tests/test_s3_storage.py \
+    "tests/test_cluster.py::test_a_cluster_of_another_ray_is_refused_before_anything_is_shipped"

@@ -315,12 +315,9 @@ def _in_ray_train() -> bool:
 
 
 def _alone_is_not_distributed() -> None:
-    """A trial of one Train worker trains as one plain process. Ray's TorchTrainer sets LOCAL_RANK / RANK /
-    WORLD_SIZE (and a torch process group of 1) even for one worker, and Accelerate then takes the process
-    for one of a distributed run (MULTI_CPU / MULTI_GPU) and wraps the model in DistributedDataParallel for
-    a world of 1: gradient buckets and an all-reduce with nobody (0.92x the samples/s,
-    benchmarks/results/trial_overhead.md). With one worker, those variables are hidden from Accelerate.
-    (On the fast path, raytune_ft/internals.py, Ray sets none of them for one worker.)"""
+    """A trial of one Train worker trains as one plain process: Ray's TorchTrainer sets LOCAL_RANK / RANK /
+    WORLD_SIZE even then, and Accelerate would wrap the model in DDP for a world of 1 (0.92x the samples/s,
+    benchmarks/results/trial_overhead.md). Hidden from Accelerate (the fast path sets none of them)."""
     import os
 
     from ray.train import get_context
