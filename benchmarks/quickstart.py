@@ -1,6 +1,10 @@
 """The job users run: the quickstart end to end, as the README runs it, and where its seconds go.
 
-    .venv/bin/python benchmarks/quickstart.py [--plain-epochs 2] [--skip-plain]
+    .venv/bin/python benchmarks/quickstart.py [--plain-epochs 2] [--skip-plain] [--public-path]
+
+--public-path runs the quickstart with RAYTUNE_FT_RAY_FAST_PATH=0: every trial Ray's documented
+TorchTrainer, as on a Ray release the fast path was not tested on (raytune_ft/internals.py); the same is
+RAYTUNE_FT_RAY_FAST_PATH=0 in the environment. The table says which path ran (and the Ray release).
 
 1. quickstart: `raytune-ft run jobs/quickstart.yaml` in a fresh process (its own local Ray cluster),
    wall time and the load average sampled every 5 s while it runs;
@@ -56,13 +60,12 @@ class LoadSampler(threading.Thread):
         return sum(s) / len(s), max(s)
 
 
-def run_quickstart(run_dir: Path) -> tuple[float, tuple[float, float], str]:
+def run_quickstart(run_dir: Path, env: dict) -> tuple[float, tuple[float, float], str]:
     sampler = LoadSampler()
     sampler.start()
     start = time.perf_counter()
     out = subprocess.run([sys.executable, "-m", "raytune_ft.cli", "run", str(ROOT / "jobs" / "quickstart.yaml"),
-                          "--run-dir", str(run_dir)], cwd=ROOT, capture_output=True, text=True,
-                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+                          "--run-dir", str(run_dir)], cwd=ROOT, capture_output=True, text=True, env=env)
     wall = time.perf_counter() - start
     load = sampler.stop()
     if out.returncode != 0:
@@ -105,13 +108,23 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--plain-epochs", type=int, default=2)
     parser.add_argument("--skip-plain", action="store_true", help="the quickstart and its split only")
+    parser.add_argument("--public-path", action="store_true",
+                        help="RAYTUNE_FT_RAY_FAST_PATH=0: every trial Ray's documented TorchTrainer")
     args = parser.parse_args()
 
+    import ray
+
+    from raytune_ft import internals
     from raytune_ft.results.tables import read_table
 
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    if args.public_path:
+        env[internals.FAST_PATH_ENV] = "0"
+    os.environ.update({k: v for k, v in env.items() if k == internals.FAST_PATH_ENV})
+    path = "fast path (in-process controller)" if internals.fast_path() else "public path (Ray's TorchTrainer)"
     load_before = os.getloadavg()[0]
     run_dir = Path(tempfile.mkdtemp(prefix="bench_quickstart_")) / "run"
-    wall, (load_mean, load_max), log = run_quickstart(run_dir)
+    wall, (load_mean, load_max), log = run_quickstart(run_dir, env)
     trials = read_table(run_dir / "trials.parquet")
 
     def total(column):
@@ -125,9 +138,10 @@ def main() -> None:
     full_sps = sum(full) / len(full) if full else float("nan")
 
     lines = [f"# The quickstart end to end (`raytune-ft run jobs/quickstart.yaml`), {time.strftime('%Y-%m-%d %H:%M')}",
-             "", f"Command: `.venv/bin/python benchmarks/quickstart.py`. Load average (1 min) before "
+             "", f"Command: `.venv/bin/python benchmarks/quickstart.py{' --public-path' if args.public_path else ''}`. Load average (1 min) before "
              f"{load_before:.2f}; during the run mean {load_mean:.2f}, max {load_max:.2f}; {os.cpu_count()} cores.", "",
              "| what | value |", "|---|---|",
+             f"| trial path | {path}, Ray {ray.__version__} |",
              f"| quickstart wall time | **{wall:.0f} s** (target <= 300 s) |",
              f"| trials | {len(trials)}: " + ", ".join(
                  f"{s} {sum(t['status'] == s for t in trials)}" for s in sorted({t['status'] for t in trials})) + " |",
@@ -146,7 +160,7 @@ def main() -> None:
               "measured itself (training, validation, checkpoint writing, and its start to the first step).",
               "The plain loops: `train_trial` called directly in two processes at once (no Ray), "
               f"{args.plain_epochs} epochs of the `full` strategy at the quickstart's batch size, one thread each."]
-    publish(lines, "quickstart")
+    publish(lines, "quickstart" if internals.fast_path() else "quickstart_public")
 
 
 if __name__ == "__main__":

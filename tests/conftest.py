@@ -10,6 +10,9 @@ import pytest
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Ray's single-machine mode for the local clusters the tests start, read once when Ray is imported: every
+# server on 127.0.0.1 (what `raytune-ft run` sets before Ray is imported, sweep/ray_setup.py)
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 ROOT = Path(__file__).resolve().parent.parent
 POS = "good great fine nice lovely superb happy".split()

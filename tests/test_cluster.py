@@ -169,15 +169,37 @@ def test_cluster_yaml_passes_ray_validation():
     assert "RAY_AUTH_MODE=token" in " ".join(config["worker_start_ray_commands"])
     assert "~/.ray/auth_token" in config["file_mounts"]
     setup = " ".join(config["setup_commands"])
-    pins = [d for d in _pyproject_dependencies() if d.split("==")[0].split("[")[0] in
-            ("torch", "torchvision", "ray", "accelerate", "peft", "transformers")]
-    assert pins and all(p in setup for p in pins), pins
+    # the Ray release is a setting (RAY_VERSION) whose default is the tested one; the other libraries are
+    # the tested set's, each inside pyproject.toml's range
+    tested = _tested_set()
+    import re
+
+    assert re.search(r"\bRAY_VERSION=(\S+) ", setup).group(1) == tested["ray"]
+    assert '"ray[default,train,tune]==$RAY_VERSION"' in setup
+    for name in ("torch", "torchvision", "accelerate", "peft", "transformers"):
+        assert f'"{name}=={tested[name]}"' in setup, name
 
 
-def _pyproject_dependencies() -> list[str]:
+def _tested_set() -> dict[str, str]:
+    """constraints.txt: the tested set, name -> version."""
+    pins = (line.split("==") for line in (ROOT / "constraints.txt").read_text().splitlines()
+            if "==" in line and not line.startswith("#"))
+    return {name.lower(): version for name, version in pins}
+
+
+def test_the_tested_set_lies_in_the_supported_ranges():
+    """constraints.txt (what CI installs) satisfies pyproject.toml's ranges, and Ray is not pinned there."""
     import tomllib
 
-    return tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    from packaging.requirements import Requirement
+
+    tested = _tested_set()
+    for dep in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]:
+        req = Requirement(dep)
+        if req.name.lower() in tested:
+            assert req.specifier.contains(tested[req.name.lower()]), (dep, tested[req.name.lower()])
+        if req.name in ("ray", "torch", "torchvision", "transformers", "peft", "accelerate"):
+            assert not str(req.specifier).startswith("=="), dep  # a range, not a pin
 
 
 # --------------------------------------------------------------------------- a real two-node cluster
@@ -349,3 +371,40 @@ def test_stop_ends_a_running_job_and_frees_the_cluster(ray_cluster, resnet_weigh
         total, free = ray_cluster.resources()
         return not alive and free.get("CPU") == total.get("CPU") == 2
     ray_cluster.wait_for(freed, 120, "the stopped run's actors and CPUs to be released")
+
+
+@pytest.mark.ray
+def test_a_cluster_of_another_ray_is_refused_before_anything_is_shipped(ray_cluster, resnet_weights, tmp_path):
+    """Issue 23 §4: this process believes it runs another Ray release than the real cluster reports. `submit`
+    (the cluster's Jobs API) and `run --address` (Ray's own check as it attaches) exit 2 naming both versions
+    and what to do, before a package is uploaded, a job submitted or a run folder kept."""
+    import ray
+
+    from raytune_ft.cluster.client import client
+
+    spec = write_spec(tmp_path, resnet_weights, "mismatch", epochs=1, samples=1, strategies=[{"name": "full"}])
+    jobs = client(ray_cluster.address)
+    before = {j.submission_id for j in jobs.list_jobs()}
+    other = "2.0.0"
+    believe = (f"import sys, ray; ray.__version__ = {other!r}; "
+               "from raytune_ft.cli import app; sys.argv[0] = 'raytune-ft'; app()")
+    env = {**ray_cluster.env, "RAYTUNE_FT_HOME": str(tmp_path / "home")}
+
+    out = subprocess.run([sys.executable, "-c", believe, "submit", str(spec), "--address", ray_cluster.address,
+                          "--storage", str(tmp_path / "shared")], capture_output=True, text=True, timeout=300,
+                         cwd=ROOT, env=env)
+    assert out.returncode == 2, out.stdout[-2000:] + out.stderr[-2000:]
+    assert f"runs Ray {ray.__version__}" in out.stderr and f"this machine Ray {other}" in out.stderr, out.stderr
+    assert f"pip install 'ray[default,train,tune]=={ray.__version__}'" in out.stderr
+    assert "cluster.yaml's RAY_VERSION" in out.stderr and "Traceback" not in out.stderr
+    assert {j.submission_id for j in jobs.list_jobs()} == before  # nothing submitted, nothing uploaded
+    assert not (tmp_path / "shared").exists() and not (tmp_path / "home" / "runs.json").exists()
+
+    run_dir = tmp_path / "run"
+    out = subprocess.run([sys.executable, "-c", believe, "run", str(spec), "--address",
+                          f"127.0.0.1:{ray_cluster.gcs_port}", "--run-dir", str(run_dir)],
+                         capture_output=True, text=True, timeout=300, cwd=ROOT, env=env)
+    assert out.returncode == 2, out.stdout[-2000:] + out.stderr[-2000:]
+    assert f"runs Ray {ray.__version__}" in out.stderr and f"this machine Ray {other}" in out.stderr, out.stderr
+    assert "no trial started" in out.stderr.lower() and "Traceback" not in out.stderr
+    assert not run_dir.exists()  # refused before any trial: no run folder left behind

@@ -172,6 +172,12 @@ def test_image_sources_read_from_the_bucket(s3):
 # --------------------------------------------------------------------------- submit checks what it can
 
 
+def same_versions_there(monkeypatch) -> None:
+    """The fake cluster of these tests runs this machine's Ray and Python (tests/test_cluster.py checks a real
+    cluster of another Ray)."""
+    monkeypatch.setattr(cluster_client.versions, "check_jobs_api", lambda address, headers: None)
+
+
 def test_submit_leaves_a_cluster_path_and_a_bucket_to_the_cluster(tmp_path, monkeypatch, no_network):
     spec = _write(tmp_path, _spec(tmp_path, train="/mnt/cluster-only/sst2/train.csv", validation=VALIDATION))
     # run / validate here still refuse the path this machine does not have, naming the field
@@ -189,6 +195,7 @@ def test_submit_leaves_a_cluster_path_and_a_bucket_to_the_cluster(tmp_path, monk
 
     monkeypatch.setenv("RAYTUNE_FT_HOME", str(tmp_path / "home"))
     monkeypatch.setattr(cluster_client, "client", lambda address: Jobs())
+    same_versions_there(monkeypatch)
     result = CliRunner().invoke(app, ["submit", str(spec), "--address", "http://127.0.0.1:9", "--storage",
                                       str(tmp_path / "runs"), "--project", str(tmp_path)])
     assert result.exit_code == 0, result.output
@@ -305,6 +312,7 @@ def test_submit_goes_through_once_the_head_is_ready(tmp_path, monkeypatch):
     jobs = FlakyJobs(failures=1)
     monkeypatch.setenv("RAYTUNE_FT_HOME", str(tmp_path / "home"))
     monkeypatch.setattr(cluster_client, "client", lambda address: jobs)
+    same_versions_there(monkeypatch)
     local = tmp_path / "train.csv"
     local.write_text("text,label\na,b\n")
     spec = _write(tmp_path, _spec(tmp_path, train=str(local), validation_fraction=0.5))

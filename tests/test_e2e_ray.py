@@ -41,8 +41,32 @@ def trial_actors() -> list[str]:
     return started_actors("ALIVE")
 
 
-def test_asha_sweep_finishes_and_frees_everything(resnet_weights, tmp_path, ray_session):
-    """9 trials, ASHA stops most of them; on 2 CPUs every trial still gets its worker and nothing leaks."""
+@pytest.fixture(params=["fast_path", "public_path"])
+def trial_path(request, monkeypatch):
+    """Each of the two ways a trial runs (raytune_ft/internals.py): the fast path where this Ray is a tested
+    release, and Ray's documented TorchTrainer (RAYTUNE_FT_RAY_FAST_PATH=0, and every other release)."""
+    from raytune_ft import internals
+
+    if request.param == "public_path":
+        monkeypatch.setenv(internals.FAST_PATH_ENV, "0")
+    else:
+        monkeypatch.delenv(internals.FAST_PATH_ENV, raising=False)
+        if not internals.fast_path():
+            pytest.skip(f"the fast path runs only on Ray {', '.join(internals.TESTED_RAY)}")
+    return request.param
+
+
+def epoch_kinds(run_dir: Path) -> set[tuple[int, str]]:
+    """(world_size, Accelerate's distributed_type) of every epoch the run's trials reported."""
+    import json
+
+    state = json.loads((run_dir / "sweep_state.json").read_text())
+    return {(m["world_size"], m["distributed_type"]) for rec in state.values() for m in rec["history"]}
+
+
+def test_asha_sweep_finishes_and_frees_everything(resnet_weights, tmp_path, ray_session, trial_path):
+    """9 trials, ASHA stops most of them; on 2 CPUs every trial still gets its worker and nothing leaks,
+    on either path a trial can take."""
     from raytune_ft.sweep.ray_setup import live_placement_groups
     from raytune_ft.sweep.run import run_sweep
     from raytune_ft.results.tables import checkpoint_location
@@ -88,6 +112,8 @@ def test_asha_sweep_finishes_and_frees_everything(resnet_weights, tmp_path, ray_
     model, config = load_trial_model(checkpoint_location(tmp_path / "run", best["checkpoint_path"]))  # Ray keeps it
     assert config.strategy["name"] == winner["strategy"]
     assert any("stopped early" in line for line in lines)
+    # a trial of one worker trains as one plain process on either path: Accelerate wraps nothing in DDP
+    assert epoch_kinds(tmp_path / "run") == {(1, "DistributedType.NO")}
 
     # Nothing of ours is left: no placement group, every CPU free again, and (give Ray's cleaners a
     # moment to exit) no live actor of a trial. Ray's own per-cluster singletons may stay.
@@ -100,12 +126,16 @@ def test_asha_sweep_finishes_and_frees_everything(resnet_weights, tmp_path, ray_
     assert trial_actors() == []
     assert ray.available_resources().get("CPU") == ray.cluster_resources()["CPU"] == 2
 
-    # A trial costs one process besides its Train worker, plus Train's SynchronizationActor: no
-    # controller, queue, placement-group cleaner or dataset manager actor of its own (sweep/trial.py).
     from collections import Counter
 
     started = Counter(started_actors())
-    assert started == {"ImplicitFunc": 9, "RayTrainWorker": 9, "SynchronizationActor": 9}, started
+    if trial_path == "fast_path":
+        # A trial costs one process besides its Train worker, plus Train's SynchronizationActor: no
+        # controller, queue, placement-group cleaner or dataset manager actor of its own (internals.py).
+        assert started == {"ImplicitFunc": 9, "RayTrainWorker": 9, "SynchronizationActor": 9}, started
+    else:
+        # Ray's own TorchTrainer: each trial's TrainController actor (and Ray's helpers), every one gone now
+        assert started["ImplicitFunc"] == started["TrainController"] == started["RayTrainWorker"] == 9, started
 
     # Everything the local cluster started listens on loopback only (GCS, raylet, dashboard, agents, workers)
     import psutil
@@ -228,6 +258,7 @@ def test_two_workers_per_trial(tiny_bert, text_csvs, tmp_path, ray_session, monk
     assert [(r["status"], r["epochs_run"]) for r in rows] == [("completed", 2)], rows[0]["error"]
     # val_loss is a mean per sample over the whole validation split, not a sum over workers
     assert 0.3 < rows[0]["best_val_loss"] < 1.5
+    assert epoch_kinds(tmp_path / "run") == {(2, "DistributedType.MULTI_CPU")}  # DDP over Ray's process group
 
 
 def test_a_worker_that_dies_goes_on_from_its_last_epoch(resnet_weights, tmp_path, ray_session, monkeypatch):

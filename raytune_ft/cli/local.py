@@ -81,6 +81,7 @@ def run(
 
     import yaml
 
+    _before_ray(address)
     job = _load(spec)
     _warn_about_search(job)
     run_dir = run_dir or job.output_dir / f"{job.name}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -163,6 +164,7 @@ def resume(
     last epoch, the rest start. The job spec is the one saved in the run folder."""
     from raytune_ft.spec import parse_job
 
+    _before_ray(address)
     spec = RunLayout(run).job
     if not spec.exists():
         raise UserError(f"{run}: no job.yaml, so not a run folder made by `raytune-ft run`")
@@ -177,6 +179,15 @@ def resume(
         check_data(job, str(spec))  # in a bucket too
     typer.echo(f"resuming run {run.name}: folder {run}")
     _sweep(job, run, address=address, verbose=verbose, resume=True)
+
+
+def _before_ray(address: Optional[str]) -> None:
+    """What must be set before Ray is imported: for the embedded local cluster, Ray's single-machine mode
+    (every server on 127.0.0.1)."""
+    if address is None:
+        from raytune_ft.sweep.ray_setup import local_cluster_on_loopback
+
+        local_cluster_on_loopback()
 
 
 def _sweep(job, run_dir: Path, *, address: Optional[str], verbose: bool, resume: bool) -> None:

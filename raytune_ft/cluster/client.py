@@ -5,7 +5,10 @@
 
 The job's working directory is a package built for the run (cluster/ship.py): this process's
 `raytune_ft` source, the spec and the local files it names, never the rest of the project (its .env,
-keys, credentials); the cluster runs it with the dependencies installed on its nodes. The driver is
+keys, credentials); the cluster runs it with the dependencies installed on its nodes. The job's runtime
+environment is that folder and a few variables: no `pip`, so it never installs (or moves) Ray on the
+cluster. Before anything is uploaded, the cluster's Ray and Python are compared with this process's
+(cluster/versions.py): a mismatch is exit 2. The driver is
 the same as `raytune-ft run`, started on the head by the Jobs API with
 `--address auto --run-dir <storage>/<run_id>`. The run id is the Ray submission id; the address and
 storage of each run are remembered in ~/.raytune_ft/runs.json (RAYTUNE_FT_HOME moves it).
@@ -27,7 +30,7 @@ import time
 from pathlib import Path
 from typing import Callable, Optional
 
-from raytune_ft.cluster import ship
+from raytune_ft.cluster import ship, versions
 from raytune_ft.cluster import storage as st
 from raytune_ft.errors import ClusterError
 from raytune_ft.files import write_text
@@ -173,10 +176,12 @@ def submit(spec_path, address: str, run_id: Optional[str] = None, storage: Optio
                            "(e.g. /mnt/shared/runs) or s3://bucket/runs, gs://bucket/runs")
     run_id = run_id or new_run_id(job.name)
     with ship.staged(spec_path, project, job) as package:  # the Jobs API uploads it in submit_job
+        jobs = client(address)
+        versions.check_jobs_api(address, auth_headers())  # another Ray or Python there: exit 2 before the upload
         for path in package.left_out:
             print(f"not shipped (looks like a credential): {path}", file=sys.stderr)
         request = submission(spec_path, run_id, storage, package, env)
-        _submit_job(client(address), run_id, request)
+        _submit_job(jobs, run_id, request)
     _remember(run_id, address=address, storage=storage, run_dir=request["metadata"]["run_dir"],
               submitted=time.strftime("%Y-%m-%d %H:%M:%S"))
     return run_id

@@ -10,12 +10,15 @@ class NormTuningConfig(StrategyConfig):
 
 
 def norm_types() -> tuple:
-    """The normalisation layers, by type: BatchNorm (1d/2d/3d, SyncBatchNorm) and InstanceNorm through
-    their common base, LayerNorm, GroupNorm, RMSNorm; subclasses (timm's BatchNormAct2d, LayerNorm2d) too."""
+    """The normalisation layers, by their public types: BatchNorm (1d/2d/3d, lazy, SyncBatchNorm),
+    InstanceNorm (1d/2d/3d, lazy), LayerNorm, GroupNorm, RMSNorm; subclasses (timm's BatchNormAct2d,
+    LayerNorm2d) too."""
     from torch import nn
 
-    return (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm) + \
-        ((nn.RMSNorm,) if hasattr(nn, "RMSNorm") else ())
+    return (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.LazyBatchNorm1d, nn.LazyBatchNorm2d,
+            nn.LazyBatchNorm3d, nn.SyncBatchNorm, nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d,
+            nn.LazyInstanceNorm1d, nn.LazyInstanceNorm2d, nn.LazyInstanceNorm3d, nn.LayerNorm, nn.GroupNorm,
+            nn.RMSNorm)
 
 
 @register_strategy

@@ -1,9 +1,10 @@
 """Stage two of a sweep (search.confirm): each strategy's best configurations, trained again.
 
     candidates = confirm_candidates(job, callback.records, subsets)          # top_k per strategy and size
-    tuner = stage_tuner(job, trainable, "select", candidates, callbacks, layout, n_concurrent)  # top_k > 1
+    setup = stage_setup(job, "select", candidates, callbacks, run_dir, n_concurrent)  # top_k > 1
     chosen = chosen_candidates(job, callback.records, candidates)            # the best on validation
-    tuner = stage_tuner(job, trainable, "confirm", chosen, callbacks, layout, n_concurrent)
+    setup = stage_setup(job, "confirm", chosen, callbacks, run_dir, n_concurrent)
+    tuner = tune.Tuner(trainable, **setup)                                   # (or resumed: sweep/driver.py)
 
 For each strategy (and train size), its `top_k` search trials by best validation score are the
 candidates. With one candidate there is nothing to choose: it is confirmed at once. With several, each is
@@ -70,16 +71,15 @@ def chosen_candidates(job, records: dict[str, TrialRecord], candidates: list[dic
     return out
 
 
-def stage_tuner(job, trainable, stage: str, candidates: list[dict], callbacks: list, run_dir: Path,
-                n_concurrent: int):
-    """One Tuner over candidates x the stage's seeds, first in, first out (no scheduler: every epoch runs)."""
+def stage_setup(job, stage: str, candidates: list[dict], callbacks: list, run_dir: Path, n_concurrent: int) -> dict:
+    """The stage's param_space, tune_config and run_config: candidates x the stage's seeds, first in, first
+    out (no scheduler: every epoch runs). sweep/driver.py makes a Tuner of them, or resumes it."""
     from ray import tune
 
     from raytune_ft.layout import RunLayout
 
     layout = RunLayout(run_dir)
-    return tune.Tuner(
-        trainable,
+    return dict(
         param_space={"candidate": tune.grid_search(candidates), "seed": tune.grid_search(stage_seeds(job, stage)),
                      "stage": stage},
         tune_config=tune.TuneConfig(metric=job.search.metric, mode=job.search.mode, num_samples=1,

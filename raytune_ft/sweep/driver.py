@@ -17,7 +17,7 @@ from typing import Callable, Optional
 from raytune_ft.layout import RunLayout
 from raytune_ft.results.curves import write_curves
 from raytune_ft.sweep.callback import SweepCallback
-from raytune_ft.sweep.confirm import chosen_candidates, confirm_candidates, stage_seeds, stage_tuner
+from raytune_ft.sweep.confirm import chosen_candidates, confirm_candidates, stage_seeds, stage_setup
 from raytune_ft.sweep.ray_setup import concurrency, driver_resources, wait_for_release
 from raytune_ft.sweep.records import load_sweep_state
 from raytune_ft.sweep.schedulers import make_scheduler
@@ -58,15 +58,16 @@ class SweepDriver:
         job, layout, records, printer = self.job, self.layout, self.records, self.printer
         finished = {tid: rec.history for tid, rec in records.items() if rec.status != "running"}
         if self.resume and tune.Tuner.can_restore(str(layout.tune)):
-            tuner = _restore(layout.tune, self.trainable, self.callbacks, make_scheduler(job, replay=finished))
+            tuner = _resumed(self.trainable, **_search_setup(job, make_scheduler(job, replay=finished), self.callbacks,
+                                                             layout.root, self.n_concurrent, self.subsets))
             printer(f"resuming: {len(finished)} trial(s) had ended, "
                     f"{sum(r.status == 'running' for r in records.values())} were running; {self.n_concurrent} at a time")
         else:
             if self.resume:
                 printer("resuming: Tune saved no state before the driver stopped; the sweep starts over in this folder")
                 self.callback.start_over()
-            tuner = _new_tuner(job, self.trainable, make_scheduler(job), self.callbacks, layout.root, self.n_concurrent,
-                               self.subsets)
+            tuner = tune.Tuner(self.trainable, **_search_setup(job, make_scheduler(job), self.callbacks, layout.root,
+                                                               self.n_concurrent, self.subsets))
             sizes = f" x {len(self.subsets)} train sizes ({', '.join(map(size_label, self.subsets))})" \
                 if self.subsets else ""
             printer(f"sweep: {len(job.strategies)} strategies x {job.search.num_samples} samples{sizes}, search "
@@ -88,16 +89,17 @@ class SweepDriver:
         self._stage("confirm", candidates, restore=self.confirming)
 
     def _stage(self, stage: str, candidates: list[dict], *, restore: bool) -> None:
+        from ray import tune
+
         job, printer, confirm = self.job, self.printer, self.job.search.confirm
         seeds = stage_seeds(job, stage)
         self.callback.begin_stage(stage, len(candidates) * len(seeds))
+        setup = stage_setup(job, stage, candidates, self.callbacks, self.layout.root, self.n_concurrent)
         if restore:
-            tuner = _restore(self.layout.select_tune if stage == "select" else self.layout.confirm_tune,
-                             self.trainable, self.callbacks, None)
+            tuner = _resumed(self.trainable, **setup)
             printer(f"resuming the {stage} stage")
         else:
-            tuner = stage_tuner(job, self.trainable, stage, candidates, self.callbacks, self.layout.root,
-                                self.n_concurrent)
+            tuner = tune.Tuner(self.trainable, **setup)
             drawn = " and its own train / validation split" if confirm.vary_data else ""
             if stage == "select":
                 printer(f"select: {len(candidates)} configuration(s) (top {confirm.top_k} per strategy) x {len(seeds)} "
@@ -127,31 +129,41 @@ def size_label(subset: dict) -> str:
     return TrainSubset(**subset).label()
 
 
-def _restore(tune_dir: Path, trainable, callbacks: list, scheduler):
-    """A Tuner from its saved experiment. Tune restores its trials and search state, not our callback nor
-    the scheduler's rungs: ours are put back (records from the event log, rungs replayed)."""
+def _resumed(trainable, param_space: dict, tune_config, run_config):
+    """The saved Tune experiment of this stage, to go on with, through Tune's public `tune.run(...,
+    resume_config=...)`: trials and search state come back from the experiment (Tune restores the search
+    algorithm's state into the one given, made as for the first run), the callbacks and the scheduler are
+    the ones given (our records from the event log; the rungs replayed), as Tuner.restore cannot take."""
     from ray import tune
 
-    tuner = tune.Tuner.restore(str(tune_dir), trainable, resume_unfinished=True, resume_errored=False)
-    tuner._local_tuner.get_run_config().callbacks = callbacks
-    if scheduler is not None:
-        tuner._local_tuner._tune_config.scheduler = scheduler
-    return tuner
+    class Resumed:
+        def fit(self):
+            resume = tune.ResumeConfig(unfinished=tune.ResumeConfig.ResumeType.RESUME,
+                                       errored=tune.ResumeConfig.ResumeType.SKIP)
+            failure = run_config.failure_config
+            return tune.run(
+                trainable, config=param_space, name=run_config.name, storage_path=run_config.storage_path,
+                callbacks=run_config.callbacks, verbose=run_config.verbose, metric=tune_config.metric,
+                mode=tune_config.mode, num_samples=tune_config.num_samples, search_alg=tune_config.search_alg,
+                scheduler=tune_config.scheduler, max_concurrent_trials=tune_config.max_concurrent_trials,
+                max_failures=failure.max_failures, fail_fast=failure.fail_fast, raise_on_failed_trial=False,
+                resume_config=resume)
+
+    return Resumed()
 
 
-def _new_tuner(job, trainable, scheduler, callbacks: list, run_dir: Path, n_concurrent: int, subsets: list[dict]):
+def _search_setup(job, scheduler, callbacks: list, run_dir: Path, n_concurrent: int, subsets: list[dict]) -> dict:
+    """The search stage's param_space, tune_config and run_config: a Tuner of them, or `_resumed`."""
     from ray import tune
 
     from raytune_ft.sweep.search import make_search
 
     # each trial gets its own seed; optuna: one study per strategy (and size), num_samples trials each (search.py)
     search_alg, num_samples = make_search(job, n_concurrent, subsets)
-    return tune.Tuner(
-        trainable,
+    return dict(
         param_space={} if job.search.algorithm == "optuna" else tune_param_space(job, subsets),
-        tune_config=tune.TuneConfig(
-            metric=job.search.metric, mode=job.search.mode, num_samples=num_samples,
-            scheduler=scheduler, search_alg=search_alg),  # it limits concurrency itself (n_concurrent)
+        tune_config=tune.TuneConfig(metric=job.search.metric, mode=job.search.mode, num_samples=num_samples,
+                                    scheduler=scheduler, search_alg=search_alg),  # it limits concurrency (n_concurrent)
         run_config=tune.RunConfig(
             name=RunLayout(run_dir).tune.name, storage_path=str(RunLayout(run_dir).ray), callbacks=callbacks,
             verbose=0, failure_config=tune.FailureConfig(max_failures=0, fail_fast=False)),

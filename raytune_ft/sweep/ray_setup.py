@@ -52,7 +52,9 @@ def quiet_libraries(verbose: bool) -> None:
 
         hf_logging.disable_progress_bar()
         hf_logging.set_verbosity_error()
-    logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
+    from raytune_ft import internals
+
+    internals.quiet_token_notice()
 
 
 def init_ray(address: Optional[str] = None, verbose: bool = False, num_cpus: Optional[int] = None):
@@ -67,25 +69,44 @@ def init_ray(address: Optional[str] = None, verbose: bool = False, num_cpus: Opt
     kwargs = dict(logging_level=logging.INFO if verbose else logging.WARNING, log_to_driver=verbose,
                   configure_logging=True)
     if address:
-        ray.init(address=address, **kwargs)
-    else:
-        # No dashboard unless asked (RAYTUNE_FT_RAY_DASHBOARD=1): eleven processes, ~0.9 GB and ~2 s of
-        # start-up that a local run does not use (our live view and tables show the sweep; the placement
-        # groups of stopped trials are freed through the GCS, sweep/callback.py). Ray Train's own cleaner,
-        # which needed its State API, is not started (sweep/trial.py).
-        # Loopback only: Ray swaps 127.0.0.1 for the machine's LAN address, and its GCS and raylet then
-        # listen on every interface. Ray's single-machine mode (the flag it uses on macOS / Windows)
-        # keeps the node on 127.0.0.1, so every server binds there. Set for this process (Ray may be
-        # imported already) and for the processes the local cluster starts.
-        import ray._private.ray_constants as ray_constants
+        try:
+            ray.init(address=address, **kwargs)
+        except RuntimeError as e:  # Ray refuses a cluster of another Ray or Python release: exit 2, both named
+            from raytune_ft.cluster.versions import from_ray_refusal
 
-        os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
-        ray_constants.ENABLE_RAY_CLUSTER = False
-        dashboard = os.environ.get("RAYTUNE_FT_RAY_DASHBOARD", "0") == "1"
+            refusal = from_ray_refusal(e, address)
+            if refusal is None:
+                raise
+            raise refusal from None
+    else:
+        # No dashboard unless asked (RAYTUNE_FT_RAY_DASHBOARD=1) or needed: eleven processes, ~0.9 GB and
+        # ~2 s of start-up that a local run on the fast path does not use (our live view and tables show the
+        # sweep; the placement groups of stopped trials are freed through the GCS, sweep/callback.py). On the
+        # public path Ray Train's PlacementGroupCleaner runs, and it asks the dashboard's State API whether
+        # its controller is alive: without one it never exits after Tune stops a trial.
+        from raytune_ft import internals
+
+        # Loopback only: Ray swaps 127.0.0.1 for the machine's LAN address, and its GCS and raylet then
+        # listen on every interface. Ray's single-machine mode (the switch it uses on macOS / Windows,
+        # RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0, read when Ray is imported: the CLI sets it first) keeps the
+        # node on 127.0.0.1, so every server binds there.
+        internals.keep_local_cluster_on_loopback()
+        dashboard = os.environ.get("RAYTUNE_FT_RAY_DASHBOARD", "0") == "1" or not internals.fast_path()
         # address="local": always a fresh embedded cluster, never one that `ray start` left on this machine
         ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), include_dashboard=dashboard,
-                 dashboard_host="127.0.0.1", _node_ip_address="127.0.0.1", resources={DRIVER_RESOURCE: 1000},
+                 dashboard_host="127.0.0.1", resources={DRIVER_RESOURCE: 1000},
                  **kwargs)
+        where = {n["NodeManagerAddress"] for n in ray.nodes()}
+        if where != {"127.0.0.1"}:
+            logging.getLogger(__name__).warning(
+                "the local Ray cluster serves on %s, not only 127.0.0.1: Ray was imported before "
+                "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 was set; set it in the environment to keep it on loopback",
+                ", ".join(sorted(where)))
+
+
+def local_cluster_on_loopback() -> None:
+    """Before Ray is imported, for a run on the embedded local cluster: Ray's single-machine mode."""
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 
 def driver_resources() -> dict:
@@ -136,7 +157,7 @@ def concurrency(job, have: Optional[dict] = None, *, local: bool = False) -> int
 def free_placement_group(pg_hex: str) -> bool:
     """Remove a trial's Train placement group if it is still held; True if we removed it."""
     import ray
-    from ray._raylet import PlacementGroupID
+    from ray import PlacementGroupID
     from ray.util.placement_group import PlacementGroup, placement_group_table, remove_placement_group
 
     if not pg_hex:

@@ -1,10 +1,13 @@
 """The search space: per strategy its knobs and hyperparameters, as Tune samplers.
 
 Random and grid search see one grid over the strategies with each strategy's own samplers inside
-(Tune resolves nested domains); Optuna gets one define-by-run space per strategy (search.py).
+(Tune resolves nested domains); Optuna gets one define-by-run space per strategy (search.py). A strategy's
+own grids are expanded into that one grid (one entry per combination): Ray before 2.58 cannot resolve a
+grid nested in another grid's value when it has more than one value ("could not be unambiguously resolved").
 """
 from __future__ import annotations
 
+import itertools
 from typing import Optional
 
 from raytune_ft.hparams import HParams
@@ -38,10 +41,21 @@ def tune_param_space(job, subsets: Optional[list[dict]] = None) -> dict:
 
     def convert(d):
         return {k: convert(v) if isinstance(v, dict) else _domain(v, algorithm) for k, v in d.items()}
-    space = {"strategy": tune.grid_search([convert(s) for s in strategy_spaces(job)])}
+    space = {"strategy": tune.grid_search([x for s in strategy_spaces(job) for x in expand_grids(convert(s))])}
     if subsets:
         space["train_subset"] = tune.grid_search(subsets)
     return space
+
+
+def expand_grids(d: dict) -> list[dict]:
+    """`d` once per combination of the values of the grids inside it (the last grid's value changing
+    fastest); other samplers stay as they are."""
+    def options(v) -> list:
+        if isinstance(v, dict) and set(v) == {"grid_search"}:
+            return list(v["grid_search"])
+        return expand_grids(v) if isinstance(v, dict) else [v]
+    keys = list(d)
+    return [dict(zip(keys, combo)) for combo in itertools.product(*(options(d[k]) for k in keys))]
 
 
 def trial_settings(config: dict) -> dict:

@@ -44,8 +44,9 @@ class TrialRecipe:
     def setup(self) -> None:
         import torch
         from accelerate import Accelerator
-        from accelerate.state import AcceleratorState
         from accelerate.utils import set_seed
+
+        from raytune_ft import internals
 
         config, training = self.config, self.training
         torch.set_num_threads(max(1, int(config.resources.cpus_per_worker)))
@@ -53,7 +54,7 @@ class TrialRecipe:
             _alone_is_not_distributed()
         # A trial owns its process's Accelerate state (a singleton): one called directly after another with
         # another mixed precision would otherwise be refused ("AcceleratorState has already been initialized")
-        AcceleratorState._reset_state()
+        internals.fresh_accelerate_state()
         self.accelerator = accelerator = Accelerator(
             mixed_precision=training.mixed_precision, gradient_accumulation_steps=training.grad_accum_steps,
             cpu=config.resources.gpus_per_worker == 0)
@@ -260,12 +261,13 @@ def _in_ray_train() -> bool:
 
 
 def _alone_is_not_distributed() -> None:
-    """Ray Train sets LOCAL_RANK / RANK / WORLD_SIZE even for a trial of one worker, and Accelerate then
-    wraps the model in DistributedDataParallel for a world of 1: gradient buckets and an all-reduce
-    with nobody (benchmarks/trial_overhead.py measures its cost). With one worker, hide those variables
-    from Accelerate so that it trains as one plain process."""
+    """A trial of one Train worker trains as one plain process: Ray's TorchTrainer sets LOCAL_RANK / RANK /
+    WORLD_SIZE even then, and Accelerate would wrap the model in DDP for a world of 1 (0.92x the samples/s,
+    benchmarks/results/trial_overhead.md). Hidden from Accelerate (the fast path sets none of them)."""
     import os
 
-    if os.environ.get("WORLD_SIZE") == "1":
+    from ray.train import get_context
+
+    if get_context().get_world_size() == 1:
         for key in ("LOCAL_RANK", "RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "NODE_RANK"):
             os.environ.pop(key, None)
