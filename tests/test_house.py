@@ -29,7 +29,7 @@ MAX_LINES = 300
 
 # Being restructured by the lead (issue 27, results/ and the CLI): exempt from all three rules until
 # that work lands. Remove an entry when its folder keeps the rules.
-RESTRUCTURING = ("raytune_ft.results", "raytune_ft.cli")
+RESTRUCTURING = ()
 # Modules allowed over MAX_LINES, each with its reason.
 LONG_MODULES: dict[str, str] = {}
 

@@ -2,5 +2,4 @@
 (report, results, compare, init) and remote.py (submit, status, logs, stop, fetch)."""
 from raytune_ft.cli import local, remote, tables  # noqa: F401  (registers the commands)
 from raytune_ft.cli.app import EXIT_BAD_INPUT, app  # noqa: F401
-from raytune_ft.cli.local import _sweep  # noqa: F401
 from raytune_ft.cli.tables import find_run, print_leaderboard  # noqa: F401
