@@ -451,6 +451,27 @@ def versions() -> str:
 GENERATORS["versions"] = versions
 
 
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def measured(name: str) -> str:
+    """The date a benchmark's results file says it was measured, "2026-11-24" (benchmarks/_bench.py writes it)."""
+    path = RESULTS / f"{name}.md"
+    found = re.search(r"^Measured: (\d{4}-\d\d-\d\d)\.$", path.read_text(), re.M) if path.is_file() else None
+    if not found:
+        raise ValueError(f"benchmarks/results/{name}.md: no 'Measured: YYYY-MM-DD.' line under its title")
+    return found.group(1)
+
+
+def include(rel: str) -> str:
+    """A results file (benchmarks/results/X.md) as it is, its headings moved two levels down under the page's."""
+    path = (ROOT / rel).resolve()
+    if path.parent != RESULTS or not path.is_file():
+        raise ValueError(f"include: {rel} is not a file of benchmarks/results/")
+    measured(path.stem)
+    return re.sub(r"^#", "###", path.read_text(), flags=re.M)
+
+
 def quickstart_wall() -> str:
     """The quickstart's measured wall time, as benchmarks/results/quickstart.md states it (e.g. "262 s")."""
     found = re.search(r"^\| quickstart wall time \| \*\*(\d[\d,]* s)\*\*", (ROOT / "benchmarks" / "results" /
