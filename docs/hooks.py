@@ -2,13 +2,13 @@
 
 A page says where generated content goes with a marker, and the build replaces the marker:
 
-    <!-- generated: strategies -->                    docs/reference.py's strategies(): from the code
+    <!-- generated: strategies -->                    a page of gen_reference.py, or a fact of gen_facts.py
     <!-- include: benchmarks/results/quickstart.md --> a benchmark's results file, as the script wrote it
-    <!-- measured: quickstart -->                     that file's date ("Measured: 2026-11-24.")
+    <!-- measured: quickstart -->                     that file's date ("2026-11-24")
     <!-- docstring: raytune_ft.ewc -->                  a module's own docstring, as Markdown
 
-On GitHub the markers are invisible and the page shows its hand-written part, which names the source.
-An unknown marker, or a results file without its date line, fails the build.
+On GitHub the markers are invisible and a page shows its hand-written part, which names the source.
+An unknown marker, a results file without its date line, or code that fails fails the build.
 """
 from __future__ import annotations
 
@@ -19,23 +19,30 @@ from pathlib import Path
 from mkdocs.exceptions import PluginError
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import reference  # noqa: E402  (docs/reference.py, beside this file)
+import gen_facts  # noqa: E402  (docs/gen_*.py, beside this file)
+import gen_reference  # noqa: E402
 
+GENERATORS = {
+    # the reference pages
+    "job_spec": gen_reference.job_spec, "strategies": gen_reference.strategies, "sources": gen_reference.sources,
+    "cli": gen_reference.cli, "tables": gen_reference.tables, "run_folder": gen_reference.run_folder,
+    "versions": gen_reference.versions,
+    # facts the other pages quote
+    "package_map": gen_facts.package_map, "claim_seeds": gen_facts.claim_seeds, "standings": gen_facts.standings,
+    "secret_names": gen_facts.secret_names, "quickstart_wall": gen_facts.quickstart_wall,
+}
+MARKERS = {"include": gen_facts.include, "measured": gen_facts.measured, "docstring": gen_facts.module_docstring}
 MARKER = re.compile(r"<!-- (generated|include|measured|docstring): ([\w./-]+) -->")
 
 
 def expand(markdown: str) -> str:
     def replace(match):
         kind, name = match.groups()
-        if kind == "include":
-            return reference.include(name)
-        if kind == "measured":
-            return reference.measured(name)
-        if kind == "docstring":
-            return reference.module_docstring(name)
-        if name not in reference.GENERATORS:
-            raise ValueError(f"no generator {name!r}; known: {', '.join(reference.GENERATORS)}")
-        return reference.GENERATORS[name]()
+        if kind != "generated":
+            return MARKERS[kind](name)
+        if name not in GENERATORS:
+            raise ValueError(f"no generator {name!r}; known: {', '.join(GENERATORS)}")
+        return GENERATORS[name]()
 
     return MARKER.sub(replace, markdown)
 

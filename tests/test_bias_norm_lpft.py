@@ -40,7 +40,7 @@ def test_the_three_are_registered_and_train_the_backbone():
 
 def test_every_strategy_is_in_the_docs_catalogue_and_these_in_the_catalogue_job():
     from tests.conftest import ROOT
-    from tests.test_docs import reference
+    from tests.test_docs import reference  # docs/gen_reference.py
     from raytune_ft.spec import load_job
 
     catalogue = reference.strategies()  # docs/reference/strategies.md, as the site's build writes it

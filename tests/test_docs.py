@@ -24,7 +24,7 @@ README = (ROOT / "README.md").read_text()
 
 def load_docs_module(name: str):
     """docs/<name>.py, imported under a name of its own (docs/ is not a package)."""
-    spec = importlib.util.spec_from_file_location(f"raytune_ft_docs_{name}", ROOT / "docs" / f"{name}.py")
+    spec = importlib.util.spec_from_file_location(name, ROOT / "docs" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     sys.path.insert(0, str(ROOT / "docs"))
     try:
@@ -34,7 +34,7 @@ def load_docs_module(name: str):
     return module
 
 
-reference = load_docs_module("reference")
+reference, facts = load_docs_module("gen_reference"), load_docs_module("gen_facts")
 
 
 @pytest.fixture(scope="module")
@@ -202,8 +202,8 @@ def test_the_readme_test_command_is_what_ci_runs():
 
 
 def test_the_readme_quotes_the_quickstart_benchmark_and_the_layout():
-    assert f"**{reference.quickstart_wall()}**" in README
-    assert f"measured {reference.measured('quickstart')}" in README
+    assert f"**{facts.quickstart_wall()}**" in README
+    assert f"measured {facts.measured('quickstart')}" in README
     assert "```\n" + reference.layout_tree() + "\n```" in README
 
 

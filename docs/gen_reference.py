@@ -1,6 +1,4 @@
-"""The reference pages' content, generated from the code that defines it (docs/hooks.py puts it in the pages).
-
-Each function returns Markdown:
+"""The reference pages, generated from the code that defines what they describe (docs/hooks.py puts them in).
 
     job_spec()      the job spec's sections and fields      raytune_ft/spec/job.py (pydantic: JSON schema + fields)
     strategies()    the strategy catalogue                  raytune_ft/strategies (the STRATEGIES registry)
@@ -8,109 +6,20 @@ Each function returns Markdown:
     cli()           every command, its usage and options    raytune_ft/cli (the typer app, as click sees it)
     tables()        every table a run writes                raytune_ft/results/schema.py (TABLES)
     run_folder()    the run folder's tree                   raytune_ft/layout.py (its docstring)
-    package_map()   every module of the package, one line   the modules' own docstrings (read, not imported)
-    claim_seeds()   the seeds a claim needs, per strategies raytune_ft/analysis/stats.py (seeds_for_a_claim)
+    versions()      supported ranges, tested set, floors    pyproject.toml, constraints.txt, ci/floor-constraints.txt
 
 Nothing here knows a field, a strategy or a command by name: a new one appears on the next build.
 """
 from __future__ import annotations
 
-import ast
 import inspect
 import json
 import re
 from pathlib import Path
 
+from gen_markdown import docstring, first_sentence, paragraphs, table, text
+
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGE = ROOT / "raytune_ft"
-
-
-# --------------------------------------------------------------------------- Markdown helpers
-
-def text(value: str | None) -> str:
-    """Prose for a table cell or a paragraph: code spans kept, the rest escaped (`<run>` would be HTML,
-    `*` emphasis, `|` a new cell); one line."""
-    parts = re.split(r"(`[^`]*`)", " ".join((value or "").split()))
-    out = []
-    for part in parts:
-        if part.startswith("`") and part.endswith("`") and len(part) > 1:
-            out.append(part.replace("|", "\\|"))
-        else:
-            out.append(part.replace("\\", "\\\\").replace("*", "\\*").replace("<", "&lt;").replace(">", "&gt;")
-                       .replace("|", "\\|").replace("_", "\\_"))
-    return "".join(out)
-
-
-def docstring(obj) -> str:
-    """An object's own docstring (not inherited), as paragraphs of Markdown; a docstring's indented
-    block (an example) becomes a code block."""
-    raw = obj.__dict__.get("__doc__") if isinstance(obj, type) else getattr(obj, "__doc__", None)
-    return paragraphs(inspect.cleandoc(raw)) if raw else ""
-
-
-def paragraphs(doc: str) -> str:
-    """Plain-text docstring -> Markdown: indented runs become code blocks, `- ` lists stay lists, tables
-    (lines starting with `|`) stay as they are, other lines are joined into paragraphs and escaped."""
-    blocks, para, code, items, rows = [], [], [], [], []
-
-    def flush():
-        if rows:  # a Markdown table in the docstring: as it is
-            blocks.append("\n".join(rows))
-            rows.clear()
-        if para:
-            blocks.append(text(" ".join(para)))
-            para.clear()
-        if items:
-            blocks.append("\n".join(f"- {text(i)}" for i in items))
-            items.clear()
-        if code:
-            while code and not code[-1].strip():
-                code.pop()
-            blocks.append("```\n" + "\n".join(inspect.cleandoc("\n".join(code)).splitlines()) + "\n```")
-            code.clear()
-
-    for line in doc.splitlines():
-        if line.startswith("|"):
-            if not rows:
-                flush()
-            rows.append(line)
-            continue
-        if rows:
-            flush()
-        if line.startswith("    ") or (code and not line.strip()):
-            if para or items:
-                flush()
-            code.append(line)
-        elif not line.strip():
-            flush()
-        elif line.startswith("- "):
-            if para or code:
-                flush()
-            items.append(line[2:])
-        elif items and line.startswith("  "):
-            items[-1] += " " + line.strip()
-        else:
-            if code or items:
-                flush()
-            para.append(line.strip())
-    flush()
-    return "\n\n".join(blocks)
-
-
-def table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def first_sentence(doc: str) -> str:
-    """Up to the first full stop that ends a sentence ("Kumar et al. 2022" and "e.g." do not)."""
-    doc = " ".join(doc.split())
-    for stop in re.finditer(r"\.(?=\s|$)", doc):
-        word = doc[:stop.start()].rsplit(" ", 1)[-1]
-        if word not in ("al", "e.g", "i.e", "etc", "vs", "cf"):
-            return doc[:stop.start()]
-    return doc
 
 
 # --------------------------------------------------------------------------- pydantic models -> tables
@@ -153,7 +62,6 @@ def _type(schema: dict, defs: dict) -> str:
                                 ("maximum", "≤")) if key in schema]
     return ", ".join([words, *bounds])
 
-
 def _default(field) -> str:
     from pydantic import BaseModel
 
@@ -165,7 +73,6 @@ def _default(field) -> str:
     if isinstance(value, Path):
         value = str(value)
     return f"`{json.dumps(value)}`" if not isinstance(value, str) else f"`{value}`"
-
 
 def fields(model, skip=()) -> list[tuple[str, str, str, str]]:
     """(name, type, default, description) of each field of a pydantic model, in declaration order."""
@@ -179,12 +86,10 @@ def fields(model, skip=()) -> list[tuple[str, str, str, str]]:
         out.append((name, _type(prop, defs), _default(field), field.description or prop.get("description", "")))
     return out
 
-
 def fields_table(model, skip=(), first="field") -> str:
     rows = [[f"`{name}`", kind, default, text(description)] for name, kind, default, description
             in fields(model, skip)]
     return table([first, "type", "default", "description"], rows) if rows else "No fields of its own."
-
 
 def sections(model, path: str = "") -> list[tuple[str, type]]:
     """(dotted path, model) of every nested section of a model, depth first (Optional sections too)."""
@@ -201,6 +106,9 @@ def sections(model, path: str = "") -> list[tuple[str, type]]:
             out.append((f"{path}{name}", nested))
             out.extend(sections(nested, f"{path}{name}."))
     return out
+
+
+# --------------------------------------------------------------------------- the pages
 
 
 # --------------------------------------------------------------------------- the pages
@@ -229,10 +137,8 @@ def job_spec() -> str:
             fields_table(StrategyConfig)]
     return "\n\n".join(part for part in out if part)
 
-
 def _families(entry) -> str:
     return ", ".join(getattr(entry, "families", None) or [getattr(entry, "family", "")])
-
 
 def _summary(entry) -> str:
     """What an entry is, as plain text: its Config's docstring, else its class's, else its module's."""
@@ -244,7 +150,6 @@ def _summary(entry) -> str:
             return inspect.cleandoc(raw)
     return ""
 
-
 def _entry(name: str, entry, skip) -> list[str]:
     summary = paragraphs(_summary(entry))
     how = docstring(entry)
@@ -252,7 +157,6 @@ def _entry(name: str, entry, skip) -> list[str]:
     if how and how != summary:
         out.append(how)
     return out + [fields_table(entry.Config, skip=skip, first="knob" if "hparams" in skip else "field")]
-
 
 def strategies() -> str:
     from raytune_ft.strategies import STRATEGIES
@@ -270,7 +174,6 @@ def strategies() -> str:
         out += _entry(name, entry, common)
         out.append(f"Families: {_families(entry)}.")
     return "\n\n".join(part for part in out if part)
-
 
 def sources() -> str:
     from raytune_ft.data import DATA_SOURCES
@@ -296,7 +199,6 @@ def sources() -> str:
         out.append(f"Family: {_families(entry)}.{reads} Every data source also takes the fields of "
                    "[`data`: every source](job-spec.md#data-every-source).")
     return "\n\n".join(part for part in out if part)
-
 
 def cli() -> str:
     import typer
@@ -328,7 +230,6 @@ def cli() -> str:
             out.append(table(["argument / option", "meaning"], params))
     return "\n\n".join(part for part in out if part)
 
-
 def layout_entries() -> dict[str, str]:
     """{name: what it holds} from the run folder tree in raytune_ft/layout.py's docstring."""
     from raytune_ft import layout
@@ -340,7 +241,6 @@ def layout_entries() -> dict[str, str]:
             entries[name] = what
     return entries
 
-
 def layout_tree() -> str:
     """The run folder's tree, exactly as raytune_ft/layout.py's docstring draws it."""
     from raytune_ft import layout
@@ -348,7 +248,6 @@ def layout_tree() -> str:
     doc = layout.__doc__
     start = doc.index("\n    runs/")
     return inspect.cleandoc(doc[start:].split('\n"""')[0])
-
 
 def tables() -> str:
     from raytune_ft.results import schema
@@ -361,7 +260,6 @@ def tables() -> str:
                 table(["column", "type", "meaning"], rows)]
     return "\n\n".join(part for part in out if part)
 
-
 def run_folder() -> str:
     from raytune_ft.layout import RESULT_FILES
 
@@ -369,43 +267,6 @@ def run_folder() -> str:
         "```\n" + layout_tree() + "\n```",
         "What `raytune-ft fetch` brings home from a run's storage (the tables and reports, not the weights): "
         + ", ".join(f"`{f}`" for f in RESULT_FILES) + "."])
-
-
-def package_map() -> str:
-    """Every module of raytune_ft with the first sentence of its docstring, folder by folder."""
-    out = []
-    folders = [PACKAGE] + sorted(p for p in PACKAGE.iterdir() if (p / "__init__.py").is_file())
-    folders += sorted(p for f in folders[1:] for p in f.iterdir() if (p / "__init__.py").is_file())
-    for folder in folders:
-        rel = folder.relative_to(ROOT).as_posix()
-        init = _module_doc(folder / "__init__.py")
-        rows = []
-        for path in sorted(folder.glob("*.py")):
-            if path.name in ("__init__.py", "__main__.py"):
-                continue
-            rows.append([f"`{path.name}`", text(first_sentence(_module_doc(path))) or "—"])
-        out += [f"### `{rel}/`", text(init) if init and folder != PACKAGE else ""]
-        if rows:
-            out.append(table(["module", "what it is"], rows))
-    return "\n\n".join(part for part in out if part)
-
-
-def _module_doc(path: Path) -> str:
-    doc = ast.get_docstring(ast.parse(path.read_text()))
-    return " ".join((doc or "").split("\n\n")[0].split())
-
-
-def claim_seeds() -> str:
-    from raytune_ft.analysis.stats import seeds_for_a_claim
-
-    counts = range(2, 9)
-    return table(["strategies compared"] + [str(k) for k in counts],
-                 [["seeds any claim needs"] + [str(seeds_for_a_claim(k)) for k in counts]])
-
-
-GENERATORS = {"job_spec": job_spec, "strategies": strategies, "sources": sources, "cli": cli, "tables": tables,
-              "run_folder": run_folder, "package_map": package_map, "claim_seeds": claim_seeds}
-
 
 def _pins(path: Path) -> dict[str, str]:
     from packaging.utils import canonicalize_name
@@ -416,7 +277,6 @@ def _pins(path: Path) -> dict[str, str]:
             name, version = line.split("#")[0].strip().split("==")
             pins[canonicalize_name(name)] = version
     return pins
-
 
 def versions() -> str:
     """pyproject.toml's ranges beside constraints.txt's tested set and CI's floors (ci/floor-constraints.txt)."""
@@ -446,66 +306,3 @@ def versions() -> str:
             for extra, deps in project.get("optional-dependencies", {}).items()) + ".",
         "Why the floors are where they are (`ci/floor-constraints.txt`):",
         "\n".join("> " + text(line) for line in notes)])
-
-
-GENERATORS["versions"] = versions
-
-
-RESULTS = ROOT / "benchmarks" / "results"
-
-
-def measured(name: str) -> str:
-    """The date a benchmark's results file says it was measured, "2026-11-24" (benchmarks/_bench.py writes it)."""
-    path = RESULTS / f"{name}.md"
-    found = re.search(r"^Measured: (\d{4}-\d\d-\d\d)\.$", path.read_text(), re.M) if path.is_file() else None
-    if not found:
-        raise ValueError(f"benchmarks/results/{name}.md: no 'Measured: YYYY-MM-DD.' line under its title")
-    return found.group(1)
-
-
-def include(rel: str) -> str:
-    """A results file (benchmarks/results/X.md) as it is, its headings moved two levels down under the page's."""
-    path = (ROOT / rel).resolve()
-    if path.parent != RESULTS or not path.is_file():
-        raise ValueError(f"include: {rel} is not a file of benchmarks/results/")
-    measured(path.stem)
-    return re.sub(r"^#", "###", path.read_text(), flags=re.M)
-
-
-def quickstart_wall() -> str:
-    """The quickstart's measured wall time, as benchmarks/results/quickstart.md states it (e.g. "262 s")."""
-    found = re.search(r"^\| quickstart wall time \| \*\*(\d[\d,]* s)\*\*", (ROOT / "benchmarks" / "results" /
-                      "quickstart.md").read_text(), re.M)
-    if not found:
-        raise ValueError("benchmarks/results/quickstart.md has no '| quickstart wall time | **N s**' row")
-    return found.group(1)
-
-
-GENERATORS["quickstart_wall"] = quickstart_wall
-
-
-def standings() -> str:
-    """What each standing of the confirmed leaderboard claims, in the words the leaderboard uses."""
-    from raytune_ft.report.leaderboard import CLAIMS
-
-    return table(["standing (vs best)", "what it claims"], [[f"`{s}`", text(c)] for s, c in CLAIMS.items()])
-
-
-GENERATORS["standings"] = standings
-
-
-def secret_names() -> str:
-    """The names `submit` never ships (raytune_ft/cluster/ship.py, SECRET_NAMES)."""
-    from raytune_ft.cluster.ship import SECRET_NAMES
-
-    return ", ".join(f"`{name}`" for name in SECRET_NAMES) + "."
-
-
-GENERATORS["secret_names"] = secret_names
-
-
-def module_docstring(name: str) -> str:
-    """A module's docstring (raytune_ft.ewc, ...) as Markdown: what the code says about itself."""
-    import importlib
-
-    return paragraphs(inspect.cleandoc(importlib.import_module(name).__doc__ or ""))
