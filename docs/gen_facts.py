@@ -18,7 +18,10 @@ from pathlib import Path
 
 from gen_markdown import first_sentence, paragraphs, table, text
 
+
 ROOT = Path(__file__).resolve().parent.parent
+
+
 PACKAGE = ROOT / "raytune_ft"
 
 
@@ -40,9 +43,11 @@ def package_map() -> str:
             out.append(table(["module", "what it is"], rows))
     return "\n\n".join(part for part in out if part)
 
+
 def _module_doc(path: Path) -> str:
     doc = ast.get_docstring(ast.parse(path.read_text()))
     return " ".join((doc or "").split("\n\n")[0].split())
+
 
 def claim_seeds() -> str:
     from raytune_ft.analysis.stats import seeds_for_a_claim
@@ -51,11 +56,13 @@ def claim_seeds() -> str:
     return table(["strategies compared"] + [str(k) for k in counts],
                  [["seeds any claim needs"] + [str(seeds_for_a_claim(k)) for k in counts]])
 
+
 def standings() -> str:
     """What each standing of the confirmed leaderboard claims, in the words the leaderboard uses."""
     from raytune_ft.report.leaderboard import CLAIMS
 
     return table(["standing (vs best)", "what it claims"], [[f"`{s}`", text(c)] for s, c in CLAIMS.items()])
+
 
 def secret_names() -> str:
     """The names `submit` never ships (raytune_ft/cluster/ship.py, SECRET_NAMES)."""
@@ -63,13 +70,16 @@ def secret_names() -> str:
 
     return ", ".join(f"`{name}`" for name in SECRET_NAMES) + "."
 
+
 def module_docstring(name: str) -> str:
     """A module's docstring (raytune_ft.ewc, ...) as Markdown: what the code says about itself."""
     import importlib
 
     return paragraphs(inspect.cleandoc(importlib.import_module(name).__doc__ or ""))
 
+
 RESULTS = ROOT / "benchmarks" / "results"
+
 
 def measured(name: str) -> str:
     """The date a benchmark's results file says it was measured, "2026-11-24" (benchmarks/_bench.py writes it)."""
@@ -79,6 +89,7 @@ def measured(name: str) -> str:
         raise ValueError(f"benchmarks/results/{name}.md: no 'Measured: YYYY-MM-DD.' line under its title")
     return found.group(1)
 
+
 def include(rel: str) -> str:
     """A results file (benchmarks/results/X.md) as it is, its headings moved two levels down under the page's."""
     path = (ROOT / rel).resolve()
@@ -86,6 +97,7 @@ def include(rel: str) -> str:
         raise ValueError(f"include: {rel} is not a file of benchmarks/results/")
     measured(path.stem)
     return re.sub(r"^#", "###", path.read_text(), flags=re.M)
+
 
 def quickstart_wall() -> str:
     """The quickstart's measured wall time, as benchmarks/results/quickstart.md states it (e.g. "262 s")."""

@@ -15,17 +15,19 @@ def text(value: str | None) -> str:
     out = []
     for part in parts:
         if part.startswith("`") and part.endswith("`") and len(part) > 1:
-            out.append(part.replace("|", "\\|"))
+            out.append(part)  # a table keeps a code span's | in its cell
         else:
             out.append(part.replace("\\", "\\\\").replace("*", "\\*").replace("<", "&lt;").replace(">", "&gt;")
                        .replace("|", "\\|").replace("_", "\\_"))
     return "".join(out)
+
 
 def docstring(obj) -> str:
     """An object's own docstring (not inherited), as paragraphs of Markdown; a docstring's indented
     block (an example) becomes a code block."""
     raw = obj.__dict__.get("__doc__") if isinstance(obj, type) else getattr(obj, "__doc__", None)
     return paragraphs(inspect.cleandoc(raw)) if raw else ""
+
 
 def paragraphs(doc: str) -> str:
     """Plain-text docstring -> Markdown: indented runs become code blocks, `- ` lists stay lists, tables
@@ -75,10 +77,12 @@ def paragraphs(doc: str) -> str:
     flush()
     return "\n\n".join(blocks)
 
+
 def table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines)
+
 
 def first_sentence(doc: str) -> str:
     """Up to the first full stop that ends a sentence ("Kumar et al. 2022" and "e.g." do not)."""

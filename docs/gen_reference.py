@@ -19,6 +19,7 @@ from pathlib import Path
 
 from gen_markdown import docstring, first_sentence, paragraphs, table, text
 
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -62,6 +63,7 @@ def _type(schema: dict, defs: dict) -> str:
                                 ("maximum", "≤")) if key in schema]
     return ", ".join([words, *bounds])
 
+
 def _default(field) -> str:
     from pydantic import BaseModel
 
@@ -73,6 +75,7 @@ def _default(field) -> str:
     if isinstance(value, Path):
         value = str(value)
     return f"`{json.dumps(value)}`" if not isinstance(value, str) else f"`{value}`"
+
 
 def fields(model, skip=()) -> list[tuple[str, str, str, str]]:
     """(name, type, default, description) of each field of a pydantic model, in declaration order."""
@@ -86,10 +89,12 @@ def fields(model, skip=()) -> list[tuple[str, str, str, str]]:
         out.append((name, _type(prop, defs), _default(field), field.description or prop.get("description", "")))
     return out
 
+
 def fields_table(model, skip=(), first="field") -> str:
     rows = [[f"`{name}`", kind, default, text(description)] for name, kind, default, description
             in fields(model, skip)]
     return table([first, "type", "default", "description"], rows) if rows else "No fields of its own."
+
 
 def sections(model, path: str = "") -> list[tuple[str, type]]:
     """(dotted path, model) of every nested section of a model, depth first (Optional sections too)."""
@@ -137,8 +142,10 @@ def job_spec() -> str:
             fields_table(StrategyConfig)]
     return "\n\n".join(part for part in out if part)
 
+
 def _families(entry) -> str:
     return ", ".join(getattr(entry, "families", None) or [getattr(entry, "family", "")])
+
 
 def _summary(entry) -> str:
     """What an entry is, as plain text: its Config's docstring, else its class's, else its module's."""
@@ -150,6 +157,7 @@ def _summary(entry) -> str:
             return inspect.cleandoc(raw)
     return ""
 
+
 def _entry(name: str, entry, skip) -> list[str]:
     summary = paragraphs(_summary(entry))
     how = docstring(entry)
@@ -157,6 +165,7 @@ def _entry(name: str, entry, skip) -> list[str]:
     if how and how != summary:
         out.append(how)
     return out + [fields_table(entry.Config, skip=skip, first="knob" if "hparams" in skip else "field")]
+
 
 def strategies() -> str:
     from raytune_ft.strategies import STRATEGIES
@@ -174,6 +183,7 @@ def strategies() -> str:
         out += _entry(name, entry, common)
         out.append(f"Families: {_families(entry)}.")
     return "\n\n".join(part for part in out if part)
+
 
 def sources() -> str:
     from raytune_ft.data import DATA_SOURCES
@@ -199,6 +209,7 @@ def sources() -> str:
         out.append(f"Family: {_families(entry)}.{reads} Every data source also takes the fields of "
                    "[`data`: every source](job-spec.md#data-every-source).")
     return "\n\n".join(part for part in out if part)
+
 
 def cli() -> str:
     import typer
@@ -230,6 +241,7 @@ def cli() -> str:
             out.append(table(["argument / option", "meaning"], params))
     return "\n\n".join(part for part in out if part)
 
+
 def layout_entries() -> dict[str, str]:
     """{name: what it holds} from the run folder tree in raytune_ft/layout.py's docstring."""
     from raytune_ft import layout
@@ -241,6 +253,7 @@ def layout_entries() -> dict[str, str]:
             entries[name] = what
     return entries
 
+
 def layout_tree() -> str:
     """The run folder's tree, exactly as raytune_ft/layout.py's docstring draws it."""
     from raytune_ft import layout
@@ -248,6 +261,7 @@ def layout_tree() -> str:
     doc = layout.__doc__
     start = doc.index("\n    runs/")
     return inspect.cleandoc(doc[start:].split('\n"""')[0])
+
 
 def tables() -> str:
     from raytune_ft.results import schema
@@ -260,6 +274,7 @@ def tables() -> str:
                 table(["column", "type", "meaning"], rows)]
     return "\n\n".join(part for part in out if part)
 
+
 def run_folder() -> str:
     from raytune_ft.layout import RESULT_FILES
 
@@ -267,6 +282,7 @@ def run_folder() -> str:
         "```\n" + layout_tree() + "\n```",
         "What `raytune-ft fetch` brings home from a run's storage (the tables and reports, not the weights): "
         + ", ".join(f"`{f}`" for f in RESULT_FILES) + "."])
+
 
 def _pins(path: Path) -> dict[str, str]:
     from packaging.utils import canonicalize_name
@@ -277,6 +293,7 @@ def _pins(path: Path) -> dict[str, str]:
             name, version = line.split("#")[0].strip().split("==")
             pins[canonicalize_name(name)] = version
     return pins
+
 
 def versions() -> str:
     """pyproject.toml's ranges beside constraints.txt's tested set and CI's floors (ci/floor-constraints.txt)."""
