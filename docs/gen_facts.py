@@ -8,6 +8,7 @@
     include(path)        a benchmark's results file, as written       benchmarks/results/*.md
     measured(name)       the date a results file was measured         its "Measured: YYYY-MM-DD." line
     quickstart_wall()    the quickstart's measured wall time          benchmarks/results/quickstart.md
+    job_file(path)       an example job spec, as a code block         jobs/*.yaml
 """
 from __future__ import annotations
 
@@ -106,3 +107,11 @@ def quickstart_wall() -> str:
     if not found:
         raise ValueError("benchmarks/results/quickstart.md has no '| quickstart wall time | **N s**' row")
     return found.group(1)
+
+
+def job_file(rel: str) -> str:
+    """An example job of jobs/ as a YAML code block, exactly as the file is."""
+    path = (ROOT / rel).resolve()
+    if path.parent != ROOT / "jobs" or path.suffix != ".yaml":
+        raise ValueError(f"file: {rel} is not a job of jobs/")
+    return "```yaml\n" + path.read_text().rstrip("\n") + "\n```"

@@ -6,6 +6,7 @@ A page says where generated content goes with a marker, and the build replaces t
     <!-- include: benchmarks/results/quickstart.md --> a benchmark's results file, as the script wrote it
     <!-- measured: quickstart -->                     that file's date ("2026-11-24")
     <!-- docstring: raytune_ft.ewc -->                  a module's own docstring, as Markdown
+    <!-- file: jobs/quickstart.yaml -->                 an example job, as a code block
 
 On GitHub the markers are invisible and a page shows its hand-written part, which names the source.
 An unknown marker, a results file without its date line, or code that fails fails the build.
@@ -31,8 +32,9 @@ GENERATORS = {
     "package_map": gen_facts.package_map, "claim_seeds": gen_facts.claim_seeds, "standings": gen_facts.standings,
     "secret_names": gen_facts.secret_names, "quickstart_wall": gen_facts.quickstart_wall,
 }
-MARKERS = {"include": gen_facts.include, "measured": gen_facts.measured, "docstring": gen_facts.module_docstring}
-MARKER = re.compile(r"<!-- (generated|include|measured|docstring): ([\w./-]+) -->")
+MARKERS = {"include": gen_facts.include, "measured": gen_facts.measured, "docstring": gen_facts.module_docstring,
+           "file": gen_facts.job_file}
+MARKER = re.compile(r"<!-- (generated|include|measured|docstring|file): ([\w./-]+) -->")
 
 
 def expand(markdown: str) -> str:

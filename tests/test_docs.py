@@ -128,7 +128,7 @@ def test_no_marker_is_left_and_nothing_loads_from_outside(site):
     for html_file in site.rglob("*.html"):
         html = html_file.read_text()
         name = html_file.relative_to(site)
-        assert not re.search(r"<!-- (generated|include|measured|docstring):", html), name
+        assert not re.search(r"<!-- (generated|include|measured|docstring|file):", html), name
         # offline: no web fonts, scripts or styles fetched from elsewhere (links to read are fine)
         loads = re.findall(r'<(?:script|link|img)[^>]+(?:src|href)="(https?:[^"]+)"', html)
         assert loads == [], f"{name} loads {loads}"
