@@ -194,6 +194,12 @@ def test_the_readme_is_short_and_stays_inside_the_repository():
     assert not re.search(r"\bissue \d", README, re.I)
 
 
+def test_the_readme_maps_every_page_of_the_docs():
+    linked = {link.split("#")[0] for link in re.findall(r"\]\((docs/[^)]+\.md)[^)]*\)", README)}
+    pages = {p.relative_to(ROOT).as_posix() for p in (ROOT / "docs").rglob("*.md")} - {"docs/index.md"}
+    assert linked == pages
+
+
 def test_the_readme_test_command_is_what_ci_runs():
     ci = [line for line in (ROOT / ".ci" / "run").read_text().splitlines() if line and not line.startswith("#")]
     assert ci[-1] in README.splitlines()
