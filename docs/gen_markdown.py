@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import inspect
 import re
+import textwrap
 
 
 def text(value: str | None) -> str:
@@ -47,7 +48,7 @@ def paragraphs(doc: str) -> str:
         if code:
             while code and not code[-1].strip():
                 code.pop()
-            blocks.append("```\n" + "\n".join(inspect.cleandoc("\n".join(code)).splitlines()) + "\n```")
+            blocks.append("```\n" + textwrap.dedent("\n".join(code)).strip("\n") + "\n```")
             code.clear()
 
     for line in doc.splitlines():
