@@ -70,7 +70,11 @@ class TrainingSpec(Strict):
     patience: Optional[int] = Field(
         None, ge=1, description="end a trial after this many epochs without a better validation score")
     mixed_precision: Literal["no", "fp16", "bf16"] = Field(
-        "no", description="Accelerate mixed precision; fp16 needs a GPU")
+        "no", description="Accelerate mixed precision; fp16 needs a GPU (a gradient scaler skips overflowed steps)")
+    tf32: bool = Field(True, description="on a GPU, fp32 matrix products and convolutions in TF32 (Ampere and "
+                       "later; much faster, a 10-bit mantissa); false: full fp32")
+    deterministic: bool = Field(False, description="deterministic algorithms only (slower; an op without one "
+                                "raises, naming itself) and cuDNN's autotuning off: the same seed, the same numbers")
     grad_accum_steps: int = Field(1, ge=1, description="micro-batches per optimizer step (Accelerate)")
     eval_batch_size: int = Field(256, ge=1, description="samples per batch when validating and testing")
     keep_checkpoint: bool = Field(True, description="save each trial's best weights (trainable ones) for reload")
@@ -161,13 +165,26 @@ class ResourcesSpec(Strict):
     workers_per_trial: int = Field(
         1, ge=1, le=MAX_WORKERS, description="Ray Train workers (processes, data parallel) per trial. At most "
         f"{MAX_WORKERS}: each is a process with its own copy of the model, started and synchronised every step")
-    cpus_per_worker: float = Field(1, gt=0, description="CPUs Ray reserves for each worker")
-    gpus_per_worker: float = Field(0, ge=0, description="fractions allowed, e.g. 0.5")
+    cpus_per_worker: float = Field(1, gt=0, description="CPUs of each worker; beyond 1, the rest load and augment "
+                                   "batches in DataLoader workers (loader_workers)")
+    gpus_per_worker: float = Field(0, ge=0, description="a fraction of one GPU (e.g. 0.5: two trials share a GPU, "
+                                   "each held to that share of its memory) or whole GPUs")
+    loader_workers: Optional[int] = Field(
+        None, ge=0, description="DataLoader worker processes per Train worker (reading, augmenting); default: "
+        "cpus_per_worker - 1, at most 4")
     max_concurrent_trials: Optional[int] = Field(
         None, ge=1, description="default: as many as the cluster's CPUs / GPUs can hold")
     max_worker_restarts: int = Field(
         2, ge=0, description="times a trial's Train workers are started again after one dies (they go on "
                              "from the trial's last epoch); errors that would repeat are not retried")
+
+    @field_validator("gpus_per_worker")
+    @classmethod
+    def _a_fraction_or_whole_gpus(cls, gpus):
+        if gpus > 1 and not float(gpus).is_integer():
+            raise ValueError(f"{gpus}: Ray gives a worker a fraction of one GPU (below 1) or whole GPUs; use "
+                             f"{int(gpus)} or {int(gpus) + 1}")
+        return gpus
 
     @model_validator(mode="after")
     def _whole_gpus_for_several_workers(self):
