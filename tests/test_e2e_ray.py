@@ -69,7 +69,6 @@ def test_asha_sweep_finishes_and_frees_everything(resnet_weights, tmp_path, ray_
     on either path a trial can take."""
     from raytune_ft.sweep.ray_setup import live_placement_groups
     from raytune_ft.sweep.run import run_sweep
-    from raytune_ft.results.tables import checkpoint_location
     from raytune_ft.train.model import load_trial_model
 
     spec = vision_spec(resnet_weights, training={"epochs": 3})
@@ -109,7 +108,7 @@ def test_asha_sweep_finishes_and_frees_everything(resnet_weights, tmp_path, ray_
     assert best_trial["score"] == winner["best_score"]
     best = next(t for t in trials if t["trial_id"] == winner["best_trial_id"])
     assert not Path(best["checkpoint_path"]).is_absolute()  # relative to the run folder: the folder can move
-    model, config = load_trial_model(checkpoint_location(tmp_path / "run", best["checkpoint_path"]))  # Ray keeps it
+    model, config = load_trial_model(best["checkpoint_path"], run_dir=tmp_path / "run")  # where Ray keeps it
     assert config.strategy["name"] == winner["strategy"]
     assert any("stopped early" in line for line in lines)
     # a trial of one worker trains as one plain process on either path: Accelerate wraps nothing in DDP
