@@ -136,15 +136,27 @@ def test_asha_sweep_finishes_and_frees_everything(resnet_weights, tmp_path, ray_
         # Ray's own TorchTrainer: each trial's TrainController actor (and Ray's helpers), every one gone now
         assert started["ImplicitFunc"] == started["TrainController"] == started["RayTrainWorker"] == 9, started
 
-    # Everything the local cluster started listens on loopback only (GCS, raylet, dashboard, agents, workers)
+    # Everything the local cluster started listens on loopback only (GCS, raylet, dashboard, agents, workers).
+    # On the public path a trial's workers form a torch process group, whose TCPStore listens on every
+    # interface while the trial runs (torch binds it so): a worker still exiting may hold it a moment.
     import psutil
 
-    ours = {p.pid for p in psutil.Process().children(recursive=True)}
-    listening = [(c.laddr.ip, c.laddr.port, c.pid) for c in psutil.net_connections(kind="tcp")
-                 if c.status == psutil.CONN_LISTEN and c.pid in ours]
-    assert len(listening) >= 3, listening
-    beyond = [(ip, port, " ".join(psutil.Process(pid).cmdline())[:200]) for ip, port, pid in listening
-              if ip not in ("127.0.0.1", "::ffff:127.0.0.1")]
+    def command(pid: int) -> str:
+        try:
+            return " ".join(psutil.Process(pid).cmdline())[:200]
+        except psutil.Error:
+            return "(exited)"
+
+    def beyond_loopback():
+        ours = {p.pid for p in psutil.Process().children(recursive=True)}
+        listening = [(c.laddr.ip, c.laddr.port, c.pid) for c in psutil.net_connections(kind="tcp")
+                     if c.status == psutil.CONN_LISTEN and c.pid in ours]
+        assert len(listening) >= 3, listening
+        return [(ip, port, command(pid)) for ip, port, pid in listening if ip not in ("127.0.0.1", "::ffff:127.0.0.1")]
+
+    deadline = time.monotonic() + 30
+    while (beyond := beyond_loopback()) and time.monotonic() < deadline:
+        time.sleep(1)
     assert not beyond, beyond
     assert {n["NodeManagerAddress"] for n in ray.nodes()} == {"127.0.0.1"}
 
