@@ -139,6 +139,10 @@ class SearchSpec(Strict):
     hparams: HParams = Field(default_factory=HParams, description="hyperparameters of every strategy")
     seed: int = Field(0, description="the search's seed: each trial's own seed is derived from it and the "
                       "trial's index, so the same spec gives the same seeds")
+    keep_best: int = Field(1, ge=0, description="after each stage, the best checkpoints (weights, no optimizer "
+                           "state) of this many trials per strategy and train size are kept, the others' deleted; "
+                           "the test split is scored on each strategy's best search trial's (0: none kept, no test "
+                           "reports)")
     confirm: Optional[ConfirmSpec] = Field(
         None, description="after the search, train each strategy's top_k configurations again with `seeds` "
         "fresh seeds to the full epochs and score them on the test split: means, intervals, pairwise tests")
