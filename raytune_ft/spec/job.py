@@ -219,7 +219,9 @@ class JobSpec(Strict):
         return self
 
     def _cross_field_problems(self):
-        model_family = SOURCES.get(self.model.source).family
+        for field, msg in self.model.problems():  # what the model's own files say (architecture, tokenizer)
+            yield f"model.{field}", msg
+        model_family = self.model.family()  # a transformers model: text or vision, as its config.json says
         data_family = DATA_SOURCES.get(self.data.source)().family_of(self.data)
         if data_family is not None and model_family != data_family:
             yield "data.source", (f"{self.data.source!r} is {data_family} data but model.source "
@@ -240,6 +242,12 @@ class JobSpec(Strict):
                 if value != 0.0 and not STRATEGIES.get(s.name).trains_backbone:
                     yield f"strategies[{i}].hparams.{knob}", (
                         f"{s.name} trains no backbone weights, so {what} has nothing to hold back: set it to 0 here")
+        for where, value in self.searchables():
+            if where.endswith("hparams.drop_path_rate") and value is not None and can_be_nonzero(value) \
+                    and not self.model.supports_drop_path():
+                yield where, (f"stochastic depth is set when a timm model, or a transformers image model whose "
+                              f"config has drop_path_rate (DINOv2, Swin, ConvNeXt ...), is built; model "
+                              f"{self.model.name} ({self.model.source}) has none: remove it")
         if self.search.algorithm == "grid":
             for where, value in self.searchables():
                 if isinstance(value, Sampler) and value.kind not in ("grid", "choice"):
@@ -305,7 +313,7 @@ class JobSpec(Strict):
         the model's weights, a text model's name-or-path (a Hugging Face name, or a local folder)."""
         fields = [("data", name) for name, field in type(self.data).model_fields.items()
                   if Path in (field.annotation, *typing.get_args(field.annotation))]
-        fields.append(("model", "name" if SOURCES.get(self.model.source).family == "text" else "weights"))
+        fields.append(("model", self.model.weights_field))
         return fields
 
     def portable(self) -> dict:

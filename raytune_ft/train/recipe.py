@@ -68,7 +68,7 @@ class TrialRecipe:
         prototypes = config.model.get("head") == "prototype" and self.saved is None
         self.model, self.strategy, self.strategy_cfg = build_trial_model(
             config.model, config.strategy, self.hp.head_dropout, self.tasks.outputs, total_steps=self.total_steps,
-            head_init=self._init_prototypes if prototypes else None)
+            head_init=self._init_prototypes if prototypes else None, drop_path_rate=self.hp.drop_path_rate)
         self.train_set = None  # only the prototypes read it whole
         self.total_params = sum(p.numel() for p in self.model.parameters())
         self.optimizer = build_optimizer(self.model, self.strategy, self.strategy_cfg, self.hp, training)
