@@ -1,7 +1,8 @@
 """Shared by the peft methods: adapters on the backbone (its own weights frozen), the new head trains.
 
 Each method says which layer types it can wrap (`adapts`); its default targets are peft's list for the
-transformers model type where peft has one, else every layer of those types in the backbone. `validate`
+transformers model type where peft has one, else a transformers model's Linear layers (peft's "all-linear"),
+else every layer of those types in the backbone (a CNN's plain convolutions). `validate`
 builds the model's skeleton (no weights) and refuses a method for a model where none of its targets is a
 layer it can wrap, naming the layer types it supports.
 """
@@ -21,7 +22,8 @@ LAYER_TYPES = ("Linear", "Conv1D", "Conv1d", "Conv2d", "Conv3d", "Embedding")
 class PeftStrategyConfig(StrategyConfig):
     target_modules: Optional[list[str]] = Field(
         None, description="module names to adapt (a name matches a module whose path ends with it); default: "
-        "peft's list for the transformers model type, else every layer of the backbone the method can wrap")
+        "peft's list for the transformers model type, else a transformers model's Linear layers, else every layer "
+        "of the backbone the method can wrap (a CNN's plain convolutions)")
 
 
 def layer_type(module) -> Optional[str]:
@@ -105,7 +107,11 @@ class PeftStrategy(Strategy):
         """The modules to adapt: those named, or the default for the model (see PeftStrategyConfig)."""
         if target_modules:
             return list(target_modules)
-        names = model_type_targets(model, self.mapping) or layer_targets(model, self.adapts)
+        names = model_type_targets(model, self.mapping)
+        if not names and hasattr(getattr(model.backbone, "config", None), "model_type"):
+            # a transformers model peft has no list for: its Linear layers (peft's "all-linear")
+            names = layer_targets(model, tuple(t for t in self.adapts if t in ("Linear", "Conv1D")))
+        names = names or layer_targets(model, self.adapts)
         if not names:
             kinds = " / ".join(self.adapts)
             raise ValueError(f"the {type(model.backbone).__name__} backbone has no {kinds} layer {self.name} can "
