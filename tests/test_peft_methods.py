@@ -71,6 +71,33 @@ def test_ln_tuning_trains_the_norm_layers(configs, family, norms):
     assert all("ln_tuning_layers" in n for n in names if not n.startswith("head."))
 
 
+APPLIES = {"partial": {"trainable_blocks": 1}, "lp_ft": {}, "gradual_unfreeze": {}, "discriminative_lr": {},
+           "norm_tuning": {}, "bitfit": {}, "full": {}, "feature_extraction": {}, "ia3": {}, "loha": {"r": 2},
+           "adalora": {"init_r": 4, "target_r": 2}, "prompt_tuning": {"num_virtual_tokens": 4},
+           "prefix_tuning": {"num_virtual_tokens": 4}, "peft": {"method": "c3a", "config": {"block_size": 8}}}
+
+
+@pytest.mark.parametrize("family", ["decoder", "vit"])
+@pytest.mark.parametrize("name", sorted(APPLIES))
+def test_every_other_strategy_applies_to_a_decoder_and_a_vit(configs, family, name):
+    """Blocks by structure (partial, gradual_unfreeze, discriminative_lr), norms by type or name (a Llama's
+    RMSNorm), prompt / prefix tuning on a decoder: each builds its groups, runs forward and backward."""
+    strategy = get_strategy(name)
+    if configs[family].family() not in strategy.families or (name, family) == ("bitfit", "decoder"):
+        pytest.skip("refused at validate (see REFUSED and the family check)")
+    cfg = strategy.config(**APPLIES[name])
+    model = strategy.apply(build_model(configs[family], 3), cfg)
+    groups = strategy.groups(model, cfg)
+    assert groups["head"] == ["head.bias", "head.weight"] or set(groups["head"]) == {"head.weight", "head.bias"}
+    ids = torch.tensor([[3, 4, 5, 6]])
+    inputs = {"pixel_values": torch.randn(1, 3, 32, 32)} if family == "vit" else \
+        {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+    model(**inputs).sum().backward()
+    assert [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None] == []
+    if name == "norm_tuning":
+        assert len(trainable(model)) == 2 + (5 if family == "decoder" else 10)  # Llama RMSNorm: weight only
+
+
 def test_lora_knobs_reach_peft(configs):
     ids = torch.tensor([[3, 4, 5, 6, 7]])
     batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
@@ -122,6 +149,9 @@ REFUSED = {
     "a BOFT block size that divides no layer": (
         lambda t, d, w: _text(d["llama"], t, [{"name": "boft", "block_size": {"choice": [4, 5]}}]),
         "strategies[0].block_size: 5 does not divide the input size of layers.0.self_attn.q_proj (32"),
+    "BitFit on a decoder without biases": (
+        lambda t, d, w: _text(d["llama"], t, [{"name": "bitfit"}]),
+        "strategies[0].name: LlamaModel has no bias parameter (Llama-style decoders have none)"),
     "PiSSA on convolutions": (
         lambda t, d, w: vision_spec(w, strategies=[{"name": "lora", "init": {"choice": ["default", "pissa"]}}]),
         "strategies[0].init: pissa starts from the SVD / QR of Linear weights, and the targets include Conv2d"),

@@ -102,6 +102,18 @@ def register_strategy(cls: type[Strategy]) -> type[Strategy]:
     return STRATEGIES.register(cls.name)(cls)
 
 
+def model_skeleton(job) -> Optional["Classifier"]:
+    """The job's model without weights (models.skeleton: built on the meta device, once per process), for
+    validate-time checks of what a strategy would find in it; None when it cannot be built (the model's own
+    checks say why)."""
+    from raytune_ft.models import skeleton
+
+    try:
+        return skeleton(job.model)
+    except Exception:  # noqa: BLE001 - a missing folder, a broken config: reported by the model section
+        return None
+
+
 def set_trainable(model: "nn.Module", trainable: set[str]) -> None:
     """Every parameter trains iff its name is in `trainable`."""
     for name, p in model.named_parameters():

@@ -22,11 +22,9 @@ class LnTuning(PeftStrategy):
     def targets(self, model, target_modules):
         if target_modules:
             return list(target_modules)
-        from raytune_ft.strategies.norm_tuning import norm_types
+        from raytune_ft.strategies.norm_tuning import norm_names
 
-        kinds = norm_types()
-        names = model_type_targets(model, self.mapping) or [
-            n for n, m in model.backbone.named_modules() if isinstance(m, kinds) and next(m.parameters(), None) is not None]
+        names = model_type_targets(model, self.mapping) or norm_names(model.backbone)
         if not names:
             raise ValueError(f"the {type(model.backbone).__name__} backbone has no normalisation layer with "
                              "parameters (LayerNorm, RMSNorm, BatchNorm, GroupNorm): set strategies[].target_modules")

@@ -6,7 +6,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from raytune_ft.searchable import Sampler, Searchable
-from raytune_ft.strategies.base import register_strategy
+from raytune_ft.strategies.base import model_skeleton, register_strategy
 from raytune_ft.strategies.peft_base import PeftStrategy, PeftStrategyConfig, matched, values
 
 # peft's init_lora_weights, by our name. pissa / olora / orthogonal start from the base weight's SVD / QR (and
@@ -67,13 +67,11 @@ class Lora(PeftStrategy):
     def spec_problems(self, cfg, job):
         yield from super().spec_problems(cfg, job)
         inits = [i for i in values(cfg.init) if i.startswith(LINEAR_ONLY_INITS)]
-        if inits:
-            from raytune_ft.models import skeleton
-
+        model = model_skeleton(job) if inits else None
+        if model is not None:
             try:
-                model = skeleton(job.model)
                 found = matched(model.backbone, self.targets(model, cfg.target_modules))
-            except Exception:  # noqa: BLE001 - said by the model's checks or by super()'s
+            except ValueError:  # no target: super() said so
                 return
             convs = sorted({type(m).__name__ for _, m in found if type(m).__name__.startswith("Conv")
                             and type(m).__name__ != "Conv1D"})

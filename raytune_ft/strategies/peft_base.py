@@ -13,7 +13,7 @@ from typing import ClassVar, Optional
 
 from pydantic import Field
 
-from raytune_ft.strategies.base import Strategy, StrategyConfig
+from raytune_ft.strategies.base import Strategy, StrategyConfig, model_skeleton
 
 # The layer types a method may wrap, by the names its `adapts` uses (Conv1D: transformers' GPT-2 layer).
 LAYER_TYPES = ("Linear", "Conv1D", "Conv1d", "Conv2d", "Conv3d", "Embedding")
@@ -135,11 +135,8 @@ class PeftStrategy(Strategy):
         return None
 
     def spec_problems(self, cfg, job):
-        from raytune_ft.models import skeleton
-
-        try:
-            model = skeleton(job.model)
-        except Exception:  # noqa: BLE001 - a model that cannot be built: the model's own checks say why
+        model = model_skeleton(job)
+        if model is None:
             return
         problem = self.target_problem(model, getattr(cfg, "target_modules", None))
         if problem:
