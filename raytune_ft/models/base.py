@@ -39,9 +39,10 @@ class ModelConfig(BaseModel):
         """The local file or folder the weights are read from, or None (random init, a torchvision enum)."""
         return None
 
-    def problems(self) -> Iterator[tuple[str, str]]:
+    def problems(self, here: bool = True) -> Iterator[tuple[str, str]]:
         """(field, message) for what the model's own files say is wrong (read at validate time: a model folder's
-        architecture, its tokenizer); the spec reports each under model.<field>."""
+        architecture, its tokenizer, cached weights); the spec reports each under model.<field>. here=False
+        (`submit`): the model may be on the cluster only, so what is not found here is not a problem."""
         return iter(())
 
     def supports_drop_path(self) -> bool:

@@ -73,13 +73,19 @@ class TransformersConfig(ModelConfig):
         config = read_config(self.path(), self.trust_remote_code) or {}
         return "drop_path_rate" in config or "drop_path_rate" in (config.get("vision_config") or {})
 
-    def problems(self):
+    def problems(self, here: bool = True):
         try:
             arch = arch_of(self.path(), self.trust_remote_code)
         except ValueError as e:
             yield "name", f"{self.path()}: {e}"
             return
-        kind = arch.kind if arch else "encoder"
+        if arch is None:
+            if here:
+                yield "name", (f"{self.name} is neither a local model folder nor in the local Hugging Face cache "
+                               "(HF_HOME), and nothing is downloaded at run time: give a folder with config.json, or "
+                               "fetch the model into the cache where there is network")
+            return
+        kind = arch.kind
         if kind == "vision":
             if self.pooling == "last":
                 yield "pooling", "last pools text tokens; an image model takes cls or mean, or leave it out"

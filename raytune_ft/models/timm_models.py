@@ -83,8 +83,8 @@ class TimmConfig(VisionModelConfig):
     def supports_drop_path(self) -> bool:
         return True
 
-    def problems(self):
-        if self.uses_cache() and cached_weights(self.name) is None:
+    def problems(self, here: bool = True):
+        if here and self.uses_cache() and cached_weights(self.name) is None:
             cfg = pretrained_cfg(self.name)
             hub = cfg.hf_hub_id if cfg is not None else None
             where = (f"the local Hugging Face cache has no weights of {hub} ({' / '.join(HUB_FILES)})" if hub

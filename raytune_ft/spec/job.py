@@ -12,7 +12,7 @@ import typing
 from pathlib import Path
 from typing import Annotated, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from raytune_ft.cluster.storage import is_uri
 from raytune_ft.data import DATA_SOURCES
@@ -211,19 +211,21 @@ class JobSpec(Strict):
         return name
 
     @model_validator(mode="after")
-    def _fit_together(self):
+    def _fit_together(self, info: ValidationInfo):
         """Rules across fields; every broken one is reported, each as 'path: message' on its own line."""
-        problems = list(self._cross_field_problems())
+        problems = list(self._cross_field_problems(on_cluster=bool((info.context or {}).get("on_cluster"))))
         if problems:
             raise ValueError("\n".join(f"{loc}: {msg}" for loc, msg in problems))
         return self
 
-    def _cross_field_problems(self):
-        for field, msg in self.model.problems():  # what the model's own files say (architecture, tokenizer)
-            yield f"model.{field}", msg
-        model_family = self.model.family()  # a transformers model: text or vision, as its config.json says
+    def _cross_field_problems(self, on_cluster: bool = False):
+        # What the model's own files say (architecture, tokenizer, cached weights); `submit` leaves a model it
+        # cannot find here to the cluster. With a problem there, what depends on the model's family is not checked.
+        model_problems = [(f"model.{field}", msg) for field, msg in self.model.problems(here=not on_cluster)]
+        yield from model_problems
+        model_family = None if model_problems else self.model.family()  # transformers: as its config.json says
         data_family = DATA_SOURCES.get(self.data.source)().family_of(self.data)
-        if data_family is not None and model_family != data_family:
+        if None not in (data_family, model_family) and model_family != data_family:
             yield "data.source", (f"{self.data.source!r} is {data_family} data but model.source "
                                   f"{self.model.source!r} is a {model_family} model: pick a matching pair")
         names = [s.name for s in self.strategies]
@@ -233,7 +235,7 @@ class JobSpec(Strict):
             if names.index(s.name) != i:
                 yield f"strategies[{i}]", (f"{s.name!r} is listed more than once: merge the entries "
                                            "(use samplers for the knobs that differ)")
-            if model_family not in STRATEGIES.get(s.name).families:
+            if model_family is not None and model_family not in STRATEGIES.get(s.name).families:
                 yield f"strategies[{i}]", (f"{s.name!r} applies to {' / '.join(STRATEGIES.get(s.name).families)} "
                                            f"models only, not to this {model_family} model: remove it")
             for knob, what in (("l2sp", "L2-SP"), ("ewc", "EWC")):  # penalties that hold backbone weights
@@ -243,7 +245,7 @@ class JobSpec(Strict):
                     yield f"strategies[{i}].hparams.{knob}", (
                         f"{s.name} trains no backbone weights, so {what} has nothing to hold back: set it to 0 here")
         for where, value in self.searchables():
-            if where.endswith("hparams.drop_path_rate") and value is not None and can_be_nonzero(value) \
+            if where.endswith("hparams.drop_path_rate") and can_be_nonzero(value) and model_family is not None \
                     and not self.model.supports_drop_path():
                 yield where, (f"stochastic depth is set when a timm model, or a transformers image model whose "
                               f"config has drop_path_rate (DINOv2, Swin, ConvNeXt ...), is built; model "
@@ -257,9 +259,9 @@ class JobSpec(Strict):
         if confirm and self.search.algorithm != "grid" and confirm.top_k > self.search.num_samples:
             yield "search.confirm.top_k", (f"{confirm.top_k} is more than the {self.search.num_samples} trials "
                                            "each strategy gets (search.num_samples): lower it")
-        if self.training.augment.active() and model_family != "vision":
+        if self.training.augment.active() and model_family not in ("vision", None):
             yield "training.augment", "applies to images only: remove it for a text job"
-        if model_family != "text":
+        if model_family not in ("text", None):
             for where, value in self.searchables():
                 if where.endswith("hparams.augment_text") and can_be_nonzero(value):
                     yield where, ("EDA augments the tokens of texts, and this is a vision job: set it to 0 (or "
