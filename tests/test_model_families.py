@@ -102,9 +102,11 @@ def test_dtype_keeps_or_casts_the_checkpoints(tmp_path):
     assert kept(input_ids=ids, attention_mask=torch.ones_like(ids)).dtype == torch.float32  # the head is float32
 
 
-def test_decoder_trial_resumes_and_reloads_with_pissa_and_dora(tiny_decoders, tmp_path):
+@pytest.mark.parametrize("init", [{"init": "pissa", "use_dora": True}, {"init": "eva"}])
+def test_decoder_trial_resumes_and_reloads(tiny_decoders, tmp_path, init):
     """Killed after epoch 1, the trial goes on from its checkpoint; the reloaded model (PiSSA's residual base
-    weights recomputed from the pretrained ones, then the trained adapters) scores what validation scored."""
+    weights recomputed from the pretrained ones, then the trained adapters; EVA's data-driven start replaced by
+    the trained adapters) scores what validation scored."""
     from raytune_ft.data import prepare_data
     from raytune_ft.results.evaluation import evaluate_trial
     from raytune_ft.train.config import trial_config
@@ -113,7 +115,7 @@ def test_decoder_trial_resumes_and_reloads_with_pissa_and_dora(tiny_decoders, tm
     job = parse_job(text_job(tiny_decoders["llama-left"], tmp_path))
     prepare_data(job, tmp_path / "data")
     hp = {"lr": 1e-2, "batch_size": 16, "warmup_ratio": 0.0}
-    strategy = {"name": "lora", "r": 2, "alpha": 4.0, "init": "pissa", "use_dora": True}
+    strategy = {"name": "lora", "r": 2, "alpha": 4.0, **init}
     config = trial_config(job, tmp_path / "data", tmp_path / "t", strategy, hp)
 
     class Killed(BaseException):

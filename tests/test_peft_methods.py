@@ -114,6 +114,25 @@ def test_lora_knobs_reach_peft(configs):
     assert any("lora_magnitude_vector" in n for n in trainable(dora))
 
 
+def test_eva_starts_a_from_the_layer_inputs(configs):
+    """EVA: A's rows are the top right-singular vectors of each layer's inputs (orthonormal), B = 0; a model
+    rebuilt without data (a reload) has the same shapes, its trained A and B loaded instead."""
+    from raytune_ft.train.model import build_trial_model
+
+    spec = configs["decoder"].model_dump()
+    batches = lambda: [{"input_ids": torch.randint(3, 20, (8, 10)),  # noqa: E731
+                        "attention_mask": torch.ones(8, 10, dtype=torch.long)} for _ in range(3)]
+    model, _, _ = build_trial_model(spec, {"name": "lora", "r": 4, "init": "eva"}, 0.0, 3, batches=batches)
+    factors = {n: p for n, p in model.named_parameters() if "lora_" in n}
+    for name, p in factors.items():
+        if "lora_A" in name:
+            assert torch.allclose(p @ p.T, torch.eye(4), atol=1e-4), name
+        else:
+            assert not p.any(), name
+    rebuilt, _, _ = build_trial_model(spec, {"name": "lora", "r": 4, "init": "eva"}, 0.0, 3)
+    assert {n: p.shape for n, p in rebuilt.named_parameters() if "lora_" in n} == {n: p.shape for n, p in factors.items()}
+
+
 # --------------------------------------------------------------------------- refused at validate
 
 def _decoder_folder(tmp_path, **kw):

@@ -76,6 +76,11 @@ class Strategy:
         """Modules that stay in eval mode while training this epoch (frozen BatchNorm statistics)."""
         return []
 
+    def init_from_data(self, model: "nn.Module", cfg: StrategyConfig, batches) -> None:
+        """After `apply`, for a strategy whose start depends on the data (LoRA's EVA init): `batches()` gives
+        model inputs from the trial's training split. Not called when a saved model is rebuilt (its trained
+        weights are loaded instead)."""
+
     def after_step(self, model: "nn.Module", step: int) -> None:
         """Called after every optimizer step (AdaLoRA reallocates its ranks here)."""
 

@@ -10,10 +10,12 @@ from raytune_ft.strategies.base import model_skeleton, register_strategy
 from raytune_ft.strategies.peft_base import PeftStrategy, PeftStrategyConfig, matched, values
 
 # peft's init_lora_weights, by our name. pissa / olora / orthogonal start from the base weight's SVD / QR (and
-# pissa / olora move its principal part into the adapter): Linear layers only.
-INITS = {"default": True, "gaussian": "gaussian", "pissa": "pissa", "olora": "olora", "orthogonal": "orthogonal"}
+# pissa / olora move its principal part into the adapter); eva from the SVD of the layers' inputs on training
+# batches (Paischer et al. 2024; ranks kept at r, rho = 1): Linear layers only.
+INITS = {"default": True, "gaussian": "gaussian", "pissa": "pissa", "olora": "olora", "orthogonal": "orthogonal",
+         "eva": "eva"}
 PISSA_FAST = re.compile(r"pissa_niter_\d+")  # fast-SVD PiSSA with that many subspace iterations
-LINEAR_ONLY_INITS = ("pissa", "olora", "orthogonal")
+LINEAR_ONLY_INITS = ("pissa", "olora", "orthogonal", "eva")
 
 
 class LoraFamilyConfig(PeftStrategyConfig):
@@ -27,7 +29,8 @@ class LoraFamilyConfig(PeftStrategyConfig):
     init: Searchable(str) = Field(
         "default", description="how the adapters start: default (B = 0: a no-op), gaussian, pissa (the base weight's "
         "top singular directions move into the adapter; pissa_niter_N: fast SVD with N iterations), olora (QR of the "
-        "base weight), orthogonal (orthogonal A and B, even r); pissa / olora / orthogonal: Linear layers only")
+        "base weight), orthogonal (orthogonal A and B, even r), eva (A from the SVD of each layer's inputs on up to 8 "
+        "training batches, B = 0); pissa / olora / orthogonal / eva: Linear layers only")
 
     @field_validator("init")
     @classmethod
@@ -60,9 +63,24 @@ class Lora(PeftStrategy):
         import peft
 
         init = INITS.get(cfg.init, cfg.init)
+        eva = {"eva_config": peft.EvaConfig(rho=1.0)} if init == "eva" else {}  # rho 1: every layer keeps rank r
         return peft.LoraConfig(r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout,
                                target_modules=self.targets(model, cfg.target_modules), bias="none",
-                               use_dora=self.use_dora(cfg), use_rslora=cfg.use_rslora, init_lora_weights=init)
+                               use_dora=self.use_dora(cfg), use_rslora=cfg.use_rslora, init_lora_weights=init, **eva)
+
+    def init_from_data(self, model, cfg, batches):
+        """EVA: each adapted layer's A from the top right-singular vectors of its inputs (a text's real tokens:
+        the attention mask says which) over the training batches. A rebuilt model (reload) skips it: its
+        trained A and B are loaded."""
+        if cfg.init != "eva":
+            return
+        import peft
+
+        # peft's defaults select a text's real tokens by the attention mask; an image's layer inputs are taken whole
+        images = {} if model.kind == "text" else {"prepare_model_inputs_fn": None, "prepare_layer_inputs_fn": None}
+        peft.initialize_lora_eva_weights(
+            model.backbone, dataloader=batches(), forward_fn=lambda _, inputs: model.features(inputs),
+            show_progress_bar=False, gather_distributed_inputs=False, **images)
 
     def spec_problems(self, cfg, job):
         yield from super().spec_problems(cfg, job)

@@ -68,7 +68,8 @@ class TrialRecipe:
         prototypes = config.model.get("head") == "prototype" and self.saved is None
         self.model, self.strategy, self.strategy_cfg = build_trial_model(
             config.model, config.strategy, self.hp.head_dropout, self.tasks.outputs, total_steps=self.total_steps,
-            head_init=self._init_prototypes if prototypes else None, drop_path_rate=self.hp.drop_path_rate)
+            head_init=self._init_prototypes if prototypes else None, drop_path_rate=self.hp.drop_path_rate,
+            batches=self._init_batches if self.saved is None else None)
         self.train_set = None  # only the prototypes read it whole
         self.total_params = sum(p.numel() for p in self.model.parameters())
         self.optimizer = build_optimizer(self.model, self.strategy, self.strategy_cfg, self.hp, training)
@@ -145,6 +146,15 @@ class TrialRecipe:
         features, labels = class_features(model, ((model_inputs(b, self.meta, device), b["labels"]) for b in loader))
         model.to("cpu")
         model.head.set_prototypes(features, labels)
+
+    def _init_batches(self, n: int = 8):
+        """Model inputs (on the CPU, where the model is built) of up to n shuffled training batches, seeded: what
+        a strategy that starts from the data reads (Strategy.init_from_data)."""
+        import torch
+
+        loader = torch.utils.data.DataLoader(TensorDict(self.train_set), batch_size=int(self.hp.batch_size),
+                                             shuffle=True, generator=torch.Generator().manual_seed(self.config.seed))
+        return [model_inputs(b, self.meta, torch.device("cpu")) for b, _ in zip(loader, range(n))]
 
     # ------------------------------------------------------------------ state
 
