@@ -162,12 +162,29 @@ def test_image_models_pool_cls_and_train_every_block(tiny_vits, family):
         out = model.backbone(pixel_values=pixels)
         cls = out.pooler_output if getattr(out, "pooler_output", None) is not None else hidden[:, 0]
         assert torch.allclose(model(pixel_values=pixels), model.head(cls))
+        assert model(pixel_values=torch.randn(2, 3, 48, 48)).shape == (2, 3)  # another image_size: interpolated
     blocks = find_blocks(model)
     assert len(blocks.blocks) == 2 and blocks.stem == ["backbone.embeddings"]
     partial = get_strategy("partial")
     trained = partial.apply(model, partial.config(trainable_blocks=1))
     names = {n for n, p in trained.named_parameters() if p.requires_grad}
     assert names == blocks.parameter_names(model, blocks.blocks[-1]) | {"head.weight", "head.bias"}
+
+
+def test_a_clip_checkpoint_gives_its_vision_tower(tmp_path):
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
+
+    tower = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, image_size=32,
+                 patch_size=8)
+    CLIPModel(CLIPConfig(text_config={**tower, "vocab_size": 50, "bos_token_id": 0, "eos_token_id": 1},
+                         vision_config=tower, projection_dim=16)).save_pretrained(tmp_path)
+    CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(tmp_path)
+    config = config_of(tmp_path)
+    assert config.family() == "vision"
+    model = build_model(config, 3)
+    assert type(model.backbone).__name__ == "CLIPVisionModel" and not any("text" in n for n, _ in model.named_parameters())
+    assert model(pixel_values=torch.randn(2, 3, 32, 32)).shape == (2, 3)
+    assert config.image_recipe().interpolation == "bicubic"
 
 
 def test_decoder_blocks_by_structure(tiny_decoders):

@@ -29,12 +29,13 @@ class Classifier(nn.Module):
         self.kind = kind  # "vision" | "text"
         self.pooling = pooling or ("features" if kind == "vision" else "mean")
         self.positions = False
+        self.image_options: dict = {}  # keyword arguments of a transformers image model's forward
 
     def features(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         if self.kind == "vision":
             if self.pooling == "features":
                 return self.backbone(batch["pixel_values"])
-            return pool_image(self.backbone(pixel_values=batch["pixel_values"]), self.pooling)
+            return pool_image(self.backbone(pixel_values=batch["pixel_values"], **self.image_options), self.pooling)
         mask = batch["attention_mask"]
         extra = {"position_ids": (mask.cumsum(1) - 1).clamp(min=0)} if self.positions else {}
         hidden = self.backbone(input_ids=batch["input_ids"], attention_mask=mask, **extra).last_hidden_state

@@ -217,11 +217,17 @@ class Transformers(Source):
 def _vision_classifier(backbone, num_classes: int, pooling: str) -> Classifier:
     """An image model's backbone under a new head. A pooler that is a fresh dense layer (ViT's, DeiT's: their
     own classifiers read [CLS] instead) is dropped, so pooling="pooler" reads [CLS] there."""
+    import inspect
+
     from torch import nn
 
     pooler = getattr(backbone, "pooler", None)
     if isinstance(pooler, nn.Module) and any(isinstance(m, nn.Linear) for m in pooler.modules()):
         backbone.pooler = None
     sizes = getattr(backbone.config, "hidden_sizes", None)  # CNNs: the last stage's channels
-    return Classifier(backbone, sizes[-1] if sizes else backbone.config.hidden_size, num_classes, "vision",
-                      pooling=pooling)
+    model = Classifier(backbone, sizes[-1] if sizes else backbone.config.hidden_size, num_classes, "vision",
+                       pooling=pooling)
+    if "interpolate_pos_encoding" in inspect.signature(backbone.forward).parameters:
+        # position embeddings resized to the image (model.image_size); at the trained size they are used as they are
+        model.image_options = {"interpolate_pos_encoding": True}
+    return model
