@@ -34,7 +34,7 @@ class HParams(BaseModel):
         "null: the model's own")
     ewc: Searchable(float, ge=0) = Field(
         0.0, description="EWC: like l2sp, each backbone weight's distance from its pretrained value weighted by "
-        "its diagonal Fisher information, estimated once per job (raytune_ft/ewc.py; data.fisher_source)")
+        "its diagonal Fisher information, estimated once per job (raytune_ft/ewc/; data.fisher_source)")
 
 
 def _all_optional(model: type[BaseModel], name: str, doc: str) -> type[BaseModel]:

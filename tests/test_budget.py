@@ -1,4 +1,4 @@
-"""raytune_ft.results.budget: the expected best after n trials against exact enumeration, its opda band, and
+"""raytune_ft.analysis.budget: the expected best after n trials against exact enumeration, its opda band, and
 where the leading strategy changes on cases built so that we know the answer."""
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from raytune_ft.results.budget import budget_curves, crossovers, expected_best, metric_bounds
+from raytune_ft.analysis.budget import budget_curves, crossovers, expected_best, metric_bounds
 
 SCORES = [0.62, 0.5, 0.91, 0.5, 0.77]  # a tie included
 
@@ -48,7 +48,7 @@ def test_budget_curves_rows():
     rows = budget_curves(trials, mode="max", bounds=(0.0, 1.0))
     full = [r for r in rows if r["strategy"] == "full"]
     assert [r["trials"] for r in full] == [1, 2, 3, 4, 5]  # errors and the confirm trial are not scored
-    per_trial = (5 * 20.0 + 2 * 5.0) / 7  # the failed trials cost compute too; the confirm trial is not search
+    per_trial = (5 * 20.0 + 2 * 5.0) / 5  # the failed trials cost compute too; the confirm trial is not search
     assert [r["compute_seconds"] for r in full] == pytest.approx([n * per_trial for n in range(1, 6)])
     assert [r["expected_best"] for r in full] == pytest.approx(expected_best(SCORES, np.arange(1, 6), "max"))
     assert {(r["strategy"], r["train_size"]) for r in rows} == {("full", 100), ("lora", 50)}
@@ -86,35 +86,67 @@ def test_scores_outside_the_bounds_are_refused():
         budget_curves([trial("full", 1.5)], mode="max", bounds=(0.0, 1.0))
 
 
-def crossing_trials(train_size=100, flip=False):
-    """lora: 0.9 on every trial (5 s each). full: 1.0 on a quarter of its trials, 0.5 on the rest (10 s each),
-    so its expected best after n is 1 - 0.5 * 0.75^n: 0.8577 at n = 5, 0.9110 at n = 6 -> full leads from 6.
-    flip: the same as losses (1 - score), to be minimised."""
-    scores = {"lora": [0.9] * 16, "full": [0.5] * 6 + [1.0] * 2}
-    walls = {"lora": 5.0, "full": 10.0}
-    return [trial(s, 1 - v if flip else v, wall=walls[s], train_size=train_size) for s in scores for v in scores[s]]
+def separated_trials(flip=False):
+    """good: 16 trials scoring 0.93-0.97; bad: 16 scoring 0.2-0.4 (10 s each). flip: as losses (1 - score)."""
+    rng = np.random.default_rng(0)
+    scores = {"good": rng.uniform(0.93, 0.97, 16), "bad": rng.uniform(0.2, 0.4, 16)}
+    return [trial(s, 1 - v if flip else v) for s in scores for v in scores[s]]
 
 
-def test_crossovers_name_where_the_leader_changes():
-    rows = budget_curves(crossing_trials(), mode="max", bounds=(0.0, 1.0))
+def test_a_strategy_leads_only_where_its_band_clears_every_other():
+    rows = budget_curves(separated_trials(), mode="max", bounds=(0.0, 1.0))
+    # from 8 trials on, bad's band reaches up to good's: 8 draws of a distribution known from 16 scores could
+    # hold a trial as good as good's, so no claim there, however far apart the curves are
     assert crossovers(rows, mode="max") == [
-        "With 100 training samples: below 6 trials lora is the better bet; from 6 trials on, full "
-        "(compared up to 8 trials)."]
-    # on compute: full's 6 trials cost 60 s; curves compared up to 80 s (both have 80 s of trials)
+        "With 100 training samples: up to 7 trials, good leads; from 8 trials on, no strategy is told apart "
+        "from the others (compared up to 16 trials)."]
     assert crossovers(rows, mode="max", x="compute_seconds") == [
-        "With 100 training samples: below 60 s lora is the better bet; from 60 s on, full (compared up to 80 s)."]
+        "With 100 training samples: up to 70 s, good leads; from 80 s on, no strategy is told apart from the "
+        "others (compared up to 160 s)."]
+    for r in rows:  # where a claim is made, the bands say so
+        if r["strategy"] == "good" and r["trials"] <= 7:
+            other = next(o for o in rows if o["strategy"] == "bad" and o["trials"] == r["trials"])
+            assert r["band_low"] > other["band_high"]
+    # a loss is unbounded above, so every band's worse side is infinite: no curve is ever told apart
+    losses = budget_curves(separated_trials(flip=True), mode="min", bounds=(0.0, math.inf))
+    assert "cannot be told apart at any budget" in crossovers(losses, mode="min")[0]
+    bounded = budget_curves(separated_trials(flip=True), mode="min", bounds=(0.0, 1.0))
+    assert crossovers(bounded, mode="min")[0].startswith("With 100 training samples: up to 7 trials, good leads")
 
 
-def test_crossovers_for_losses_and_without_a_change():
-    losses = budget_curves(crossing_trials(flip=True), mode="min", bounds=(0.0, math.inf))
-    assert crossovers(losses, mode="min") == [
-        "With 100 training samples: below 6 trials lora is the better bet; from 6 trials on, full "
-        "(compared up to 8 trials)."]
-    steady = [r for r in budget_curves(crossing_trials(), mode="max", bounds=(0.0, 1.0)) if r["trials"] <= 5]
-    assert crossovers(steady, mode="max") == [
-        "With 100 training samples: lora leads at every budget (1 trial to 5 trials)."]
-    # b would overtake a at 9 trials (1 - 0.5 * 0.9^n > 0.8), but a has only 3: past them a is not measured
+def test_under_one_distribution_at_most_5_percent_of_sweeps_claim_a_leader():
+    # the issue's case: two strategies drawn from one distribution, 8 trials each ("B leads at every budget")
+    rng = np.random.default_rng(5)
+    claims = 0
+    for _ in range(300):
+        rows = budget_curves([trial(s, v) for s in ("a", "b") for v in rng.beta(8, 3, 8)], mode="max",
+                             bounds=(0.0, 1.0))
+        said = crossovers(rows, mode="max") + crossovers(rows, mode="max", x="compute_seconds")
+        claims += any("leads" in s for s in said)
+    assert claims / 300 <= 0.05
+
+
+def test_curves_that_cross_inside_their_bands_are_not_told_apart():
+    # lora: 0.9 on every trial; full: 1.0 on a quarter of its trials, 0.5 on the rest: full's expected best
+    # passes lora's at 6 trials, and 0.78 vs 0.77-style gaps at 1-2 trials are inside bands spanning 0.2-1.0
+    scores = {"lora": [0.9] * 16, "full": [0.5] * 6 + [1.0] * 2}
+    rows = budget_curves([trial(s, v, wall=5.0 if s == "lora" else 10.0) for s in scores for v in scores[s]],
+                         mode="max", bounds=(0.0, 1.0))
+    assert crossovers(rows, mode="max") == [
+        "With 100 training samples: the strategies cannot be told apart at any budget (1 trial to 8 trials): "
+        "their 95 % bands overlap, whatever the order of the curves."]
+    # a has only 3 trials: past them it is not measured, so budgets are compared up to 3
     short = budget_curves([trial("a", 0.8)] * 3 + [trial("b", 0.5)] * 9 + [trial("b", 1.0)], mode="max")
-    assert crossovers(short, mode="max") == ["With 100 training samples: a leads at every budget (1 trial to 3 trials)."]
-    alone = [r for r in steady if r["strategy"] == "lora"]
-    assert crossovers(alone, mode="max") == []
+    assert crossovers(short, mode="max")[0].endswith("(1 trial to 3 trials): their 95 % bands overlap, whatever "
+                                                     "the order of the curves.")
+    assert crossovers([r for r in rows if r["strategy"] == "lora"], mode="max") == []
+
+
+def test_a_draw_costs_the_failed_trials_too_and_stopped_draws_are_counted():
+    # the issue's case: 4 scored at 100 s and 4 failed at 2 s: a scored draw costs 102 s, not 51
+    trials = [trial("full", 0.8 + 0.01 * i, wall=100.0) for i in range(4)]
+    trials += [trial("full", None, status="error", wall=2.0) for _ in range(4)]
+    trials[0]["status"] = "stopped_early"
+    rows = budget_curves(trials, mode="max", bounds=(0.0, 1.0))
+    assert [r["compute_seconds"] for r in rows] == pytest.approx([102.0, 204.0, 306.0, 408.0])
+    assert {(r["draws"], r["stopped_draws"]) for r in rows} == {(4, 1)}

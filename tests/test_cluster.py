@@ -222,7 +222,7 @@ def test_submitted_job_runs_trials_on_both_nodes(ray_cluster, resnet_weights, tm
     assert sorted(t["strategy"] for t in trials) == ["feature_extraction", "full"]
     assert all(t["status"] == "completed" and t["epochs_run"] == 1 for t in trials), [t["error"] for t in trials]
     assert {r["strategy"] for r in read_table(run_dir / "strategies.parquet")} == {"full", "feature_extraction"}
-    assert all(Path(t["checkpoint_path"]).is_dir() for t in trials)  # kept by Ray Train on the shared path
+    assert all((run_dir / t["checkpoint_path"]).is_dir() for t in trials)  # kept by Ray Train on the shared path
 
     # One Train worker per trial, one CPU per node: the two trials' workers ran on the two nodes.
     nodes = {n["node_id"] for n in ray_cluster.nodes()}

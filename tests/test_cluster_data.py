@@ -122,7 +122,7 @@ def decoded(source, config) -> dict:
 
 @pytest.mark.parametrize("suffix", [".csv", ".parquet"])
 def test_text_table_reads_its_splits_from_the_bucket(s3, suffix):
-    from raytune_ft.data.sources import TextTable, TextTableConfig
+    from raytune_ft.data.sources.text_table import TextTable, TextTableConfig
 
     config = TextTableConfig(train=TRAIN.replace(".csv", suffix), validation=VALIDATION.replace(".csv", suffix))
     got = decoded(TextTable(), config)
@@ -137,7 +137,8 @@ def test_image_sources_read_from_the_bucket(s3):
     import pyarrow.parquet as pq
     from PIL import Image
 
-    from raytune_ft.data.sources import ImageFolder, ImageFolderConfig, ImageParquet, ImageParquetConfig
+    from raytune_ft.data.sources.image_folder import ImageFolder, ImageFolderConfig
+    from raytune_ft.data.sources.image_parquet import ImageParquet, ImageParquetConfig
 
     def png(color):
         buf = io.BytesIO()

@@ -106,7 +106,7 @@ def test_csv_labels_stay_text_in_numeric_order_and_rows_count_in_file_order(tiny
 def test_digits_shares_that_validate_can_be_split(validation_fraction, test_fraction):
     """The smallest shares `validate` accepts still give every split every digit (scikit-learn's
     stratified split would fail at `run` otherwise)."""
-    from raytune_ft.data.sources import Digits, DigitsConfig
+    from raytune_ft.data.sources.digits import Digits, DigitsConfig
 
     config = DigitsConfig(validation_fraction=validation_fraction, test_fraction=test_fraction)
     splits = Digits().index(config)

@@ -45,6 +45,7 @@ def test_asha_sweep_finishes_and_frees_everything(resnet_weights, tmp_path, ray_
     """9 trials, ASHA stops most of them; on 2 CPUs every trial still gets its worker and nothing leaks."""
     from raytune_ft.sweep.ray_setup import live_placement_groups
     from raytune_ft.sweep.run import run_sweep
+    from raytune_ft.results.tables import checkpoint_location
     from raytune_ft.train.model import load_trial_model
 
     spec = vision_spec(resnet_weights, training={"epochs": 3})
@@ -72,7 +73,7 @@ def test_asha_sweep_finishes_and_frees_everything(resnet_weights, tmp_path, ray_
     assert sorted((c["trial_id"], c["epoch"]) for c in curves) == sorted(
         (t["trial_id"], e) for t in trials for e in range(1, t["epochs_run"] + 1))
     status = {t["trial_id"]: t["status"] for t in trials}
-    assert all(c["trial_status"] == status[c["trial_id"]] and c["val_accuracy"] is not None for c in curves)
+    assert all(c["status"] == status[c["trial_id"]] and c["val_accuracy"] is not None for c in curves)
 
     table = read_table(tmp_path / "run" / "strategies.parquet")
     assert {r["strategy"]: r["trials"] for r in table} == {"full": 3, "feature_extraction": 3, "lora": 3}
@@ -83,7 +84,8 @@ def test_asha_sweep_finishes_and_frees_everything(resnet_weights, tmp_path, ray_
     best_trial = next(t for t in trials if t["trial_id"] == winner["best_trial_id"])
     assert best_trial["score"] == winner["best_score"]
     best = next(t for t in trials if t["trial_id"] == winner["best_trial_id"])
-    model, config = load_trial_model(best["checkpoint_path"])  # where Ray Train keeps it
+    assert not Path(best["checkpoint_path"]).is_absolute()  # relative to the run folder: the folder can move
+    model, config = load_trial_model(checkpoint_location(tmp_path / "run", best["checkpoint_path"]))  # Ray keeps it
     assert config.strategy["name"] == winner["strategy"]
     assert any("stopped early" in line for line in lines)
 

@@ -91,10 +91,10 @@ def test_fold_applies_epochs_ends_and_drops():
                                                          "wall_seconds": 0.0}}]
     events += [{"event": "epoch", "trial": "a", "metrics": {"epoch": e, "v": v}, "wall_seconds": w}
                for e, v, w in ((1, 0.1, 1.0), (2, 0.2, 2.0), (3, 0.3, 3.0), (2, 0.25, 4.0))]
-    events += [{"event": "end", "trial": "a", "status": "stopped_early", "error": "", "wall_seconds": 5.0},
-               {"event": "drop", "trial": "b"}]
+    events += [{"event": "end", "trial": "a", "status": "stopped_early", "error": "", "wall_seconds": 5.0,
+                "ended_at": 1.7e9}, {"event": "drop", "trial": "b"}]
     assert fold(events) == {"a": {"history": [{"epoch": 1, "v": 0.1}, {"epoch": 2, "v": 0.25}],
-                                  "status": "stopped_early", "error": "", "wall_seconds": 5.0}}
+                                  "status": "stopped_early", "error": "", "wall_seconds": 5.0, "ended_at": 1.7e9}}
 
 
 # --------------------------------------------------------------------------- compaction

@@ -1,4 +1,4 @@
-"""EWC (raytune_ft/ewc.py): the penalty, the Fisher estimate against a hand computation, the spec's
+"""EWC (raytune_ft/ewc/): the penalty, the Fisher estimate against a hand computation, the spec's
 rules, and the Fisher written once by prepare and used by a trial."""
 from __future__ import annotations
 
@@ -8,8 +8,11 @@ import pytest
 import torch
 from torch import nn
 
-from raytune_ft import ewc
-from raytune_ft.data import prepare_data
+from raytune_ft.ewc import config as ewc_config
+from raytune_ft.ewc import fisher as ewc_fisher
+from raytune_ft.ewc.config import FISHER_FILE
+from raytune_ft.ewc.penalty import ewc_penalty, load_fisher
+from raytune_ft.prepare import prepare_job
 from raytune_ft.models.classifier import Classifier
 from raytune_ft.spec import SpecError, parse_job
 from raytune_ft.train.config import trial_config
@@ -33,24 +36,24 @@ def test_penalty_is_zero_at_the_pretrained_weights_and_weighted_by_the_fisher():
     anchors = {"a": torch.randn(3, 2), "b": torch.randn(4)}
     params = {n: a.clone() for n, a in anchors.items()}
     fisher = {"a": torch.rand(3, 2) + 0.1, "b": torch.zeros(4)}
-    assert float(ewc.ewc_penalty(params, anchors, fisher, 10.0)) == 0.0
+    assert float(ewc_penalty(params, anchors, fisher, 10.0)) == 0.0
 
     params["b"] = anchors["b"] + 5.0  # F = 0: moving costs nothing
-    assert float(ewc.ewc_penalty(params, anchors, fisher, 10.0)) == 0.0
+    assert float(ewc_penalty(params, anchors, fisher, 10.0)) == 0.0
 
     params["a"] = anchors["a"] + 0.5
-    moved = float(ewc.ewc_penalty(params, anchors, fisher, 10.0))
+    moved = float(ewc_penalty(params, anchors, fisher, 10.0))
     assert moved == pytest.approx(10.0 / 2 * float((fisher["a"] * 0.25).sum()), rel=1e-6)
     params["a"] = anchors["a"] + 1.0  # grows as the weights move: twice the distance, four times the cost
-    assert float(ewc.ewc_penalty(params, anchors, fisher, 10.0)) == pytest.approx(4 * moved, rel=1e-6)
+    assert float(ewc_penalty(params, anchors, fisher, 10.0)) == pytest.approx(4 * moved, rel=1e-6)
     params["a"] = anchors["a"] + 0.5
     doubled = {**fisher, "a": 2 * fisher["a"]}
-    assert float(ewc.ewc_penalty(params, anchors, doubled, 10.0)) == pytest.approx(2 * moved, rel=1e-6)
-    assert float(ewc.ewc_penalty(params, anchors, fisher, 20.0)) == pytest.approx(2 * moved, rel=1e-6)
+    assert float(ewc_penalty(params, anchors, doubled, 10.0)) == pytest.approx(2 * moved, rel=1e-6)
+    assert float(ewc_penalty(params, anchors, fisher, 20.0)) == pytest.approx(2 * moved, rel=1e-6)
     # one weight with F > 0 moving: only its own F counts
     params = {n: a.clone() for n, a in anchors.items()}
     params["a"][1, 0] += 2.0
-    assert float(ewc.ewc_penalty(params, anchors, fisher, 1.0)) == pytest.approx(0.5 * float(fisher["a"][1, 0]) * 4)
+    assert float(ewc_penalty(params, anchors, fisher, 1.0)) == pytest.approx(0.5 * float(fisher["a"][1, 0]) * 4)
 
 
 # --------------------------------------------------------------------------- the estimate
@@ -63,7 +66,7 @@ def test_empirical_fisher_is_the_mean_of_squared_per_sample_gradients():
     model = Classifier(backbone, feature_dim=3, num_classes=2, kind="vision")
     probe = nn.Linear(3, 2)
     xs, ys = torch.randn(5, 4), [0, 1, 1, 0, 1]
-    fisher = ewc.empirical_fisher(model, probe, [({"pixel_values": x[None]}, y) for x, y in zip(xs, ys)])
+    fisher = ewc_fisher.empirical_fisher(model, probe, [({"pixel_values": x[None]}, y) for x, y in zip(xs, ys)])
     assert set(fisher) == {"backbone.1.weight", "backbone.1.bias"}  # the backbone's, not the head's
 
     W, c, P, q = backbone[1].weight.detach(), backbone[1].bias.detach(), probe.weight.detach(), probe.bias.detach()
@@ -84,9 +87,9 @@ def test_the_probe_stands_in_for_a_head():
     labels = torch.tensor([0, 1, 2] * 20)
     features = torch.randn(60, 5) * 3 + 100.0  # far from 0, unscaled: the standardisation is folded in
     features[:, 0] += 10 * labels
-    probe, accuracy = ewc.fit_probe(features, labels)
+    probe, accuracy = ewc_fisher.fit_probe(features, labels)
     assert accuracy > 0.9 and probe.out_features == 3
-    two, acc2 = ewc.fit_probe(features[labels < 2], labels[labels < 2])  # sklearn's single logit, as two
+    two, acc2 = ewc_fisher.fit_probe(features[labels < 2], labels[labels < 2])  # sklearn's single logit, as two
     assert two.out_features == 2 and acc2 > 0.9
 
 
@@ -133,32 +136,32 @@ def test_spec_checks_the_fisher_source(resnet_weights, tiny_bert, text_csvs, tmp
 def test_prepare_writes_the_fisher_once_and_a_trial_uses_it(resnet_weights, tmp_path, monkeypatch):
     from safetensors.torch import load_file
 
-    import raytune_ft.train.recipe as recipe
+    import raytune_ft.train.penalties as penalties
 
     calls = {"estimate": 0, "penalty": []}
-    estimate = ewc.estimate
-    monkeypatch.setattr(ewc, "estimate", lambda *a: (calls.__setitem__("estimate", calls["estimate"] + 1), estimate(*a))[1])
+    estimate = ewc_fisher.estimate
+    monkeypatch.setattr(ewc_fisher, "estimate", lambda *a: (calls.__setitem__("estimate", calls["estimate"] + 1), estimate(*a))[1])
     spec = vision_spec(resnet_weights, strategies=[{"name": "full", "hparams": {"ewc": {"choice": [0.0, 100.0]}}},
                                                    {"name": "feature_extraction"}])
     spec["data"].update(fisher_samples=12, max_train_samples=40)  # small: two trials of one epoch below
     job = parse_job(spec)
-    assert ewc.wanted(job)
-    meta = prepare_data(job, tmp_path / "data")
+    assert ewc_config.wanted(job)
+    meta = prepare_job(job, tmp_path / "data")
     assert calls["estimate"] == 1
     assert meta["fisher"]["source"] == "train split" and meta["fisher"]["samples"] == 12
     assert json.loads((tmp_path / "data" / "meta.json").read_text())["fisher"] == meta["fisher"]
-    fisher = load_file(str(tmp_path / "data" / ewc.FISHER_FILE))
+    fisher = load_file(str(tmp_path / "data" / FISHER_FILE))
     assert fisher and all(n.startswith("backbone.") for n in fisher)  # the new head has no pretrained value
     assert any(float(f.sum()) > 0 for f in fisher.values())
 
-    penalty = recipe.ewc_penalty
+    penalty = penalties.ewc_penalty
 
     def spy(params, anchors, fisher_used, strength):
         value = penalty(params, anchors, fisher_used, strength)
         calls["penalty"].append((set(fisher_used), strength, float(value.detach())))
         return value
 
-    monkeypatch.setattr(recipe, "ewc_penalty", spy)
+    monkeypatch.setattr(penalties, "ewc_penalty", spy)
     config = trial_config(job, tmp_path / "data", tmp_path / "trial", {"name": "full"}, {**HP, "ewc": 100.0})
     train_trial(config.with_training(epochs=1), report=lambda m: None)
     assert calls["estimate"] == 1  # the trial read the file; nothing estimated again
@@ -177,8 +180,8 @@ def test_prepare_writes_the_fisher_once_and_a_trial_uses_it(resnet_weights, tmp_
 
 def test_no_fisher_without_ewc_and_a_source_task_file(tiny_bert, text_csvs, tmp_path):
     job = parse_job(text_spec(tiny_bert, text_csvs))
-    meta = prepare_data(job, tmp_path / "plain")
-    assert "fisher" not in meta and not (tmp_path / "plain" / ewc.FISHER_FILE).exists()
+    meta = prepare_job(job, tmp_path / "plain")
+    assert "fisher" not in meta and not (tmp_path / "plain" / FISHER_FILE).exists()
 
     source = tmp_path / "source_task.csv"  # another task's labels (3 classes of its own)
     source.write_text("text,label\n" + "".join(f"{t},{['x', 'y', 'z'][i % 3]}\n"
@@ -186,16 +189,16 @@ def test_no_fisher_without_ewc_and_a_source_task_file(tiny_bert, text_csvs, tmp_
     spec = text_spec(tiny_bert, text_csvs, strategies=[{"name": "full"}])
     spec["search"]["hparams"]["ewc"] = 0.1
     spec["data"].update(fisher_source={"path": str(source)}, fisher_samples=20)
-    meta = prepare_data(parse_job(spec), tmp_path / "ewc")
+    meta = prepare_job(parse_job(spec), tmp_path / "ewc")
     assert meta["fisher"]["source"] == str(source)
     assert meta["fisher"]["samples"] == 20 and meta["fisher"]["classes"] == 3
-    fisher = ewc.load_fisher(tmp_path / "ewc", {"backbone.embeddings.word_embeddings.weight":
+    fisher = load_fisher(tmp_path / "ewc", {"backbone.embeddings.word_embeddings.weight":
                                                 torch.zeros_like(_bert_embeddings(tiny_bert))})
     assert float(fisher["backbone.embeddings.word_embeddings.weight"].sum()) > 0
     with pytest.raises(ValueError, match="no entry for 1 trained parameter"):
-        ewc.load_fisher(tmp_path / "ewc", {"backbone.nothing.weight": torch.zeros(2)})
+        load_fisher(tmp_path / "ewc", {"backbone.nothing.weight": torch.zeros(2)})
     with pytest.raises(FileNotFoundError, match="prepare the data again"):
-        ewc.load_fisher(tmp_path / "plain", {})
+        load_fisher(tmp_path / "plain", {})
 
 
 def _bert_embeddings(path):

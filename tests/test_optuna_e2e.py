@@ -74,7 +74,7 @@ def test_optuna_sweep_is_saved_killed_and_resumed_with_num_samples_per_strategy(
     seeds = [t["seed"] for t in trials]
     assert None not in seeds and len(set(seeds)) == 4
     for t in trials:
-        config = json.loads((Path(t["checkpoint_path"]) / "trial.json").read_text())["config"]
+        config = json.loads((run_dir / t["checkpoint_path"] / "trial.json").read_text())["config"]
         assert config["seed"] == t["seed"]
     strategies = {r["strategy"]: r for r in read_table(run_dir / "strategies.parquet")}
     assert {k: r["trials"] for k, r in strategies.items()} == {"feature_extraction": 2, "full": 2}

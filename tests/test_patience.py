@@ -66,7 +66,7 @@ def test_leaderboard_counts_patience_stops_apart(tmp_path, capsys):
 
 
 def test_report_tells_patience_stops_from_the_schedulers(tmp_path):
-    from raytune_ft.results.report import write_report
+    from raytune_ft.report.page import write_report
     from tests.test_report import TRIALS, make_run
 
     run = make_run(tmp_path / "run", TRIALS + [("t8", "lora", "stopped_patience", (0.3, 0.5, 0.45), {"r": 4})],
@@ -75,5 +75,5 @@ def test_report_tells_patience_stops_from_the_schedulers(tmp_path):
     assert "9 trials (3 completed, 4 stopped early by the scheduler, 1 stopped by patience, 1 failed)" in page
     assert "done / stopped / patience / failed" in page
     assert "1 / 1 / 1 / 1" in page  # lora: t5 completed, t6 stopped early, t8 patience, t7 failed
-    assert "purple = ended by itself after training.patience epochs without a better score (1 in all)" in page
-    assert "orange = stopped early by the scheduler at that rung (4 in all)" in page
+    assert "hatched = ended by itself after training.patience epochs without a better score (1 in all)" in page
+    assert "light grey = stopped early by the scheduler at that rung (4 in all)" in page

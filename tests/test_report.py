@@ -13,7 +13,8 @@ from PIL import Image
 
 from raytune_ft.results import evaluation as evaluate
 from raytune_ft.hparams import HParams
-from raytune_ft.results.report import pareto, write_report
+from raytune_ft.report.cost import pareto
+from raytune_ft.report.page import write_report
 from raytune_ft.results.tables import epoch_rows, read_table, strategy_rows, trial_row, write_table
 
 FIGURES = ("scores", "curves", "frontier", "rungs", "confusion")
@@ -116,7 +117,8 @@ def test_page_has_every_section_and_is_self_contained(report):
     assert page.count('class="caption"') == len(SECTIONS)
     for name in ("full", "feature_extraction", "lora", "t0", "t3", "t5"):
         assert name in page
-    assert "Winner: full" in page and "higher is better" in page
+    assert "Search only: the best trial was full&#x27;s, val_accuracy 0.9700" in page and "higher is better" in page
+    assert "cannot tell strategies apart" in page and "add search.confirm" in page  # what a search cannot say
     assert "<script" not in page and "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt; &amp; more" in page
     assert "Traceback" not in page  # the last line only
     assert "http://" not in page and "https://" not in page and "<link" not in page
@@ -160,14 +162,14 @@ def test_older_run_without_epochs_or_test_split(tmp_path):
 
 def test_mode_min_ranks_the_lowest_loss_first(tmp_path, monkeypatch):
     page = write_report(make_run(tmp_path / "run", metric="val_loss", mode="min", monkeypatch=monkeypatch)).read_text()
-    assert "Winner: full with best val_loss 0.0300" in page and "lower is better" in page
+    assert "the best trial was full&#x27;s, val_loss 0.0300" in page and "lower is better" in page
     assert (tmp_path / "run" / "reports" / "full" / "test_report.json").exists()
     assert (tmp_path / "run" / "report" / "confusion.png").exists()
 
 
 def test_a_single_trial(tmp_path):
     page = write_report(make_run(tmp_path / "run", TRIALS[:1], with_test=False)).read_text()
-    assert "Winner: full" in page and "No trial failed." in page
+    assert "the best trial was full&#x27;s" in page and "No trial failed." in page
 
 
 def test_user_text_is_escaped_in_the_title_and_the_tables(tmp_path, monkeypatch):

@@ -175,7 +175,7 @@ def test_tables_record_each_trials_seed_and_patience_stops(resnet_weights, tmp_p
     assert "patience 1" in lines[-1]
     assert {t: r.seed for t, r in load_sweep_state(tmp_path).items()} == {"a": 11, "b": 22, "c": 33}
     epochs = read_table(tmp_path / "epochs.parquet")
-    assert {e["trial_status"] for e in epochs if e["trial_id"] == "c"} == {"stopped_patience"}
+    assert {e["status"] for e in epochs if e["trial_id"] == "c"} == {"stopped_patience"}
 
 
 # --------------------------------------------------------------------------- fewer points than trials

@@ -123,7 +123,7 @@ def test_schedules_shape():
 def test_best_trials_are_evaluated_on_the_test_split(vision_job, tmp_path):
     import json
 
-    from raytune_ft.sweep.run import add_test_metrics
+    from raytune_ft.sweep.driver import add_test_metrics
     from raytune_ft.results.tables import read_table, strategy_rows, trial_row, write_table
 
     history, _, config = run(vision_job, tmp_path, {"name": "full"}, name="trials/t1")

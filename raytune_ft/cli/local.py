@@ -116,8 +116,8 @@ def prepare(
     many jobs run on it: give them `data: {source: prepared, path: OUTPUT}` and the same model section."""
     import shutil
 
-    from raytune_ft.data import prepare_data
     from raytune_ft.errors import InputError
+    from raytune_ft.prepare import prepare_job
 
     job = _load(spec)
     if job.data.source == "prepared":
@@ -127,7 +127,7 @@ def prepare(
     _check_data(job, spec)
     started, made = time.monotonic(), not output.exists()
     try:
-        meta = prepare_data(job, output)
+        meta = prepare_job(job, output)
     except (InputError, KeyboardInterrupt) as e:
         if made:  # leave nothing half-made behind
             shutil.rmtree(output, ignore_errors=True)

@@ -19,50 +19,39 @@ def report(
     output: Annotated[Optional[Path], typer.Option(help="folder for report.html and the PNGs (default: RUN/report)")] = None,
 ):
     """Write a self-contained HTML report of a run, and its figures as PNG files."""
-    from raytune_ft.results.report import write_report
+    from raytune_ft.report.page import write_report
 
     path = write_report(find_run(run), output)
     typer.echo(f"wrote {path} (figures beside it)")
 
 
 def print_leaderboard(run_dir: Path, metric: str) -> None:
+    """The leaderboard `run` prints at its end: the confirmed one per train size (a run with a confirm stage), or
+    the search's table, each with the notes that say what its numbers support."""
     from rich.console import Console
     from rich.table import Table
 
     from raytune_ft.metric import mode_of
+    from raytune_ft.report.leaderboard import boards, has_confirm, search_board
     from raytune_ft.results.tables import read_table
-    from raytune_ft.results.trust import boards, has_confirm
 
     layout = RunLayout(run_dir)
-    path = layout.strategies
-    if not path.exists():
+    if not layout.strategies.exists():
         return
     console = Console(width=max(120, Console().width), force_terminal=sys.stdout.isatty())
-    rows = read_table(path)
-    if has_confirm(rows):  # the confirm stage's test scores beside the search's, one table per train size
+    rows = read_table(layout.strategies)
+    if has_confirm(rows):
         trials = read_table(layout.trials) if layout.trials.exists() else []
-        for board in boards(rows, trials, metric, mode_of(metric, "max")):
-            notes = board.notes + ([board.footnote] if board.footnote else [])
-            table = Table(title=board.title, caption="\n".join(notes), caption_justify="left")
-            for i, col in enumerate(board.header):  # names and numbers whole; the headers break where they say
-                table.add_column(col, justify="right" if i else "left", no_wrap=True)
-            for cells in board.rows:
-                table.add_row(*cells, style="bold" if cells[0] == board.best else None)
-            console.print(table)
-        return
-    table = Table(title=f"strategies by best {metric}")
-    for col in ("strategy", "best", "mean ± std", "trials", "done / stopped / patience / failed", "trainable",
-                "compute s"):
-        table.add_column(col, justify="left" if col == "strategy" else "right")
-    fmt = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731
-    for r in rows:
-        table.add_row(
-            r["strategy"], fmt(r["best_score"]), f"{fmt(r['mean_score'])} ± {fmt(r['std_score'])}", str(r["trials"]),
-            # stopped: by the scheduler; patience: by training.patience (absent from older runs' tables)
-            f"{r['completed']} / {r['stopped_early']} / {r.get('stopped_patience') or 0} / {r['errored']}",
-            "-" if r["trainable_fraction"] is None else f"{r['trainable_fraction']:.2%}",
-            f"{r['compute_seconds']:.0f}")
-    console.print(table)
+        shown = boards(rows, trials, metric, mode_of(metric, "max"))
+    else:
+        shown = [search_board(rows, metric)]
+    for board in shown:
+        table = Table(title=board.title, caption="\n".join(board.notes), caption_justify="left")
+        for i, col in enumerate(board.header):  # names and numbers whole; the headers break where they say
+            table.add_column(col, justify="right" if i else "left", no_wrap=True)
+        for cells in board.rows:
+            table.add_row(*cells, style="bold" if cells[0] == board.best else None)
+        console.print(table)
 
 
 def job_metric(run_dir: Path) -> str:

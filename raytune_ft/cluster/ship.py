@@ -170,7 +170,7 @@ def _resolve(value: str, project: Path, spec_dir: Optional[Path],
              spec_dir_in_package: Optional[PurePosixPath]) -> Optional[tuple[Path, Optional[PurePosixPath]]]:
     """(the file or folder `value` names here, its place in the package or None if it would climb out of
     it), as the cluster will look it up: from the working dir, else (data) from the spec's folder."""
-    from raytune_ft.data.base import path_exists
+    from raytune_ft.data.location import path_exists
 
     if path_exists(project / value):
         return project / value, _inside(value)

@@ -1,5 +1,7 @@
-"""Data sources. A new one is a class in a file here plus its import line below."""
-from raytune_ft.data.base import DATA_SOURCES, DataConfig, InputError  # noqa: F401
-from raytune_ft.data import sources  # noqa: F401  (registers them)
-from raytune_ft.data.prepare import check_train_labels, load_meta, prepare_data  # noqa: F401
-from raytune_ft.data.store import has_split, load_split  # noqa: F401
+"""The data: sources (one file each in sources/, registered by name), their spec sections (config.py),
+preparation once per job (prepare.py) into files trials read (store.py)."""
+from raytune_ft.data.config import DataConfig  # noqa: F401
+from raytune_ft.data.sources import DATA_SOURCES  # noqa: F401  (registers every source)
+from raytune_ft.data.prepare import check_train_labels, prepare_data  # noqa: F401
+from raytune_ft.data.store import has_split, load_meta, load_split  # noqa: F401
+from raytune_ft.errors import InputError  # noqa: F401

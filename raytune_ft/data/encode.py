@@ -16,12 +16,24 @@ from __future__ import annotations
 import os
 from typing import Any, Iterator, Optional
 
-from raytune_ft.data.base import InputError
 from raytune_ft.data.store import LABELS
+from raytune_ft.errors import InputError
 
 CHUNK = 256  # samples decoded at a time (256 images of 256 x 256: ~50 MB decoded)
 PART = 512  # samples an actor decodes and hands back at a time
 MAX_ACTORS = 16
+
+
+def load_tokenizer(model_spec):
+    """The tokenizer of a text model's spec; InputError (what to give instead) when it cannot be loaded."""
+    from raytune_ft.models.text import Transformers
+
+    try:
+        return Transformers.tokenizer(model_spec)
+    except Exception as e:  # a hub name with no network, a folder without tokenizer files, ...
+        reason = " ".join(str(e).split())
+        raise InputError(f"model.name {model_spec.name}: cannot load its tokenizer ({reason or type(e).__name__}); "
+                         "give a local Hugging Face model folder with its tokenizer files") from None
 
 
 class Encoder:

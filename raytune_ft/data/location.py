@@ -46,6 +46,14 @@ def parse(value) -> Location:
     return value
 
 
+def path_exists(path: Path) -> bool:
+    """Whether path exists; a path the OS cannot even look up (too long, a NUL byte) counts as missing."""
+    try:
+        return path.exists()
+    except (OSError, ValueError):
+        return False
+
+
 def local_path(location: Location) -> Optional[Path]:
     """The local path of a path or a file:// URI; None for a bucket (s3://, gs://, ...)."""
     if not is_uri(location):

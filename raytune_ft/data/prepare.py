@@ -9,37 +9,17 @@ job on a cluster by actors on its free CPUs). Trials read the rows they need fro
 from __future__ import annotations
 
 import json
-import math
 import random
 from collections import Counter
 from pathlib import Path
 
 from raytune_ft.data import encode
-from raytune_ft.data.base import DATA_SOURCES, SPLITS, InputError, label_name
-from raytune_ft.data.sources import prepared_for
+from raytune_ft.data.config import SPLITS
+from raytune_ft.data.labels import class_names, encode_labels, first_task, label_names
+from raytune_ft.data.sources import DATA_SOURCES
+from raytune_ft.data.sources.prepared import link_prepared, prepared_for
 from raytune_ft.data.store import SplitWriter
-
-
-def _class_names(names) -> list[str]:
-    """The distinct class names, numbers in numeric order ("2" before "10"), then the rest sorted."""
-    def key(name: str):
-        try:
-            value = float(name)
-        except ValueError:
-            return (1, 0.0, name)
-        return (0, value, name) if math.isfinite(value) else (1, 0.0, name)
-    return sorted(set(names), key=key)
-
-
-def _label_names(labels, locate, split: str) -> list[str]:
-    """Each label as its class name (`label_name`); a label that names no class names its file and row."""
-    out = []
-    for row, label in enumerate(labels):
-        try:
-            out.append(label_name(label))
-        except ValueError as e:
-            raise InputError(f"{locate(row)} ({split} split): {e}") from None
-    return out
+from raytune_ft.errors import InputError
 
 
 def _enough_classes(classes, source, config, task=None) -> None:
@@ -64,10 +44,10 @@ def check_train_labels(config) -> None:
         raise InputError(f"{source.describe(config, 'train')} has no samples; give it at least one")
     tasks = source.task_names(config)
     for t, task in enumerate(tasks or [None]):
-        names = _label_names([y[t] for y in labels] if tasks else labels,
+        names = label_names([y[t] for y in labels] if tasks else labels,
                              _locator(source, config, "train", task), "train")
         if not config.classes:
-            _enough_classes(_class_names(names), source, config, task)
+            _enough_classes(class_names(names), source, config, task)
 
 
 def _locator(source, config, split: str, task=None):
@@ -75,27 +55,6 @@ def _locator(source, config, split: str, task=None):
     if task is None:
         return lambda row: source.locate(config, split, row)
     return lambda row: f"{source.locate(config, split, row)} column {task!r}"
-
-
-def _first_task(labels: list) -> list:
-    """The labels hold-outs stratify on: a multi-task row's first task (its tuple's first class)."""
-    return [y[0] for y in labels] if labels and isinstance(labels[0], tuple) else labels
-
-
-def _encode_labels(names, classes, declared: bool, locate, split: str) -> list[int]:
-    """Class indices of the label names; a label outside the classes names its file and row."""
-    index = {name: i for i, name in enumerate(classes)}
-    out = []
-    for row, name in enumerate(names):
-        if name not in index:
-            if declared:
-                raise InputError(f"{locate(row)} ({split} split): label {name!r} is not one of data.classes "
-                                 f"{classes}; fix the row or add the class to data.classes")
-            raise InputError(f"{locate(row)} ({split} split): label {name!r} is not one of the classes found in "
-                             f"train {classes}; fix the row, or give train samples of it (or list every class "
-                             "in data.classes)")
-        out.append(index[name])
-    return out
 
 
 def hold_out(labels: list[int], n_val: int, seed: int) -> tuple[list[int], list[int]]:
@@ -112,17 +71,6 @@ def hold_out(labels: list[int], n_val: int, seed: int) -> tuple[list[int], list[
     train_idx, val_idx = train_test_split(list(range(len(labels))), test_size=n_val, random_state=seed,
                                           stratify=labels if stratify else None)
     return sorted(train_idx), sorted(val_idx)
-
-
-def _tokenizer(model_spec):
-    from raytune_ft.models.text import Transformers
-
-    try:
-        return Transformers.tokenizer(model_spec)
-    except Exception as e:  # a hub name with no network, a folder without tokenizer files, ...
-        reason = " ".join(str(e).split())
-        raise InputError(f"model.name {model_spec.name}: cannot load its tokenizer ({reason or type(e).__name__}); "
-                         "give a local Hugging Face model folder with its tokenizer files") from None
 
 
 def _check_vocabulary(tokenizer, input_ids, attention_mask, model_name: str) -> None:
@@ -142,16 +90,8 @@ def _check_vocabulary(tokenizer, input_ids, attention_mask, model_name: str) -> 
 
 
 def prepare_data(job, out_dir: Path, on_cluster: bool = False) -> dict:
-    """Write every split's tensors and meta.json into out_dir; return the meta. When some trial can have
-    ewc > 0, EWC's diagonal Fisher is estimated once too and written beside them (raytune_ft/ewc.py)."""
-    from raytune_ft import ewc
-
-    meta = _prepare_splits(job, out_dir, on_cluster)
-    return ewc.write_fisher(job, Path(out_dir), meta) if ewc.wanted(job) else meta
-
-
-def _prepare_splits(job, out_dir: Path, on_cluster: bool = False) -> dict:
-    """Write every split's tensors and meta.json into out_dir; return the meta.
+    """Write every split's tensors and meta.json into out_dir; return the meta. (A job's whole preparation,
+    EWC's Fisher included when some trial can have ewc > 0, is raytune_ft/prepare.py's `prepare_job`.)
 
     Every label is checked in every split, against data.classes or the labels of the train file,
     before anything is held out or subsampled: an error names the file and row as the user wrote them.
@@ -161,8 +101,6 @@ def _prepare_splits(job, out_dir: Path, on_cluster: bool = False) -> dict:
 
     config = job.data
     if config.source == "prepared":
-        from raytune_ft.data.sources import link_prepared
-
         return link_prepared(job, out_dir)
     source = DATA_SOURCES.get(config.source)()
     raw = source.index(config)  # refs and labels: nothing decoded before the samples are chosen
@@ -172,11 +110,11 @@ def _prepare_splits(job, out_dir: Path, on_cluster: bool = False) -> dict:
     tasks = config.task_names()  # multi-task: each label is a tuple, one class per task
     task_classes = {}
     for t, task in enumerate(tasks or [None]):
-        names = {split: _label_names([y[t] for y in ys] if tasks else ys, _locator(source, config, split, task),
+        names = {split: label_names([y[t] for y in ys] if tasks else ys, _locator(source, config, split, task),
                                      split) for split, (_, ys) in raw.items()}
-        classes = list(config.classes) if config.classes else _class_names(names["train"])
+        classes = list(config.classes) if config.classes else class_names(names["train"])
         _enough_classes(classes, source, config, task)
-        task_classes[task] = (classes, {split: _encode_labels(ns, classes, bool(config.classes),
+        task_classes[task] = (classes, {split: encode_labels(ns, classes, bool(config.classes),
                                                               _locator(source, config, split, task), split)
                                         for split, ns in names.items()})
     if tasks:
@@ -193,7 +131,7 @@ def _prepare_splits(job, out_dir: Path, on_cluster: bool = False) -> dict:
             raise InputError(f"{source.describe(config, 'train')}: {len(xs)} sample(s) are too few to hold out "
                              f"data.validation_fraction {config.validation_fraction} and still train; "
                              "give more samples or a data.validation split")
-        train_idx, val_idx = hold_out(_first_task(ys), n_val, config.seed)
+        train_idx, val_idx = hold_out(first_task(ys), n_val, config.seed)
         encoded["validation"] = ([xs[i] for i in val_idx], [ys[i] for i in val_idx])
         encoded["train"] = ([xs[i] for i in train_idx], [ys[i] for i in train_idx])
     if "test" not in encoded and getattr(job.search, "confirm", None):  # the confirm stage scores on test
@@ -203,7 +141,7 @@ def _prepare_splits(job, out_dir: Path, on_cluster: bool = False) -> dict:
         if n_test >= len(xs):
             raise InputError(f"{source.describe(config, 'train')}: {len(xs)} sample(s) are too few to hold out a "
                              f"test split ({fraction}) for search.confirm; give a data.test split or more samples")
-        train_idx, test_idx = hold_out(_first_task(ys), n_test, config.seed + 1)
+        train_idx, test_idx = hold_out(first_task(ys), n_test, config.seed + 1)
         encoded["test"] = ([xs[i] for i in test_idx], [ys[i] for i in test_idx])
         encoded["train"] = ([xs[i] for i in train_idx], [ys[i] for i in train_idx])
         held_out_test = n_test
@@ -216,7 +154,7 @@ def _prepare_splits(job, out_dir: Path, on_cluster: bool = False) -> dict:
         keep = sorted(order[: config.max_train_samples])
         encoded["train"] = ([xs[i] for i in keep], [ys[i] for i in keep])
 
-    tokenizer = _tokenizer(job.model) if source.family == "text" else None
+    tokenizer = encode.load_tokenizer(job.model) if source.family == "text" else None
     recipe = job.model.image_recipe() if source.family == "vision" else None
     encoder = encode.Encoder(source, config, recipe=recipe, tokenizer=tokenizer, max_length=job.model.max_length
                              if source.family == "text" else None)
@@ -238,7 +176,7 @@ def _prepare_splits(job, out_dir: Path, on_cluster: bool = False) -> dict:
                                   torch.from_numpy(columns["attention_mask"]), job.model.name)
             writer.add(columns)
         writer.close()
-        counts = torch.bincount(torch.tensor(_first_task(ys), dtype=torch.long), minlength=len(classes)).tolist()
+        counts = torch.bincount(torch.tensor(first_task(ys), dtype=torch.long), minlength=len(classes)).tolist()
         meta["splits"][split] = {"samples": len(ys), "class_counts": counts}
         if tasks:
             meta["splits"][split]["task_class_counts"] = {
@@ -249,7 +187,3 @@ def _prepare_splits(job, out_dir: Path, on_cluster: bool = False) -> dict:
         meta["image"] = recipe.to_meta()  # crop / resize sizes, interpolation, mean / std: train and eval use it
     (out_dir / "meta.json").write_text(json.dumps(meta, indent=2))
     return meta
-
-
-def load_meta(data_dir) -> dict:
-    return json.loads((Path(data_dir) / "meta.json").read_text())

@@ -22,6 +22,7 @@ stratification need them all.
 """
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Optional
@@ -207,3 +208,8 @@ def subset(columns: dict, indices) -> dict:
 def has_split(data_dir, split: str) -> bool:
     data_dir = Path(data_dir)
     return column_path(data_dir, split, LABELS).exists() or (data_dir / f"{split}.pt").exists()
+
+
+def load_meta(data_dir) -> dict:
+    """The meta.json of prepared data: family, classes (and tasks), splits, the image recipe or tokenizer."""
+    return json.loads((Path(data_dir) / "meta.json").read_text())

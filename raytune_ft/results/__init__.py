@@ -1,2 +1,2 @@
-"""After (and while) trials run: the Parquet tables, the test-split evaluation of each strategy's
-best trial, the progress view, and the HTML report."""
+"""What a run writes while and after its trials run: the Parquet tables and their declared schemas, the
+test-split evaluation of each strategy's best trial, the curves' tables, and the live progress view."""

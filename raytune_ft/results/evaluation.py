@@ -88,13 +88,15 @@ def summary(strategy: str, report: dict) -> str:
 
 def evaluate_best_trials(run_dir: Path, strategies: list[dict], trials: list[dict], printer=print) -> dict[str, dict]:
     """{strategy: test metrics} for each strategy whose best trial kept a checkpoint (trials.parquet's
-    checkpoint_path: in the run folder, or where Ray stored it in the run's bucket)."""
+    checkpoint_path: relative to the run folder, or where Ray stored it in the run's bucket)."""
     layout = RunLayout(run_dir)
     from raytune_ft.data import has_split
 
     if not has_split(layout.data, "test"):
         return {}
-    checkpoints = {t["trial_id"]: t.get("checkpoint_path") for t in trials}
+    from raytune_ft.results.tables import checkpoint_location
+
+    checkpoints = {t["trial_id"]: checkpoint_location(layout.root, t.get("checkpoint_path")) for t in trials}
     out = {}
     for row in strategies:
         checkpoint = checkpoints.get(row.get("best_trial_id"))

@@ -24,9 +24,12 @@ STATUSES = ("completed", "stopped_early", "stopped_patience", "error")
 def trial_row(*, job: str, run_id: str, trial_id: str, strategy: dict, status: str, history: list[dict],
               metric: str, mode: str, wall_seconds: float, error: str = "", resumes: int = 0,
               seed: Optional[int] = None, stage: str = "search", train_size: Optional[int] = None,
-              source_trial_id: Optional[str] = None) -> dict:
+              source_trial_id: Optional[str] = None, started_at: Optional[float] = None,
+              ended_at: Optional[float] = None, run_dir: Optional[Path] = None) -> dict:
     """One trials.parquet row from a trial's per-epoch metrics. A confirm trial's test_* are those of its
-    best-validation epoch (the worker scores the test split at each epoch better than all before)."""
+    best-validation epoch (the worker scores the test split at each epoch better than all before).
+    started_at / ended_at: epoch seconds; run_dir: the run folder, which checkpoint_path is made relative to
+    (so the folder can move)."""
     knobs = {k: v for k, v in strategy.items() if k not in ("name", "hparams")}
     row = {"job": job, "run_id": run_id, "trial_id": trial_id, "strategy": strategy["name"], "seed": seed,
            "stage": stage, "train_size": train_size, "source_trial_id": source_trial_id}
@@ -50,6 +53,7 @@ def trial_row(*, job: str, run_id: str, trial_id: str, strategy: dict, status: s
         "test_f1": best.get("test_f1"),
         "test_loss": best.get("test_loss"),
         "test_score": best.get(metric_on_test(metric)),
+        "test_samples": best.get("test_samples"),  # the test split's size: the grid its accuracy moves on
         "trainable_params": trainable,
         "total_params": total,
         "trainable_fraction": trainable / total if trainable and total else None,
@@ -61,8 +65,11 @@ def trial_row(*, job: str, run_id: str, trial_id: str, strategy: dict, status: s
         "data_load_seconds": history[0].get("data_load_s") if history else None,
         "samples_per_sec": sum(m["samples_per_sec"] for m in history) / len(history) if history else None,
         "peak_memory_mb": max(m["peak_memory_mb"] for m in history) if history else None,
-        "checkpoint_path": best.get("checkpoint_path") or None,  # the best epoch's: kept by Ray (or locally)
+        # the best epoch's: kept by Ray (or locally); relative to the run folder, or a bucket URI
+        "checkpoint_path": relative_to(best.get("checkpoint_path") or None, run_dir),
         "resumes": resumes,
+        "started_at": started_at,
+        "ended_at": ended_at,
         "error_reason": error_reason(error) or None,
         "error": error or None,
     })
@@ -88,7 +95,7 @@ def epoch_rows(*, run_id: str, trial_id: str, strategy: str, status: str, histor
                stage: str = "search", train_size: Optional[int] = None) -> list[dict]:
     """epochs.parquet rows of one trial: its per-epoch metrics, and its status at the time of writing."""
     return [{"run_id": run_id, "trial_id": trial_id, "strategy": strategy, "stage": stage, "train_size": train_size,
-             "trial_status": status, **{k: m.get(k) for k in EPOCH_COLUMNS},
+             "status": status, **{k: m.get(k) for k in EPOCH_COLUMNS},
              **{k: m.get(k) for k in task_metrics(history) if k.startswith("val_")}} for m in history]
 
 
@@ -106,6 +113,30 @@ def error_reason(error: str) -> str:
     return lines[-1] if lines else ""
 
 
+def relative_to(location: Optional[str], run_dir: Optional[Path]) -> Optional[str]:
+    """A checkpoint's location as trials.parquet keeps it: inside the run folder, relative to it; a bucket URI
+    or a path elsewhere as it is."""
+    if not location or run_dir is None or "://" in location:
+        return location
+    try:
+        return str(Path(location).resolve().relative_to(Path(run_dir).resolve()))
+    except ValueError:
+        return location
+
+
+def checkpoint_location(run_dir: Path, location: Optional[str]) -> Optional[str]:
+    """Where trials.parquet's checkpoint_path is: a path relative to the run folder joined to it; a URI or an
+    absolute path (runs made before paths were relative) as it is."""
+    if not location or "://" in location or Path(location).is_absolute():
+        return location
+    return str(Path(run_dir) / location)
+
+
+def num(value):
+    """A cell's value, or None where the table has none (null, or NaN in a float column)."""
+    return None if value is None or (isinstance(value, float) and value != value) else value
+
+
 def _cell(value):
     return json.dumps(value) if isinstance(value, (list, dict)) else value
 
@@ -113,13 +144,14 @@ def _cell(value):
 def strategy_rows(trials: list[dict], mode: str) -> list[dict]:
     """Per-strategy summary: counts by status; best / mean / std score over the trials that did not fail (std
     sample, 0.0 for one score); the best trial (the first of equals), its config and cost; the compute of all
-    the strategy's trials. Best strategy first (the first to appear among equals), those without a score last."""
+    the strategy's trials, and the median peak memory and samples/s of its trials. Best strategy first (the first to appear among equals), those without a score last."""
     import pandas as pd
 
     if not trials:
         return []
-    df = pd.DataFrame(trials, columns=["strategy", "status", "score", "wall_seconds"])
-    df = df.astype({"score": float, "wall_seconds": float})
+    df = pd.DataFrame(trials, columns=["strategy", "status", "score", "wall_seconds", "peak_memory_mb",
+                                       "samples_per_sec"])
+    df = df.astype({"score": float, "wall_seconds": float, "peak_memory_mb": float, "samples_per_sec": float})
     by = df.groupby("strategy", sort=False)
     scored = df[df["score"].notna() & (df["status"] != "error")].groupby("strategy", sort=False)["score"]
     table = pd.concat([
@@ -128,6 +160,8 @@ def strategy_rows(trials: list[dict], mode: str) -> list[dict]:
         scored.agg(scored="count", best_score=best_of(mode), best=arg_best_of(mode), mean_score="mean",
                    std_score="std"),
         by["wall_seconds"].sum().rename("compute_seconds"),
+        by["peak_memory_mb"].median().rename("median_peak_memory_mb"),
+        by["samples_per_sec"].median().rename("median_samples_per_sec"),
     ], axis=1).reindex(by.size().index).fillna({"scored": 0})
     table = table.sort_values("best_score", ascending=sign(mode) < 0, kind="stable", na_position="last")
     out = []
@@ -149,24 +183,35 @@ def strategy_rows(trials: list[dict], mode: str) -> list[dict]:
             "trainable_fraction": best["trainable_fraction"] if best else None,
             "trainable_params": best["trainable_params"] if best else None,
             "compute_seconds": r["compute_seconds"],
+            # what a trial of it costs besides time: medians over its trials (failed ones have none)
+            "median_peak_memory_mb": num(r["median_peak_memory_mb"]),
+            "median_samples_per_sec": num(r["median_samples_per_sec"]),
             # a multi-task job: the best trial's best-epoch score of each task (best_val_accuracy.topic, ...)
             **({k: v for k, v in best.items() if k.startswith("best_val_") and "." in k} if best else {}),
         })
     return out
 
 
-def write_table(rows: list[dict], path: Path) -> None:
-    """Atomic Parquet write; every row gets every column (missing ones as null). The run's provenance.json
-    beside `path`, if there is one, goes in as schema metadata (raytune_ft/provenance.py)."""
+def write_table(rows: list[dict], path: Path, table: Optional[str] = None) -> None:
+    """Atomic Parquet write of `rows` as the table its file name says (trials.parquet: "trials"; or `table`),
+    with the columns and types results/schema.py declares for it, so that runs' tables concatenate. A file
+    of no declared table gets every row's columns, types inferred. The run's provenance.json beside `path`,
+    if there is one, goes in as schema metadata (raytune_ft/provenance.py)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     from raytune_ft.provenance import with_provenance
+    from raytune_ft.results.schema import TABLES, arrow_schema, column
 
-    columns = list(dict.fromkeys(k for r in rows for k in r))
-    table = with_provenance(pa.Table.from_pydict({c: [r.get(c) for r in rows] for c in columns}), path.parent)
+    name = table or path.stem
+    if name in TABLES:
+        schema = arrow_schema(name, rows)
+        data = pa.Table.from_arrays([column([r.get(f.name) for r in rows], f.type) for f in schema], schema=schema)
+    else:
+        columns = list(dict.fromkeys(k for r in rows for k in r))
+        data = pa.Table.from_pydict({c: [r.get(c) for r in rows] for c in columns})
     with replacing(path) as tmp:
-        pq.write_table(table, tmp)
+        pq.write_table(with_provenance(data, path.parent), tmp)
 
 
 def read_table(path: Path) -> list[dict]:

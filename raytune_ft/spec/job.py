@@ -16,11 +16,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 from raytune_ft.cluster.storage import is_uri
 from raytune_ft.data import DATA_SOURCES
-from raytune_ft.data.base import path_exists
+from raytune_ft.data.location import path_exists
 from raytune_ft.hparams import HParams
 from raytune_ft.metric import base_metric, metric_problem, mode_of
 from raytune_ft.models import SOURCES
-from raytune_ft.searchable import Sampler, can_be_nonzero
+from raytune_ft.spec.rules import cross_field_problems
 from raytune_ft.strategies import STRATEGIES
 
 
@@ -213,79 +213,10 @@ class JobSpec(Strict):
     @model_validator(mode="after")
     def _fit_together(self, info: ValidationInfo):
         """Rules across fields; every broken one is reported, each as 'path: message' on its own line."""
-        problems = list(self._cross_field_problems(on_cluster=bool((info.context or {}).get("on_cluster"))))
+        problems = list(cross_field_problems(self, on_cluster=bool((info.context or {}).get("on_cluster"))))
         if problems:
             raise ValueError("\n".join(f"{loc}: {msg}" for loc, msg in problems))
         return self
-
-    def _cross_field_problems(self, on_cluster: bool = False):
-        # What the model's own files say (architecture, tokenizer, cached weights); `submit` leaves a model it
-        # cannot find here to the cluster. With a problem there, what depends on the model's family is not checked.
-        model_problems = [(f"model.{field}", msg) for field, msg in self.model.problems(here=not on_cluster)]
-        yield from model_problems
-        model_family = None if model_problems else self.model.family()  # transformers: as its config.json says
-        data_family = DATA_SOURCES.get(self.data.source)().family_of(self.data)
-        if None not in (data_family, model_family) and model_family != data_family:
-            yield "data.source", (f"{self.data.source!r} is {data_family} data but model.source "
-                                  f"{self.model.source!r} is a {model_family} model: pick a matching pair")
-        names = [s.name for s in self.strategies]
-        for i, s in enumerate(self.strategies):
-            for knob, msg in STRATEGIES.get(s.name)().spec_problems(s, self):
-                yield f"strategies[{i}].{knob}", msg
-            if names.index(s.name) != i:
-                yield f"strategies[{i}]", (f"{s.name!r} is listed more than once: merge the entries "
-                                           "(use samplers for the knobs that differ)")
-            if model_family is not None and model_family not in STRATEGIES.get(s.name).families:
-                yield f"strategies[{i}]", (f"{s.name!r} applies to {' / '.join(STRATEGIES.get(s.name).families)} "
-                                           f"models only, not to this {model_family} model: remove it")
-            for knob, what in (("l2sp", "L2-SP"), ("ewc", "EWC")):  # penalties that hold backbone weights
-                value = getattr(s.hparams, knob)
-                value = value if value is not None else getattr(self.search.hparams, knob)
-                if value != 0.0 and not STRATEGIES.get(s.name).trains_backbone:
-                    yield f"strategies[{i}].hparams.{knob}", (
-                        f"{s.name} trains no backbone weights, so {what} has nothing to hold back: set it to 0 here")
-        for where, value in self.searchables():
-            if where.endswith("hparams.drop_path_rate") and can_be_nonzero(value) and model_family is not None \
-                    and not self.model.supports_drop_path():
-                yield where, (f"stochastic depth is set when a timm model, or a transformers image model whose "
-                              f"config has drop_path_rate (DINOv2, Swin, ConvNeXt ...), is built; model "
-                              f"{self.model.name} ({self.model.source}) has none: remove it")
-        if self.search.algorithm == "grid":
-            for where, value in self.searchables():
-                if isinstance(value, Sampler) and value.kind not in ("grid", "choice"):
-                    yield where, (f"a {value.kind} range cannot be enumerated by grid search: use "
-                                  "{grid: [...]} / {choice: [...]}, or search.algorithm: random")
-        confirm = self.search.confirm
-        if confirm and self.search.algorithm != "grid" and confirm.top_k > self.search.num_samples:
-            yield "search.confirm.top_k", (f"{confirm.top_k} is more than the {self.search.num_samples} trials "
-                                           "each strategy gets (search.num_samples): lower it")
-        if self.training.augment.active() and model_family not in ("vision", None):
-            yield "training.augment", "applies to images only: remove it for a text job"
-        if model_family not in ("text", None):
-            for where, value in self.searchables():
-                if where.endswith("hparams.augment_text") and can_be_nonzero(value):
-                    yield where, ("EDA augments the tokens of texts, and this is a vision job: set it to 0 (or "
-                                  "remove it), and use training.augment for images")
-        tasks = DATA_SOURCES.get(self.data.source)().task_names(self.data)  # [] one task; None: cannot tell
-        if getattr(self.model, "head", "linear") == "prototype" and (tasks or self.data.label_columns):
-            yield "model.head", ("the prototype head starts from one task's class means, and this job has several "
-                                 "(data.label_columns): use head: linear for multi-task jobs")
-        problem = metric_problem(self.search.metric, tasks) if tasks is not None else None
-        if problem:
-            yield "search.metric", problem
-        if self.training.task_weights is not None and tasks is not None:
-            if not tasks:
-                yield "training.task_weights", ("weights the tasks of a multi-task job, and this job has one: "
-                                                "list the tasks in data.label_columns, or remove it")
-            else:
-                unknown = [t for t in self.training.task_weights if t not in tasks]
-                if unknown:
-                    yield "training.task_weights", (f"{', '.join(map(repr, unknown))} is not one of the job's "
-                                                    f"tasks {tasks} (data.label_columns)")
-                elif not any(self.training.task_weights.get(t, 1.0) > 0 for t in tasks):
-                    yield "training.task_weights", "every task weighs 0: nothing would train; give one a weight > 0"
-        if self.training.mixed_precision == "fp16" and self.resources.gpus_per_worker == 0:
-            yield "training.mixed_precision", "fp16 needs a GPU: set resources.gpus_per_worker, or use bf16 / no on CPU"
 
     def searchables(self):
         """(field path, value) of every searchable knob and hyperparameter."""

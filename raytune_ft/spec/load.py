@@ -8,10 +8,10 @@ import yaml
 from pydantic import ValidationError
 
 from raytune_ft.cluster.storage import is_uri
-from raytune_ft.data.base import path_exists
+from raytune_ft.data.location import path_exists
 from raytune_ft.errors import SpecError
 from raytune_ft.spec.job import JobSpec
-from raytune_ft.spec.messages import _loc, _message, _section_of_crash
+from raytune_ft.spec.messages import field_path, message, section_of_crash
 
 
 def parse_job(data, source: str = "job spec", *, prepared: bool = False, on_cluster: bool = False) -> JobSpec:
@@ -26,7 +26,7 @@ def parse_job(data, source: str = "job spec", *, prepared: bool = False, on_clus
     except ValidationError as e:
         problems = []
         for err in e.errors():
-            loc, msg = _loc(err["loc"]), _message(err)
+            loc, msg = field_path(err["loc"]), message(err)
             if loc == "(top level)":  # the cross-field rules: "path: message", one per line
                 for line in msg.splitlines():
                     m = re.match(r"^([\w.\[\]]+): (.*)$", line)
@@ -38,7 +38,7 @@ def parse_job(data, source: str = "job spec", *, prepared: bool = False, on_clus
         # A check that could not even run on this value (say a path too long for the OS to look up).
         reason = f"{type(e).__name__}: {e}"
         reason = reason if len(reason) <= 200 else reason[:197] + "..."
-        raise SpecError(source, [(_section_of_crash(data), f"cannot be checked ({reason}); fix this section")]) from None
+        raise SpecError(source, [(section_of_crash(data), f"cannot be checked ({reason}); fix this section")]) from None
 
 
 def load_job(path, *, on_cluster: bool = False) -> JobSpec:
@@ -55,14 +55,11 @@ def load_job(path, *, on_cluster: bool = False) -> JobSpec:
     # A relative data path may be given from the working directory or from the spec's folder.
     data_section = data.get("data") if isinstance(data, dict) else None
     if isinstance(data_section, dict):
-        for split in ("train", "validation", "test"):
-            value = data_section.get(split)
+        fisher = data_section.get("fisher_source")  # EWC's source-task samples (raytune_ft/ewc/), the same way
+        for section, key in [(data_section, split) for split in ("train", "validation", "test")] + \
+                ([(fisher, "path")] if isinstance(fisher, dict) else []):
+            value = section.get(key)
             if isinstance(value, str) and not is_uri(value) and not Path(value).is_absolute() \
                     and not path_exists(Path(value)) and path_exists(path.parent / value):
-                data_section[split] = str((path.parent / value).resolve())
-        fisher = data_section.get("fisher_source")  # EWC's source-task samples (raytune_ft/ewc.py), the same way
-        value = fisher.get("path") if isinstance(fisher, dict) else None
-        if isinstance(value, str) and not is_uri(value) and not Path(value).is_absolute() \
-                and not path_exists(Path(value)) and path_exists(path.parent / value):
-            fisher["path"] = str((path.parent / value).resolve())
+                section[key] = str((path.parent / value).resolve())
     return parse_job(data, str(path), on_cluster=on_cluster)

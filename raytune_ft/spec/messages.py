@@ -22,7 +22,7 @@ def _is_tag(loc: tuple, i: int) -> bool:
     return (i == place and isinstance(loc[i], str) and loc[i] in registry) or "[" in str(loc[i])
 
 
-def _loc(loc: tuple) -> str:
+def field_path(loc: tuple) -> str:
     out = ""
     for i, part in enumerate(loc):
         if isinstance(part, int):
@@ -75,7 +75,7 @@ def _short(value, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _message(err: dict) -> str:
+def message(err: dict) -> str:
     kind, msg = err["type"], err["msg"]
     if kind == "extra_forbidden":
         return _unknown_field(err)
@@ -97,7 +97,7 @@ def _message(err: dict) -> str:
     return msg
 
 
-def _section_of_crash(data: dict) -> str:
+def section_of_crash(data: dict) -> str:
     """The top-level field whose validation raised an unexpected exception (a validator bug)."""
     for name, field in JobSpec.model_fields.items():
         if name in data:

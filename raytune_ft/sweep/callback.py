@@ -27,7 +27,7 @@ from ray.tune import Callback
 from raytune_ft.files import write_text
 from raytune_ft.layout import RunLayout
 from raytune_ft.results.progress import Tally, summary_line
-from raytune_ft.results.confirm import strategy_table
+from raytune_ft.analysis.confirm import strategy_table
 from raytune_ft.results.tables import epoch_rows, error_reason, trial_row, write_table
 from raytune_ft.sweep.ray_setup import free_placement_group
 from raytune_ft.sweep.records import EventLog, TrialRecord, with_epoch
@@ -37,7 +37,7 @@ from raytune_ft.sweep.space import trial_settings
 EPOCH_KEYS = ("epoch", "train_loss", "val_loss", "val_accuracy", "val_f1", "trainable_params", "total_params",
               "samples_per_sec", "train_seconds", "first_step_s", "peak_memory_mb", "checkpoint_path", "pg_id",
               "lr", "resumes", "eval_seconds", "checkpoint_seconds", "data_load_s", "world_size",
-              "distributed_type", "node_id", "stop_reason", "test_accuracy", "test_f1", "test_loss")
+              "distributed_type", "node_id", "stop_reason", "test_accuracy", "test_f1", "test_loss", "test_samples")
 
 
 def task_scores(result: dict) -> dict:
@@ -194,9 +194,9 @@ class SweepCallback(Callback):
         self.unwritten = True
 
     def _end(self, trial, rec: TrialRecord) -> None:
-        rec.ended = time.monotonic()
+        rec.ended, rec.ended_at = time.monotonic(), time.time()
         self.log.append({"event": "end", "trial": trial.trial_id, "status": rec.status, "error": rec.error,
-                         "wall_seconds": rec.wall_seconds()})
+                         "wall_seconds": rec.wall_seconds(), "ended_at": rec.ended_at})
         if rec.stage == self.stage:
             self.tally.end(trial.trial_id, rec)
         self.unwritten = self.ended_unwritten = True
@@ -228,7 +228,8 @@ class SweepCallback(Callback):
                           seed=rec.seed, status=rec.status, history=rec.history, metric=self.metric, mode=self.mode,
                           wall_seconds=rec.wall_seconds(), error=rec.error, stage=rec.stage,
                           train_size=rec.train_size or self.train_size, source_trial_id=rec.source_trial_id,
-                          resumes=max((m.get("resumes", 0) for m in rec.history), default=0))
+                          resumes=max((m.get("resumes", 0) for m in rec.history), default=0),
+                          started_at=rec.started_at, ended_at=rec.ended_at, run_dir=self.layout.root)
                 for tid, rec in self.records.items() if rec.status != "running"]
 
     def write_tables(self) -> list[dict]:

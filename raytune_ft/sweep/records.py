@@ -8,7 +8,7 @@ drivers read on a resume) and the Parquet tables are compactions of it, written 
 
     {"event": "trial", "trial": id, "record": {...}}      a trial's whole record (TrialRecord.to_json)
     {"event": "epoch", "trial": id, "metrics": {...}, "wall_seconds": s}
-    {"event": "end", "trial": id, "status": s, "error": text, "wall_seconds": s}
+    {"event": "end", "trial": id, "status": s, "error": text, "wall_seconds": s, "ended_at": t}
     {"event": "drop", "trial": id}                         a record forgotten
 
 A compaction of the log itself (`EventLog.rewrite`) leaves one `trial` line per record.
@@ -40,6 +40,8 @@ class TrialRecord:
     done_before: bool = False  # it had ended before the sweep was resumed: its record is final
     started: float = field(default_factory=time.monotonic)
     ended: Optional[float] = None
+    started_at: float = field(default_factory=time.time)  # wall clock (epoch seconds): the tables' timestamps
+    ended_at: Optional[float] = None
 
     def wall_seconds(self, now: Optional[float] = None) -> float:
         return self.wall_before + (self.ended or now or time.monotonic()) - self.started
@@ -47,13 +49,15 @@ class TrialRecord:
     def to_json(self) -> dict:
         return {"strategy": self.strategy, "history": self.history, "status": self.status, "error": self.error,
                 "seed": self.seed, "wall_seconds": self.wall_seconds(), "stage": self.stage,
-                "train_size": self.train_size, "source_trial_id": self.source_trial_id}
+                "train_size": self.train_size, "source_trial_id": self.source_trial_id,
+                "started_at": self.started_at, "ended_at": self.ended_at}
 
     @classmethod
     def from_json(cls, d: dict) -> "TrialRecord":
         rec = cls(strategy=d["strategy"], history=d["history"], status=d["status"], error=d["error"],
                   seed=d.get("seed"), wall_before=d["wall_seconds"], stage=d.get("stage", "search"),
                   train_size=d.get("train_size"), source_trial_id=d.get("source_trial_id"))
+        rec.started_at, rec.ended_at = d.get("started_at") or rec.started_at, d.get("ended_at")
         if rec.status != "running":
             rec.ended, rec.done_before = rec.started, True
         return rec
@@ -121,7 +125,7 @@ def fold(events: Iterable[dict]) -> dict[str, dict]:
             if kind == "epoch":
                 rec["history"] = with_epoch(rec["history"], e["metrics"])
             else:  # end
-                rec["status"], rec["error"] = e["status"], e["error"]
+                rec["status"], rec["error"], rec["ended_at"] = e["status"], e["error"], e.get("ended_at")
             rec["wall_seconds"] = e["wall_seconds"]
     return records
 

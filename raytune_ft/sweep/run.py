@@ -1,29 +1,22 @@
-"""The sweep: prepare the data once, pre-flight, start Ray, run the Tuner, write the tables, evaluate
-each strategy's best trial on the test split.
+"""The sweep, start to end: the data prepared once, a pre-flight, Ray started, the search stage, the
+confirm stage (search.confirm), the tables, each strategy's best trial on the test split.
 
     run_sweep(job, run_dir)     # raytune-ft run / resume call this
+
+Each step does its own work elsewhere: sweep/prepare.py (the data, EWC's Fisher, provenance),
+sweep/preflight.py, sweep/ray_setup.py, sweep/driver.py (the stages). This function only orders them.
 """
 from __future__ import annotations
 
-import os
-import time
 from pathlib import Path
 from typing import Callable, Optional
 
-from raytune_ft import provenance
-from raytune_ft.cluster import storage
+from raytune_ft.data import load_meta
 from raytune_ft.errors import InputError
 from raytune_ft.layout import RunLayout
-from raytune_ft.results.curves import write_curves
-from raytune_ft.sweep.callback import SweepCallback
-from raytune_ft.sweep.confirm import confirm_candidates, confirm_tuner
 from raytune_ft.sweep.preflight import preflight
-from raytune_ft.sweep.ray_setup import (concurrency, driver_resources, init_ray, local_resources, quiet_libraries,
-                                        wait_for_release)
-from raytune_ft.sweep.records import load_sweep_state
-from raytune_ft.sweep.schedulers import make_scheduler
-from raytune_ft.sweep.space import tune_param_space
-from raytune_ft.sweep.trial import trial_driver
+from raytune_ft.sweep.prepare import prepare_run
+from raytune_ft.sweep.ray_setup import concurrency, init_ray, local_resources, quiet_libraries
 
 
 def run_sweep(job, run_dir: Path, *, address: Optional[str] = None, verbose: bool = False,
@@ -35,13 +28,9 @@ def run_sweep(job, run_dir: Path, *, address: Optional[str] = None, verbose: boo
     they are, trials that were running go on from their last epoch, the others start.
     """
     quiet_libraries(verbose)  # before anything here loads a tokenizer or a model
-    from ray import tune
+    from raytune_ft.sweep.driver import SweepDriver  # Ray Tune's modules: heavy
 
-    from raytune_ft.data import load_meta, prepare_data
-
-    run_dir = run_dir.resolve()
-    layout = RunLayout(run_dir)
-    t0 = time.monotonic()
+    layout = RunLayout(run_dir.resolve())
     if address is None:  # the local cluster will hold this machine's CPUs / GPUs: a trial too big is refused now
         concurrency(job, local_resources(num_cpus), local=True)
     if resume and layout.data_meta.exists():
@@ -49,70 +38,17 @@ def run_sweep(job, run_dir: Path, *, address: Optional[str] = None, verbose: boo
     else:
         if address is not None:  # on a cluster, its free CPUs decode the data; the driver only writes it
             init_ray(address, verbose, num_cpus)
-        try:
-            meta = prepare_data(job, layout.data, on_cluster=address is not None)
-        except (ValueError, OSError) as e:
-            raise InputError(str(e)) from e
-        printer(f"data prepared once in {time.monotonic() - t0:.1f}s: "
-                + ", ".join(f"{s} {v['samples']}" for s, v in meta["splits"].items()) + f", {len(meta['classes'])} classes")
-        from raytune_ft import ewc
-
-        if ewc.wanted(job):  # EWC: which samples its Fisher information came from
-            printer(ewc.describe(meta["fisher"]))
-        # what made this run (versions, commit, hashes of data and weights, the spec): a file, and every table's metadata
-        provenance.write(run_dir, provenance.collect(job))
-        storage.sync_up(layout.data)  # workers on other nodes read it from the run's URI, if any
+        meta = prepare_run(job, layout, on_cluster=address is not None, printer=printer)
     preflight(job, layout.data)
     subsets = train_subsets(job, meta)
     init_ray(address, verbose, num_cpus)
-    n_concurrent = concurrency(job, local=address is None)
-    records = load_sweep_state(run_dir) if resume else {}
-    n_search = job.search.num_samples * len(job.strategies) * max(1, len(subsets))
-    callback = SweepCallback(job, layout, printer, records=records, concurrency=n_concurrent, on_update=on_update,
-                             train_size=meta["splits"]["train"]["samples"], total=n_search)
-    if resume:  # the event log as one line per trial; sweep_state.json (trial drivers read it) and the tables from it
-        callback.compact()
-    trainable = tune.with_parameters(
-        tune.with_resources(trial_driver, driver_resources()),
-        job=job.resolved(), data_dir=str(layout.data), run_dir=str(run_dir))
-    callbacks = [callback, *tracking_callbacks(job, run_dir)]
-    confirming = resume and tune.Tuner.can_restore(str(layout.confirm_tune))  # the search had ended
-    if not confirming:
-        finished = {tid: rec.history for tid, rec in records.items() if rec.status != "running"}
-        if resume and tune.Tuner.can_restore(str(layout.tune)):
-            tuner = _restore(layout.tune, trainable, callbacks, make_scheduler(job, replay=finished))
-            printer(f"resuming: {len(finished)} trial(s) had ended, "
-                    f"{sum(r.status == 'running' for r in records.values())} were running; {n_concurrent} at a time")
-        else:
-            if resume:
-                printer("resuming: Tune saved no state before the driver stopped; the sweep starts over in this folder")
-                callback.start_over()
-            tuner = _new_tuner(job, trainable, make_scheduler(job), callbacks, run_dir, n_concurrent, subsets)
-            sizes = f" x {len(subsets)} train sizes ({', '.join(map(size_label, subsets))})" if subsets else ""
-            printer(f"sweep: {len(job.strategies)} strategies x {job.search.num_samples} samples{sizes}, search "
-                    f"{job.search.algorithm}, scheduler {job.search.scheduler.name}, {n_concurrent} trial(s) at a time")
-        tuner.fit()
-        callback.compact()
-        wait_for_release(callback.pg_ids - {""})
+    sweep = SweepDriver(job, layout, meta, subsets, printer, resume=resume, local=address is None,
+                        on_update=on_update)
+    if not sweep.confirming:  # (resumed in the confirm stage: the search had ended)
+        sweep.search()
     if job.search.confirm:
-        candidates = confirm_candidates(job, callback.records, {s["size"]: s for s in subsets})
-        callback.begin_stage("confirm", len(candidates) * job.search.confirm.seeds)
-        if confirming:
-            tuner = _restore(layout.confirm_tune, trainable, callbacks, None)
-            printer("resuming the confirm stage")
-        else:
-            tuner = confirm_tuner(job, trainable, candidates, callbacks, run_dir, n_concurrent)
-            printer(f"confirm: {len(candidates)} configuration(s) (top {job.search.confirm.top_k} per strategy) x "
-                    f"{job.search.confirm.seeds} fresh seeds, every epoch, scored on the test split"
-                    + (f" (held out from train: {meta['test_held_out']} samples, stratified)"
-                       if meta.get("test_held_out") else ""))
-        tuner.fit()
-    rows = callback.compact()
-    wait_for_release(callback.pg_ids - {""})
-    if rows:
-        add_test_metrics(run_dir, job.search.mode, printer)
-        write_curves(run_dir, rows, job.search.mode, job.search.metric)
-    return rows
+        sweep.confirm()
+    return sweep.finish()
 
 
 def train_subsets(job, meta: dict) -> list[dict]:
@@ -130,83 +66,3 @@ def train_subsets(job, meta: dict) -> list[dict]:
     except ValueError as e:
         raise InputError(str(e)) from None
     return [s.model_dump() for s in subsets]
-
-
-def size_label(subset: dict) -> str:
-    from raytune_ft.data.subsets import TrainSubset
-
-    return TrainSubset(**subset).label()
-
-
-def _restore(tune_dir: Path, trainable, callbacks: list, scheduler):
-    """A Tuner from its saved experiment. Tune restores its trials and search state, not our callback nor
-    the scheduler's rungs: ours are put back (records from the event log, rungs replayed)."""
-    from ray import tune
-
-    tuner = tune.Tuner.restore(str(tune_dir), trainable, resume_unfinished=True, resume_errored=False)
-    tuner._local_tuner.get_run_config().callbacks = callbacks
-    if scheduler is not None:
-        tuner._local_tuner._tune_config.scheduler = scheduler
-    return tuner
-
-
-def _new_tuner(job, trainable, scheduler, callbacks: list, run_dir: Path, n_concurrent: int, subsets: list[dict]):
-    from ray import tune
-
-    from raytune_ft.sweep.search import make_search
-
-    # each trial gets its own seed; optuna: one study per strategy (and size), num_samples trials each (search.py)
-    search_alg, num_samples = make_search(job, n_concurrent, subsets)
-    return tune.Tuner(
-        trainable,
-        param_space={} if job.search.algorithm == "optuna" else tune_param_space(job, subsets),
-        tune_config=tune.TuneConfig(
-            metric=job.search.metric, mode=job.search.mode, num_samples=num_samples,
-            scheduler=scheduler, search_alg=search_alg),  # it limits concurrency itself (n_concurrent)
-        run_config=tune.RunConfig(
-            name=RunLayout(run_dir).tune.name, storage_path=str(RunLayout(run_dir).ray), callbacks=callbacks,
-            verbose=0, failure_config=tune.FailureConfig(max_failures=0, fail_fast=False)),
-    )
-
-
-def tracking_callbacks(job, run_dir: Path) -> list:
-    """Tune's own logger callbacks for MLflow and TensorBoard, when the spec switches them on."""
-    tracking = getattr(job, "tracking", None)
-    out = []
-    if tracking is None:
-        return out
-    if tracking.mlflow:
-        from ray.air.integrations.mlflow import MLflowLoggerCallback
-
-        uri = tracking.mlflow_uri
-        if uri is None:  # a file store inside the run folder; MLflow 3 asks for this opt-in to keep one
-            os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
-            uri = (run_dir / "mlruns").as_uri()
-        out.append(MLflowLoggerCallback(tracking_uri=uri, experiment_name=tracking.mlflow_experiment or job.name,
-                                        save_artifact=False))
-    if tracking.tensorboard:
-        from ray.tune.logger import TBXLoggerCallback
-
-        out.append(TBXLoggerCallback())
-    return out
-
-
-def add_test_metrics(run_dir: Path, mode: str, printer: Callable[[str], None] = print) -> None:
-    """Evaluate each strategy's best search trial on the test split; add test_* columns to strategies.parquet.
-    With several train sizes, the best trials of the largest (the per-class reports are of that size)."""
-    from raytune_ft.results.evaluation import evaluate_best_trials, summary, test_columns
-    from raytune_ft.results.tables import read_table, write_table
-
-    layout = RunLayout(run_dir)
-    table = read_table(layout.strategies)
-    largest = max((r.get("train_size") or 0 for r in table), default=0)
-    at_largest = [r for r in table if (r.get("train_size") or 0) == largest]
-    reports = evaluate_best_trials(run_dir, at_largest, read_table(layout.trials), printer)
-    if not reports:
-        return
-    for row in at_largest:
-        row.update(test_columns(reports.get(row["strategy"], {})))
-    write_table(table, layout.strategies)
-    printer("test split, best trial of each strategy: " + ", ".join(
-        summary(k, v) for k, v in reports.items())
-        + f"  (reports in {run_dir / 'reports'})")

@@ -1,7 +1,7 @@
-"""One trial as a recipe (torchtune's shape): `setup` builds the data, model, optimizer and schedule;
-`run` trains epoch by epoch, each ending with `validate` and one checkpoint + report (`save`).
-A trial started again (its worker group restarted, or the sweep resumed) `restore`s the latest
-checkpoint first and goes on from the next epoch.
+"""One trial as a recipe (torchtune's shape): `setup` builds the data (trial_data.py), model, optimizer,
+schedule and the loss's penalties (penalties.py); `run` trains epoch by epoch, each ending with
+`validate` and one checkpoint + report (`save`). A trial started again (its worker group restarted,
+or the sweep resumed) `restore`s the latest checkpoint first and goes on from the next epoch.
 """
 from __future__ import annotations
 
@@ -11,12 +11,6 @@ import time
 from pathlib import Path
 from typing import Callable, Optional
 
-from raytune_ft.cluster import storage
-from raytune_ft.data import load_meta, load_split
-from raytune_ft.data.store import subset
-from raytune_ft.data.images import ImageRecipe
-from raytune_ft.data.text_augment import TextAugment
-from raytune_ft.ewc import ewc_penalty, load_fisher
 from raytune_ft.metric import sign
 from raytune_ft.train.checkpoint import LocalCheckpoints, RayCheckpoints, read_resume_state, write_checkpoint
 from raytune_ft.train.config import TrialConfig
@@ -25,7 +19,9 @@ from raytune_ft.train.faults import Faults
 from raytune_ft.train.model import build_trial_model
 from raytune_ft.train.optim import (build_optimizer, class_weights, head_lr, lr_schedule, set_lr, set_scales,
                                     trainable_now)
-from raytune_ft.train.tasks import Tasks, score_of
+from raytune_ft.train.penalties import Penalties
+from raytune_ft.train.tasks import score_of
+from raytune_ft.train.trial_data import load_trial_data
 
 SCORES = {"val_accuracy": "accuracy", "val_f1": "f1", "val_loss": "loss"}  # metric -> evaluate()'s key
 
@@ -63,30 +59,27 @@ class TrialRecipe:
             cpu=config.resources.gpus_per_worker == 0)
         set_seed(config.seed)
         self.faults.on_start()
-        self._setup_data()
+        data = load_trial_data(config, accelerator.num_processes)
+        self.meta, self.tasks, self.text_augment = data.meta, data.tasks, data.text_augment
+        self.train_samples, self.data_load_s = data.train_samples, data.load_seconds
         self.saved = self._saved()  # read before the model is built: a resumed trial's head is its trained one
         prototypes = config.model.get("head") == "prototype" and self.saved is None
         self.model, self.strategy, self.strategy_cfg = build_trial_model(
-            config.model, config.strategy, self.hp.head_dropout, self.tasks.outputs, total_steps=self.total_steps,
-            head_init=self._init_prototypes if prototypes else None, drop_path_rate=self.hp.drop_path_rate,
-            batches=self._init_batches if self.saved is None else None)
-        self.train_set = None  # only the prototypes read it whole
+            config.model, config.strategy, self.hp.head_dropout, self.tasks.outputs, total_steps=data.total_steps,
+            head_init=(lambda model: self._init_prototypes(model, data.train_set)) if prototypes else None,
+            drop_path_rate=self.hp.drop_path_rate,
+            batches=(lambda: self._init_batches(data.train_set)) if self.saved is None else None)
         self.total_params = sum(p.numel() for p in self.model.parameters())
         self.optimizer = build_optimizer(self.model, self.strategy, self.strategy_cfg, self.hp, training)
         self.model, self.optimizer, self.train_loader, self.val_loader = accelerator.prepare(
-            self.model, self.optimizer, self.train_loader, self.val_loader)
-        if self.test_loader is not None:
-            self.test_loader = accelerator.prepare(self.test_loader)
-        self.schedule = lr_schedule(training.schedule, self.total_steps, self.hp.warmup_ratio, self.steps_per_epoch,
+            self.model, self.optimizer, data.train_loader, data.val_loader)
+        self.test_loader = accelerator.prepare(data.test_loader) if data.test_loader is not None else None
+        self.schedule = lr_schedule(training.schedule, data.total_steps, self.hp.warmup_ratio, data.steps_per_epoch,
                                     training.step_every_epochs, training.step_gamma)
         self.plain = accelerator.unwrap_model(self.model)
-        self.params = dict(self.plain.named_parameters())
-        self.class_weights = [class_weights(counts).to(accelerator.device) for counts in self.train_counts] \
+        self.class_weights = [class_weights(counts).to(accelerator.device) for counts in data.train_counts] \
             if training.class_weighted_loss else None  # one per task
-        # L2-SP and EWC: the pretrained values of the backbone weights that train; EWC's Fisher of each
-        self.anchors = {n: p.detach().clone() for n, p in self.params.items()
-                        if p.requires_grad and not n.startswith("head.")} if self.hp.l2sp > 0 or self.hp.ewc > 0 else {}
-        self.fisher = load_fisher(config.data_dir, self.anchors) if self.hp.ewc > 0 else {}
+        self.penalties = Penalties(self.strategy, self.plain, self.hp, config.data_dir)  # taken before any step
         self.where = {}  # the node and placement group, under Ray
         if self.in_ray:
             import ray
@@ -96,43 +89,7 @@ class TrialRecipe:
             self.where = {"pg_id": pg.id.hex() if pg else "",  # lets the driver free it when Tune stops the trial
                           "node_id": ray.get_runtime_context().get_node_id()}
 
-    def _setup_data(self) -> None:
-        import torch
-
-        config, training, accelerator = self.config, self.training, self.accelerator
-        load_start = time.perf_counter()
-        storage.ensure_local(config.data_dir)  # a node without the prepared data gets it from the run's URI
-        self.meta = load_meta(config.data_dir)
-        self.tasks = Tasks.from_meta(self.meta, training.task_weights)  # one, or several sharing the backbone
-        train_set, val_set = load_split(config.data_dir, "train"), load_split(config.data_dir, "validation")
-        if config.train_subset:  # a data-size curve's point: nested, stratified, the same for every trial
-            # (several tasks: stratified on the first)
-            labels = self.tasks.stratify_on(train_set["labels"]).numpy()
-            train_set = subset(train_set, config.train_subset.indices(labels))
-        self.train_set = train_set
-        self.train_counts = self.tasks.class_counts(train_set["labels"])  # each task's
-        self.train_samples = len(train_set["labels"])
-        self.data_load_s = time.perf_counter() - load_start  # prepared once per job, before any trial
-        batch_size = int(self.hp.batch_size)
-        per_process = math.ceil(self.train_samples / accelerator.num_processes)
-        batches = per_process // batch_size if per_process > batch_size else 1
-        self.steps_per_epoch = math.ceil(batches / training.grad_accum_steps)
-        self.total_steps = self.steps_per_epoch * training.epochs
-        augment = ImageRecipe.from_meta(self.meta, train_set["pixel_values"].shape[-1]).train_transform(
-            training.augment.model_dump()) if "pixel_values" in train_set else None
-        self.text_augment = TextAugment.for_trial(config, train_set)  # EDA on tokens; None when off
-        self.train_loader = torch.utils.data.DataLoader(
-            TensorDict(train_set, augment, self.text_augment), batch_size=batch_size, shuffle=True,
-            generator=torch.Generator().manual_seed(config.seed),
-            # a last batch of 1 sample breaks BatchNorm in train mode (1x1 feature maps): drop the remainder
-            drop_last=per_process > batch_size)
-        self.val_loader = torch.utils.data.DataLoader(TensorDict(val_set), batch_size=training.eval_batch_size)
-        # the confirm stage scores the test split at each epoch better than all before (the best-validation one)
-        self.test_loader = torch.utils.data.DataLoader(
-            TensorDict(load_split(config.data_dir, "test")), batch_size=training.eval_batch_size) \
-            if config.stage == "confirm" else None
-
-    def _init_prototypes(self, model) -> None:
+    def _init_prototypes(self, model, train_set) -> None:
         """A prototype head's start: each class's mean normalised feature of the pretrained backbone (eval
         mode: BatchNorm's running statistics, no dropout) over this trial's training samples, without
         augmentation. Every worker computes it over all of them, so all start the same."""
@@ -141,18 +98,18 @@ class TrialRecipe:
         from raytune_ft.models.heads import class_features
 
         device = self.accelerator.device
-        loader = torch.utils.data.DataLoader(TensorDict(self.train_set), batch_size=self.training.eval_batch_size)
+        loader = torch.utils.data.DataLoader(TensorDict(train_set), batch_size=self.training.eval_batch_size)
         model.to(device)
         features, labels = class_features(model, ((model_inputs(b, self.meta, device), b["labels"]) for b in loader))
         model.to("cpu")
         model.head.set_prototypes(features, labels)
 
-    def _init_batches(self, n: int = 8):
+    def _init_batches(self, train_set, n: int = 8):
         """Model inputs (on the CPU, where the model is built) of up to n shuffled training batches, seeded: what
         a strategy that starts from the data reads (Strategy.init_from_data)."""
         import torch
 
-        loader = torch.utils.data.DataLoader(TensorDict(self.train_set), batch_size=int(self.hp.batch_size),
+        loader = torch.utils.data.DataLoader(TensorDict(train_set), batch_size=int(self.hp.batch_size),
                                              shuffle=True, generator=torch.Generator().manual_seed(self.config.seed))
         return [model_inputs(b, self.meta, torch.device("cpu")) for b, _ in zip(loader, range(n))]
 
@@ -239,18 +196,6 @@ class TrialRecipe:
         totals = acc.reduce(torch.tensor([loss_sum, float(seen)], device=acc.device), "sum")
         return float(totals[0]) / max(1, int(totals[1])), int(totals[1]), seconds
 
-    def penalties(self):
-        """What is added to the loss: the strategy's own term (AdaLoRA's orthogonal regulariser), L2-SP and EWC."""
-        total = 0.0
-        term = self.strategy.penalty(self.plain)
-        if term is not None:
-            total = total + term
-        if self.anchors and self.hp.l2sp > 0:
-            total = total + self.hp.l2sp / 2 * sum(((self.params[n] - a) ** 2).sum() for n, a in self.anchors.items())
-        if self.fisher:
-            total = total + ewc_penalty(self.params, self.anchors, self.fisher, self.hp.ewc)
-        return total
-
     def validate(self, loader=None) -> dict:
         return evaluate(self.model, loader or self.val_loader, self.meta, self.accelerator.device,
                         len(self.meta["classes"]), mixed_precision=self.training.mixed_precision,
@@ -293,6 +238,7 @@ class TrialRecipe:
             }
             if tested:  # this is the trial's best-validation epoch so far: its test scores are the trial's
                 metrics.update(test_accuracy=tested["accuracy"], test_f1=tested["f1"], test_loss=tested["loss"],
+                               test_samples=self.meta["splits"]["test"]["samples"],
                                **self.tasks.report(tested, "test"))
             if training.patience and epoch - self.best_epoch >= training.patience and epoch < training.epochs:
                 metrics["stop_reason"] = "patience"  # no better validation score for `patience` epochs: the

@@ -1,61 +1,20 @@
-"""A data source reads raw samples and labels per split; `prepare.py` turns them into tensors once.
-
-Bad input is an `InputError` that names the file (and the row or line) and says how to fix it:
-the job refuses to start rather than train on part of the data.
+"""The data spec's shared bases: `DataConfig` (every source's fields: classes, hold-outs, sizes, multi-task,
+EWC's Fisher samples) and `FileSplitsConfig` (sources that read one file or folder per split). Their
+rules are checked when a spec is parsed: each broken one is a message that says how to fix it.
 """
 from __future__ import annotations
 
-import math
-import numbers
-import re
 from pathlib import Path
-from typing import Any, ClassVar, Iterator, Literal, Optional, Union
+from typing import ClassVar, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from raytune_ft.data import location
-from raytune_ft.data.fisher import FisherSource
+from raytune_ft.data.labels import label_name
 from raytune_ft.data.subsets import Shots, SizeEntry
-from raytune_ft.errors import InputError  # noqa: F401  (raised here, caught once in the CLI)
-from raytune_ft.registry import Registry
+from raytune_ft.ewc.config import FisherSource
 
 SPLITS = ("train", "validation", "test")
-
-
-
-
-_NUMBER_TEXT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
-
-
-def label_name(label) -> str:
-    """A label as the name of its class; ValueError (the reason) for a label that names no class.
-
-    A class is a name or a whole number, whatever the column's type: 1, 1.0 and the text "1.0" are
-    all class "1" (a Parquet float column, a CSV cell). Text that is not a number stays as written
-    ("007" is "007"). Missing (None, empty text, NaN) and fractional (1.5) labels are errors.
-    """
-    if isinstance(label, str):
-        text = label.strip()
-        if not text:
-            raise ValueError("the label is empty; fill it in or drop the row")
-        if text.lower() == "nan":
-            raise ValueError("the label is missing (NaN); fill it in or drop the row")
-        if not _NUMBER_TEXT.fullmatch(text) or not any(c in text for c in ".eE"):
-            return label  # a name, or an integer as written
-        label = float(text)
-    if label is None:
-        raise ValueError("the label is empty; fill it in or drop the row")
-    if isinstance(label, bool) or not isinstance(label, numbers.Real):
-        return str(label)
-    if isinstance(label, numbers.Integral):
-        return str(int(label))
-    value = float(label)
-    if math.isnan(value):
-        raise ValueError("the label is missing (NaN); fill it in or drop the row")
-    if not value.is_integer():
-        raise ValueError(f"label {value!r} is not a class: a class label is a name or a whole number "
-                         "(1.0 counts as 1); fix the row or drop it")
-    return str(int(value))
 
 
 class DataConfig(BaseModel):
@@ -82,7 +41,7 @@ class DataConfig(BaseModel):
     fisher_source: Optional[FisherSource] = Field(
         None, description="EWC (hparams.ewc) only: the samples its Fisher information is estimated on: "
         "{split: train | validation | test} of this job's data, or {path: ...}, a file or folder of the source "
-        "task in this source's format and columns; default: the train split (raytune_ft/ewc.py)")
+        "task in this source's format and columns; default: the train split (raytune_ft/ewc/)")
     fisher_samples: int = Field(
         256, ge=1, le=100_000, description="EWC only: samples of the Fisher estimate, drawn at random "
         "(one backward pass each, once per job, on the driver's CPU)")
@@ -183,13 +142,6 @@ class DataConfig(BaseModel):
                 if location.in_bucket(where) or location.kind(where) is None]
 
 
-def path_exists(path: Path) -> bool:
-    """Whether path exists; a path the OS cannot even look up (too long, a NUL byte) counts as missing."""
-    try:
-        return path.exists()
-    except (OSError, ValueError):
-        return False
-
 
 class FileSplitsConfig(DataConfig):
     """Sources that read one file or folder per split: a path, or a URI (s3://, gs://, file://).
@@ -276,179 +228,3 @@ class FileSplitsConfig(DataConfig):
     def location_problems(self) -> list[tuple[str, str]]:
         found = ((split, self.split_problem(split, where)) for split, where in self.locations().items())
         return [(split, problem) for split, problem in found if problem]
-
-
-class DataSource:
-    name: ClassVar[str]
-    family: ClassVar[str]  # "vision" | "text"
-    Config: ClassVar[type[DataConfig]]
-
-    def index(self, config: DataConfig) -> dict[str, tuple[list[Any], list[Any]]]:
-        """{split: (refs, labels)}: a cheap reference to each sample (a file, a row; a text itself) and its
-        label, nothing decoded yet, so that hold-outs and subsets are chosen before any image is read."""
-        raise NotImplementedError
-
-    def decode(self, config: DataConfig, refs: list[Any], chunk: int) -> Iterator[list[Any]]:
-        """The samples of `refs` (one split's, in order), `chunk` at a time: images as H x W x C uint8 arrays
-        or PIL images, texts as str. Preparation writes each chunk out before asking for the next."""
-        raise NotImplementedError
-
-    # A slice of `index`'s refs decodes without reading what comes before it: preparation on a cluster
-    # may hand slices to several actors (data/encode.py). False: decoded in the driver, streamed.
-    decodes_in_parts: ClassVar[bool] = True
-
-    def readable_everywhere(self, config: DataConfig) -> bool:
-        """Whether every node of a cluster can read the samples: they are in a bucket (or in the refs
-        themselves, as texts are). False: preparation decodes them on the driver's node (data/encode.py)."""
-        return all(location.in_bucket(where) for where in config.locations().values())
-
-    def family_of(self, config: DataConfig) -> Optional[str]:
-        """"vision" or "text": what this source gives for `config` (None: cannot tell yet)."""
-        return self.family
-
-    def task_names(self, config: DataConfig) -> Optional[list[str]]:
-        """The tasks (data.label_columns), [] for a single-task source; None: cannot tell yet."""
-        return config.task_names()
-
-    def train_labels(self, config: DataConfig) -> Optional[list[Any]]:
-        """The train split's labels if they can be read without decoding the samples (a label column,
-        class folder names), for the checks made before a run folder exists; None where not."""
-        return None
-
-    def locate(self, config: DataConfig, split: str, row: int) -> str:
-        """Where sample `row` of `split` (as `index` listed it) came from, for error messages."""
-        path = getattr(config, split, None)
-        return f"{path} row {row}" if path is not None else f"{self.name} {split} split, sample {row}"
-
-    def describe(self, config: DataConfig, split: str) -> str:
-        """The file or folder of a split, for error messages."""
-        path = getattr(config, split, None)
-        return f"{path} ({split} split)" if path is not None else f"the {split} split of {self.name}"
-
-
-DATA_SOURCES: Registry[type[DataSource]] = Registry("data source")
-
-
-def register_data_source(cls: type[DataSource]) -> type[DataSource]:
-    return DATA_SOURCES.register(cls.name)(cls)
-
-
-# --------------------------------------------------------------------------- tables
-
-def _check_utf8(path: location.Location, data: bytes) -> None:
-    try:
-        data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = data.count(b"\n", 0, e.start) + 1
-        column = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
-        raise InputError(f"{path} line {line}: not UTF-8 text (byte 0x{data[e.start]:02x} at column {column}); "
-                         "save the file as UTF-8") from None
-
-
-# Table formats by suffix. TSV (GLUE's format) is tab-delimited with a header row and no quoting: a
-# field ends at the next tab or line end, so quotes inside a text are kept as they are.
-TABLE_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json", ".parquet")
-_DELIMITED = {".csv": ("CSV", ","), ".tsv": ("TSV", "\t")}
-
-
-def _csv_reader(data: bytes, suffix: str):
-    import csv
-    import io
-
-    text = io.StringIO(data.decode("utf-8-sig"), newline="")
-    if suffix == ".tsv":
-        return csv.reader(text, delimiter="\t", quoting=csv.QUOTE_NONE)
-    return csv.reader(text)
-
-
-def _csv_bad_line(data: bytes, suffix: str = ".csv") -> Optional[str]:
-    """The first line whose field count differs from the header's, as 'line N: ...' (pyarrow does not say)."""
-    import csv
-
-    reader = _csv_reader(data, suffix)
-    try:
-        header = next(reader, None)
-        for row in reader:
-            if header is not None and row and len(row) != len(header):
-                return f"line {reader.line_num}: {len(row)} fields where the header has {len(header)}"
-    except csv.Error as e:
-        return f"line {reader.line_num}: {e}"
-    return None
-
-
-def _jsonl_bad_line(data: bytes) -> Optional[str]:
-    """The first line that is not one JSON object, as 'line N: ...'."""
-    import json
-
-    for number, line in enumerate(data.decode("utf-8-sig").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            value = json.loads(line)
-        except json.JSONDecodeError as e:
-            return f"line {number}: not valid JSON ({e.msg} at column {e.colno})"
-        if not isinstance(value, dict):
-            return f"line {number}: a JSON {type(value).__name__} where each line must be one object " \
-                   '(e.g. {"text": ..., "label": ...})'
-    return None
-
-
-def read_table(path: location.Location, columns: list[str], text_columns: tuple[str, ...] = ()):
-    """CSV, TSV, JSONL or Parquet (a path, or a URI read through pyarrow's filesystems) into a pyarrow
-    Table with `columns`; errors name the file, the line or the column. CSV / TSV cells of
-    `text_columns` stay text (never parsed as numbers)."""
-    import pyarrow as pa
-    import pyarrow.csv as pacsv
-    import pyarrow.json as pajson
-    import pyarrow.parquet as pq
-
-    suffix = location.suffix(path)
-    if suffix not in TABLE_SUFFIXES:
-        raise InputError(f"{path}: unknown table format {suffix!r}; use {', '.join(TABLE_SUFFIXES)}")
-    try:
-        if suffix == ".parquet":
-            source, filesystem = location.parquet_source(path)  # a bucket's object is read through pyarrow.fs
-            if location.kind(path) is None:  # else pyarrow's "not found" would read as a corrupt file
-                raise InputError(f"{path}: no such file (moved or removed since the spec was checked?)")
-            try:
-                _check_columns(path, pq.read_schema(source, filesystem=filesystem).names, columns)
-                table = pq.read_table(source, columns=columns, filesystem=filesystem)  # only these columns are read
-            except (pa.ArrowException, OSError) as e:
-                raise InputError(f"{path}: not a readable Parquet file (truncated or corrupt?): {e}") from None
-        else:
-            data = location.read_bytes(path)
-            _check_utf8(path, data)
-            try:
-                if suffix in _DELIMITED:
-                    _check_columns(path, _csv_header(data, suffix), columns)
-                    delimiter = _DELIMITED[suffix][1]
-                    parse = pacsv.ParseOptions(delimiter=delimiter, quote_char='"' if suffix == ".csv" else False)
-                    options = pacsv.ConvertOptions(include_columns=columns,
-                                                   column_types={c: pa.string() for c in text_columns})
-                    table = pacsv.read_csv(pa.BufferReader(data), parse_options=parse, convert_options=options)
-                else:
-                    table = pajson.read_json(pa.BufferReader(data))
-            except pa.ArrowException as e:
-                where = _csv_bad_line(data, suffix) if suffix in _DELIMITED else _jsonl_bad_line(data)
-                kind = _DELIMITED[suffix][0] if suffix in _DELIMITED else "JSON lines"
-                raise InputError(f"{path} {where}" if where else f"{path}: not a readable {kind} file: {e}") from None
-    except OSError as e:
-        raise InputError(f"{path}: cannot be read ({e.strerror or e})") from None
-    _check_columns(path, table.column_names, columns)
-    return table.select(columns)
-
-
-def _csv_header(data: bytes, suffix: str = ".csv") -> list[str]:
-    import csv
-
-    try:
-        return next(_csv_reader(data, suffix), [])
-    except csv.Error:
-        return []
-
-
-def _check_columns(path: location.Location, have: list[str], want: list[str]) -> None:
-    missing = [c for c in want if c not in have]
-    if missing:
-        raise InputError(f"{path}: no column {', '.join(map(repr, missing))}; "
-                         f"it has {', '.join(map(repr, have)) if have else 'no columns (an empty file?)'}")

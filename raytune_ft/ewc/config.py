@@ -1,4 +1,5 @@
-"""The data spec's `fisher_source`: which samples EWC's Fisher estimate uses (raytune_ft/ewc.py)."""
+"""EWC's spec: `data.fisher_source` (which samples the Fisher estimate uses, `FisherSource`) and whether a
+job wants the Fisher at all (`wanted`: some trial can have ewc > 0)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,7 +7,7 @@ from typing import Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from raytune_ft.data import location
+FISHER_FILE = "fisher.safetensors"
 
 
 class FisherSource(BaseModel):
@@ -23,6 +24,8 @@ class FisherSource(BaseModel):
     @field_validator("path", mode="before")
     @classmethod
     def _location(cls, value):
+        from raytune_ft.data import location  # here, not above: data/config.py imports this module
+
         return value if value is None else location.parse(value)
 
     @model_validator(mode="after")
@@ -33,3 +36,15 @@ class FisherSource(BaseModel):
 
     def describe(self) -> str:
         return f"{self.split} split" if self.split else str(self.path)
+
+
+def wanted(job) -> bool:
+    """Whether some trial of `job` can have ewc > 0 (only then is the Fisher estimated)."""
+    from raytune_ft.searchable import can_be_nonzero
+    from raytune_ft.strategies import STRATEGIES
+
+    for s in job.strategies:
+        value = s.hparams.ewc if s.hparams.ewc is not None else job.search.hparams.ewc
+        if STRATEGIES.get(s.name).trains_backbone and can_be_nonzero(value):  # ewc >= 0: non-zero is > 0
+            return True
+    return False

@@ -10,9 +10,11 @@ each row also gets the strategy's confirmed test score:
   whose mean *validation* score over those seeds is best is its confirmed configuration (chosen on
   validation, so the test split stays a fair judge);
 - its test scores over the seeds give confirm_mean / confirm_std / ci_low / ci_high / confirm_n;
-- strategies are compared pairwise over the seeds they share (stats.comparisons: the difference and
-  its interval, P(A beats B on a fresh seed), a paired p-value, Holm over all pairs), and those that
-  cannot be told apart from the best are `tied_with_best`.
+- strategies are compared pairwise over the seeds they share (stats.comparisons: the difference with an
+  interval that holds for every pair at once, P(A beats B on a fresh seed) with its interval, p-values),
+  and each is placed against the best of the others from those same intervals (stats.versus_best:
+  `standing` "best" / "below" / "not told apart" ..., `vs_best_low` / `vs_best_high`, `seeds_needed`).
+  Test accuracy moves on the grid of the test split (1 / its samples): the spreads are floored there.
 """
 from __future__ import annotations
 
@@ -24,7 +26,8 @@ from raytune_ft.metric import best_first, sign
 from raytune_ft.results.tables import HPARAM_COLUMNS, metric_on_test, strategy_rows
 
 CONFIRM_COLUMNS = ("confirm_mean", "confirm_std", "ci_low", "ci_high", "confirm_n", "confirm_config",
-                   "confirm_trial_id", "confirm_compute_seconds", "tied_with_best")
+                   "confirm_trial_id", "confirm_compute_seconds", "standing", "vs_best_low", "vs_best_high",
+                   "seeds_needed", "claim_seeds")
 
 
 def strategy_table(trials: list[dict], mode: str, metric: str) -> tuple[list[dict], list[dict]]:
@@ -37,7 +40,8 @@ def strategy_table(trials: list[dict], mode: str, metric: str) -> tuple[list[dic
     sizes = sorted({r.get("train_size") for r in search}, key=lambda s: (s is None, s or 0))
     table, comparisons = [], []
     for size in sizes:
-        rows = [{"train_size": size, **r} for r in strategy_rows([t for t in search if t.get("train_size") == size], mode)]
+        rows = [{"train_size": size, "metric": metric, **r}
+                for r in strategy_rows([t for t in search if t.get("train_size") == size], mode)]
         at_size = [t for t in confirm if t.get("train_size") == size]
         if at_size:
             pairs = _confirm_columns(rows, at_size, mode, metric, size)
@@ -54,10 +58,12 @@ def _sort_key(row: dict, mode: str) -> float:
 
 def _confirm_columns(rows: list[dict], confirm: list[dict], mode: str, metric: str, size) -> list[dict]:
     """Fill each row's confirm columns (in place); return the comparisons of this train size."""
-    from raytune_ft.results.stats import comparisons, mean_ci, tied_with_best
+    from raytune_ft.analysis.intervals import mean_ci
+    from raytune_ft.analysis.stats import comparisons, seeds_for_a_claim, versus_best
 
     test_key = metric_on_test(metric)
     scores: dict[str, dict[int, float]] = {}
+    resolution = _resolution(confirm, test_key)
     for row in rows:
         mine = [t for t in confirm if t["strategy"] == row["strategy"]]
         row.update({c: None for c in CONFIRM_COLUMNS})
@@ -70,7 +76,7 @@ def _confirm_columns(rows: list[dict], confirm: list[dict], mode: str, metric: s
         if not values:  # its runs failed, or scored no test split
             continue
         scores[row["strategy"]] = {int(t["seed"]): float(t[test_key]) for t in runs}
-        low, high = mean_ci(values)
+        low, high = mean_ci(values, resolution=resolution)
         row.update(
             confirm_mean=sum(values) / len(values),
             confirm_std=_std(values),
@@ -80,13 +86,24 @@ def _confirm_columns(rows: list[dict], confirm: list[dict], mode: str, metric: s
             confirm_config=json.dumps({k: v for k, v in runs[0].items()
                                        if k in HPARAM_COLUMNS or k.startswith(f"{row['strategy']}.")}),
         )
-    pairs = comparisons(scores, mode=mode, metric=test_key, train_size=size) if len(scores) > 1 else []
-    means = {r["strategy"]: r["confirm_mean"] for r in rows if r["confirm_mean"] is not None}
-    ties = tied_with_best(means, pairs, mode=mode) if means else {}
+    pairs = comparisons(scores, mode=mode, metric=test_key, train_size=size, resolution=resolution) \
+        if len(scores) > 1 else []
+    standings = versus_best(pairs, {r["strategy"]: r["confirm_mean"] for r in rows}, mode=mode)
     for row in rows:
-        if row["strategy"] in ties:
-            row["tied_with_best"] = bool(ties[row["strategy"]])
+        row.update(standings[row["strategy"]], claim_seeds=seeds_for_a_claim(len(scores)) if len(scores) > 1 else None)
     return pairs
+
+
+def _resolution(confirm: list[dict], test_key: str) -> float:
+    """The grid the confirmed test scores move on: from the test split's size, which each confirm trial
+    reports (test_samples), and the number of tasks a multi-task score is the mean of."""
+    from raytune_ft.analysis.intervals import resolution_of
+
+    sizes = [t.get("test_samples") for t in confirm if t.get("test_samples")]
+    if not sizes:
+        return 0.0
+    tasks = sum(1 for k in confirm[0] if k.startswith(f"{test_key}.")) if "." not in test_key else 1
+    return resolution_of(test_key, int(min(sizes)), max(1, tasks))
 
 
 def _chosen_configuration(runs: list[dict], mode: str) -> Optional[str]:

@@ -1,16 +1,16 @@
 """The report's figures on what a strategy gives for a budget and for a data size (matplotlib, drawn off-screen):
 each `plot_*` gives (Figure, caption) or (None, a note saying why there is no figure), as in `figures.py`;
-`trust_report.py` saves them and puts them in the page.
+`trust.py` saves them and puts them in the page.
 """
 from __future__ import annotations
 
 import math
 from typing import TYPE_CHECKING
 
-from raytune_ft.results.figures import _num
+from raytune_ft.report.fmt import num
 
 if TYPE_CHECKING:
-    from raytune_ft.results.report import Run
+    from raytune_ft.report.run import Run
 
 # The data-size axis is logarithmic when the sizes span more than this factor
 LOG_SPAN = 10
@@ -22,7 +22,7 @@ def plot_budget(run: Run, curves: list[dict]):
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
 
-    names = [n for n in run.colors if any(r["strategy"] == n and _num(r.get("expected_best")) is not None
+    names = [n for n in run.colors if any(r["strategy"] == n and num(r.get("expected_best")) is not None
                                           for r in curves)]
     if not names:
         return None, "No budget curve has a point (no strategy has a scored search trial)."
@@ -31,14 +31,14 @@ def plot_budget(run: Run, curves: list[dict]):
     for ax, x, label in ((axes[0], "trials", "search trials"),
                          (axes[1], "compute_seconds", "compute seconds (trials x mean wall seconds per trial)")):
         for name in names:
-            rows = sorted((r for r in curves if r["strategy"] == name and _num(r.get(x)) is not None
-                           and _num(r.get("expected_best")) is not None), key=lambda r: r[x])
+            rows = sorted((r for r in curves if r["strategy"] == name and num(r.get(x)) is not None
+                           and num(r.get("expected_best")) is not None), key=lambda r: r[x])
             if not rows:
                 continue
             xs = [r[x] for r in rows]
             step = {"drawstyle": "steps-post"} if x == "compute_seconds" else {"marker": "o", "markersize": 3}
             ax.plot(xs, [r["expected_best"] for r in rows], color=run.colors[name], linewidth=1.8, **step)
-            banded = [r for r in rows if all(_num(r.get(k)) is not None and math.isfinite(r[k])
+            banded = [r for r in rows if all(num(r.get(k)) is not None and math.isfinite(r[k])
                                              for k in ("band_low", "band_high"))]  # an unbounded metric's is not
             if banded:
                 ax.fill_between([r[x] for r in banded], [r["band_low"] for r in banded],
@@ -62,7 +62,7 @@ def plot_data_size(run: Run, rows: list[dict]):
     """Score ± CI against train size per strategy (log axis when the sizes span more than LOG_SPAN times)."""
     from matplotlib.figure import Figure
 
-    rows = [r for r in rows if _num(r.get("score")) is not None and _num(r.get("train_size")) is not None]
+    rows = [r for r in rows if num(r.get("score")) is not None and num(r.get("train_size")) is not None]
     if not rows:
         return None, "data_size.parquet has no scored row: no data-size figure."
     sizes = sorted({r["train_size"] for r in rows})
@@ -72,7 +72,7 @@ def plot_data_size(run: Run, rows: list[dict]):
         pts = sorted((r for r in rows if r["strategy"] == name), key=lambda r: r["train_size"])
         xs, ys = [r["train_size"] for r in pts], [r["score"] for r in pts]
         ax.plot(xs, ys, color=run.colors[name], marker="o", linewidth=1.8, label=name)
-        ci = [r for r in pts if _num(r.get("ci_low")) is not None and _num(r.get("ci_high")) is not None]
+        ci = [r for r in pts if num(r.get("ci_low")) is not None and num(r.get("ci_high")) is not None]
         if ci:
             below, above = [r["score"] - r["ci_low"] for r in ci], [r["ci_high"] - r["score"] for r in ci]
             ax.errorbar([r["train_size"] for r in ci], [r["score"] for r in ci], yerr=[below, above], fmt="none",

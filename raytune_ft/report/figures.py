@@ -1,38 +1,33 @@
-"""The report's figures (matplotlib, drawn off-screen): each `plot_*` takes the run and gives (Figure, caption),
-or (None, a note saying why there is no figure); `raytune_ft/report.py` saves them as PNG and puts them in the page.
+"""The report's figures of the search (matplotlib, drawn off-screen): each `plot_*` takes the run and gives
+(Figure, caption), or (None, a note saying why there is no figure); report/page.py saves them as PNG and puts
+them in the page. Colour means a strategy (report/run.py PALETTE); a trial's status is shown by greys,
+hatches and marker shapes, never by a colour.
 """
 from __future__ import annotations
 
-import io
 import json
 import math
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from raytune_ft.layout import RunLayout
-from raytune_ft.metric import at_least_as_good, better, sign
+from raytune_ft.metric import sign
+from raytune_ft.report.fmt import fmt, num
 
 if TYPE_CHECKING:
-    from raytune_ft.results.report import Run
+    from raytune_ft.report.run import Run
 
 # stopped_early: the scheduler cut the trial; stopped_patience: the trial ended itself (training.patience)
-STATUS_COLORS = {"completed": "#2ca02c", "stopped_early": "#ff7f0e", "stopped_patience": "#9467bd", "error": "#d62728"}
+STATUS_STYLE = {  # bar styles: greys and hatches only (colours are the strategies')
+    "completed": {"color": "#4d4d4d"},
+    "stopped_early": {"color": "#b3b3b3"},
+    "stopped_patience": {"facecolor": "#e6e6e6", "edgecolor": "#808080", "hatch": "///"},
+    "error": {"facecolor": "white", "edgecolor": "black", "hatch": "xx"},
+}
 STATUS_LABELS = {"completed": "completed", "stopped_early": "stopped early (scheduler)",
                  "stopped_patience": "stopped by patience", "error": "failed"}
 CURVES_PER_STRATEGY = 3
 MPL_STYLE = {"text.parse_math": False, "font.size": 9, "axes.spines.top": False, "axes.spines.right": False,
-             "axes.grid": True, "grid.alpha": 0.3, "figure.dpi": 100}
-
-
-def save_png(fig, path: Path) -> bytes:
-    """Write the figure to path as PNG; return the PNG's bytes (the page embeds them)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
-    FigureCanvasAgg(fig)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    path.write_bytes(buf.getvalue())
-    return buf.getvalue()
+             "axes.grid": True, "grid.alpha": 0.3, "figure.dpi": 100, "hatch.linewidth": 0.6}
 
 
 # ---------------------------------------------------------------- figures: each gives (Figure or None, caption or note)
@@ -62,7 +57,7 @@ def plot_scores(run: Run):
                        facecolors=run.colors[name] if filled else "white",
                        marker="s" if t["status"] == "stopped_patience" else "o")
         if not trials:
-            ax.text(0.01, y, "every trial failed", transform=ax.get_yaxis_transform(), va="center", color="#d62728")
+            ax.text(0.01, y, "every trial failed", transform=ax.get_yaxis_transform(), va="center", color="black")
     nfail = {n: sum(t["status"] == "error" for t in run.trials if t["strategy"] == n) for n in names}
     ax.set_yticks(range(len(names)), [f"{n}\n({len(by_name[n])} scored" + (f", {nfail[n]} failed)" if nfail[n] else ")")
                                       for n in names])
@@ -99,7 +94,7 @@ def plot_curves(run: Run):
         top = run.ranked([t for t in run.trials if t["strategy"] == s["strategy"]])[:CURVES_PER_STRATEGY]
         for rank, t in enumerate(top):
             pts = sorted((e["epoch"], e[run.metric]) for e in run.epochs
-                         if e["trial_id"] == t["trial_id"] and _num(e[run.metric]) is not None)
+                         if e["trial_id"] == t["trial_id"] and num(e[run.metric]) is not None)
             if not pts:
                 continue
             xs, ys = zip(*pts)
@@ -117,82 +112,6 @@ def plot_curves(run: Run):
                f"({run.better} is better); thick line = the strategy's best trial, thin = the runners-up; "
                "a line that ends early is a trial the scheduler stopped, or one that ended by patience.")
     return fig, caption
-
-
-def pareto(points: list[tuple[float, float]], mode: str) -> list[bool]:
-    """For (cost, score) points: True where no other point costs no more and scores at least as well,
-    being strictly better at one of the two."""
-    def dominates(a, b):
-        return a[0] <= b[0] and at_least_as_good(a[1], b[1], mode) and (a[0] < b[0] or better(a[1], b[1], mode))
-
-    return [not any(dominates(q, p) for q in points if q is not p) for p in points]
-
-
-def plot_frontier(run: Run):
-    from matplotlib.figure import Figure
-    from matplotlib.ticker import FuncFormatter
-
-    scored = [s for s in run.strategies if _num(s["best_score"]) is not None]
-    if not scored:
-        return None, "No strategy has a score (every trial failed): no cost/quality frontier."
-    axes_spec = [("trainable_params", "trainable parameters of the best trial (log scale)", True),
-                 ("compute_seconds", "compute: wall seconds of all the strategy's trials", False)]
-    fig = Figure(figsize=(11, 4.6))
-    axes = fig.subplots(1, 2, sharey=True)
-    for ax, (column, label, log) in zip(axes, axes_spec):
-        rows = [s for s in scored if _num(s[column]) is not None and (not log or s[column] > 0)]
-        if not rows:
-            ax.text(0.5, 0.5, f"no {column} recorded", transform=ax.transAxes, ha="center")
-            continue
-        points = [(float(s[column]), float(s["best_score"])) for s in rows]
-        optimal = pareto(points, run.mode)
-        front = sorted(p for p, o in zip(points, optimal) if o)
-        ax.step([p[0] for p in front], [p[1] for p in front], where="post", color="#444", linewidth=1,
-                linestyle="--", zorder=1)
-        for s, (x, y), opt in zip(rows, points, optimal):
-            ax.scatter(x, y, s=90 if opt else 45, color=run.colors[s["strategy"]], zorder=3,
-                       edgecolors="black" if opt else "none", linewidths=1.5, marker="D" if opt else "o")
-        if log:
-            ax.set_xscale("log")
-            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: _count(v, "g").replace(" ", "")))
-        ax.set_xlabel(label)
-        ax.margins(x=0.15, y=0.12)
-        place_labels(ax, [(x, y, s["strategy"], run.colors[s["strategy"]]) for s, (x, y) in zip(rows, points)])
-    axes[0].set_ylabel(f"best {run.metric} ({run.better} is better)" + ("" if sign(run.mode) > 0 else "; axis flipped"))
-    if sign(run.mode) < 0:
-        axes[0].invert_yaxis()  # better is up in both modes, so the frontier always runs to the top left
-    axes[0].scatter([], [], s=90, marker="D", c="lightgrey", edgecolors="black", linewidths=1.5,
-                    label="Pareto-optimal")
-    axes[0].scatter([], [], s=45, c="lightgrey", label="dominated")
-    axes[0].legend(fontsize=8, loc="best", framealpha=0.9)
-    fig.tight_layout()
-    caption = ("Each strategy's best score against what it cost: left, the trainable weights of its best trial; "
-               "right, the compute its whole search used. Diamonds joined by the dashed line are Pareto-optimal "
-               "(no other strategy is both cheaper and better); round dots are dominated.")
-    return fig, caption
-
-
-def place_labels(ax, points: list[tuple[float, float, str, str]]) -> None:
-    """Name each point next to it, moving a name to the next free spot when it would cover one already placed."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
-    renderer = FigureCanvasAgg(ax.figure).get_renderer()
-    ax.autoscale_view()
-    offsets = [(6, 4), (6, -12), (-6, 4), (-6, -12)] + [(6, 4 + 11 * k * side) for k in range(2, 8) for side in (-1, 1)]
-    placed = []
-    for x, y, text, color in points:
-        for dx, dy in offsets:
-            label = ax.annotate(text, (x, y), xytext=(dx, dy), textcoords="offset points", fontsize=8,
-                                ha="left" if dx > 0 else "right", color=color)
-            box = label.get_window_extent(renderer).expanded(1.05, 1.1)
-            if not any(box.overlaps(b) for b in placed):
-                break
-            label.remove()
-        else:  # nowhere free: leave it at the first spot
-            label = ax.annotate(text, (x, y), xytext=offsets[0], textcoords="offset points", fontsize=8,
-                                color=color)
-            box = label.get_window_extent(renderer)
-        placed.append(box)
 
 
 def plot_rungs(run: Run):
@@ -213,7 +132,7 @@ def plot_rungs(run: Run):
         bottom = [0] * len(xs)
         for status in ("stopped_early", "stopped_patience", "completed", "error"):
             counts = [sum(t["status"] == status and int(t["epochs_run"] or 0) == x for t in trials) for x in xs]
-            ax.bar(xs, counts, bottom=bottom, color=STATUS_COLORS[status], width=0.7)
+            ax.bar(xs, counts, bottom=bottom, width=0.7, **STATUS_STYLE[status])
             bottom = [b + c for b, c in zip(bottom, counts)]
         ax.set_title(name, fontsize=9, color=run.colors[name], fontweight="bold")
         ax.set_xticks(xs)
@@ -228,15 +147,15 @@ def plot_rungs(run: Run):
         ax.set_ylabel("trials")
     for ax in axes[(nrows - 1) * cols:]:
         ax.set_xlabel("epochs run")
-    fig.legend(handles=[Patch(color=STATUS_COLORS[s], label=STATUS_LABELS[s]) for s in STATUS_COLORS],
-               loc="upper center", ncol=len(STATUS_COLORS), fontsize=8, frameon=False, bbox_to_anchor=(0.5, 1.0))
+    fig.legend(handles=[Patch(label=STATUS_LABELS[s], **STATUS_STYLE[s]) for s in STATUS_STYLE],
+               loc="upper center", ncol=len(STATUS_STYLE), fontsize=8, frameon=False, bbox_to_anchor=(0.5, 1.0))
     fig.tight_layout(rect=(0, 0, 1, 0.94))
     stopped = sum(t["status"] == "stopped_early" for t in run.trials)
     patience = sum(t["status"] == "stopped_patience" for t in run.trials)
-    caption = (f"For each strategy, how many trials ended after each number of epochs: orange = stopped early "
-               f"by the scheduler at that rung ({stopped} in all), purple = ended by itself after "
-               f"training.patience epochs without a better score ({patience} in all), green = ran every epoch, "
-               "red = failed.")
+    caption = (f"For each strategy, how many trials ended after each number of epochs: light grey = stopped early "
+               f"by the scheduler at that rung ({stopped} in all), hatched = ended by itself after "
+               f"training.patience epochs without a better score ({patience} in all), dark grey = ran every epoch, "
+               "crossed = failed.")
     return fig, caption
 
 
@@ -270,31 +189,10 @@ def plot_confusion(run: Run):
     ax.set_ylabel("true class")
     ax.grid(False)
     ax.set_title(f"{winner['strategy']} (trial {report.get('trial_id')}): test accuracy "
-                 f"{_fmt(report.get('accuracy'))}, macro-F1 {_fmt(report.get('f1'))}, {report.get('samples')} samples",
+                 f"{fmt(report.get('accuracy'))}, macro-F1 {fmt(report.get('f1'))}, {report.get('samples')} samples",
                  fontsize=9)
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="share of the true class")
     fig.tight_layout()
     caption = ("Rows are the true classes, columns the predicted ones; the numbers are test samples and the colour "
                "is each row's share, so a dark diagonal is good and an off-diagonal cell is a confusion.")
     return fig, caption
-
-
-# ---------------------------------------------------------------- formatting (the page's tables use it too)
-
-
-def _num(v) -> float | None:
-    return None if v is None or (isinstance(v, float) and math.isnan(v)) else v
-
-
-def _fmt(v, spec: str = ".4f") -> str:
-    return "-" if _num(v) is None else format(v, spec)
-
-
-def _count(v, spec: str = ".1f") -> str:
-    """3.4 M, 12.8 K: a parameter count."""
-    if _num(v) is None:
-        return "-"
-    for div, unit in ((1e9, "G"), (1e6, "M"), (1e3, "K")):
-        if v >= div:
-            return f"{v / div:{spec}} {unit}"
-    return str(int(v))
