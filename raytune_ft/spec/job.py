@@ -12,15 +12,15 @@ import typing
 from pathlib import Path
 from typing import Annotated, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from raytune_ft.cluster.storage import is_uri
 from raytune_ft.data import DATA_SOURCES
 from raytune_ft.data.location import path_exists
 from raytune_ft.hparams import HParams
-from raytune_ft.metric import base_metric, metric_problem, mode_of
 from raytune_ft.models import SOURCES
 from raytune_ft.spec.rules import cross_field_problems
+from raytune_ft.spec.search import SearchSpec, Strict
 from raytune_ft.strategies import STRATEGIES
 
 
@@ -34,12 +34,7 @@ DataSpec = _union(DATA_SOURCES, "source")
 StrategySpec = _union(STRATEGIES, "name")
 
 MAX_NAME = 100  # the name starts the run folder's name (<name>-<time>); file systems allow 255 bytes
-MAX_SAMPLES = 10_000
 MAX_WORKERS = 512
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class AugmentSpec(Strict):
@@ -96,73 +91,6 @@ class TrainingSpec(Strict):
         if len(set(ops)) != len(ops):
             raise ValueError(f"{ops}: list each operation once (one is drawn per sample, each as likely)")
         return ops
-
-
-class SchedulerSpec(Strict):
-    name: Literal["asha", "none", "hyperband", "median"] = "asha"
-    grace_period: int = Field(1, ge=1, description="epochs every trial runs before it can be stopped")
-    reduction_factor: float = Field(2.0, gt=1, description="ASHA / HyperBand: keep 1/reduction_factor per rung")
-    per_strategy: bool = Field(
-        True, description="compare a trial only with trials of its own strategy (one scheduler each); "
-        "false: one scheduler over all trials, so slow-starting strategies are cut early")
-
-
-class ConfirmSpec(Strict):
-    """Stage two: each strategy's best configurations trained again with fresh seeds, scored on test."""
-
-    top_k: int = Field(1, ge=1, description="configurations per strategy (its best by validation) to confirm; "
-                       "with more than 1, each is first trained on `selection_seeds` seeds and the one with the best "
-                       "mean validation score is confirmed on `seeds` other seeds (the seeds that choose never report)")
-    seeds: int = Field(3, ge=2, le=100, description="fresh seeds the confirmed configuration is trained on, the same "
-                       "for every strategy (paired), scored on test; 2 give an interval, and telling strategies apart "
-                       "needs more: 6 for two strategies, 7 for three, 8 for four (`validate` says)")
-    selection_seeds: int = Field(3, ge=1, le=100, description="top_k > 1 only: seeds each candidate configuration "
-                                 "is trained on to choose the strategy's one, on validation")
-    vary_data: bool = Field(False, description="each select / confirm seed also splits train and validation "
-                            "again (stratified, the same sizes) and draws its own train subset: the intervals then "
-                            "cover the variation from which data a model is trained and tuned on, not only the "
-                            "seed's (Bouthillier et al. 2021); the test split stays the same")
-
-
-class SearchSpec(Strict):
-    algorithm: Literal["random", "grid", "optuna"] = Field(
-        "random", description="random: num_samples draws per strategy; grid: every grid/choice combination; "
-        "optuna: one TPE study per strategy, each given num_samples trials")
-    num_samples: int = Field(
-        4, ge=1, le=MAX_SAMPLES, description="trials per strategy (random, optuna); repeats of the grid (grid). "
-        f"At most {MAX_SAMPLES:,}: every trial is a Tune trial with its own folder, state and table row, all "
-        "held by the one driver")
-    metric: str = Field("val_accuracy", description="val_accuracy / val_f1 / val_loss (a multi-task job: the "
-                        "mean over its tasks), or one task's, e.g. val_accuracy.topic")
-    mode: Optional[Literal["max", "min"]] = Field(None, description="default: max for accuracy / F1, min for loss")
-    scheduler: SchedulerSpec = Field(default_factory=SchedulerSpec, description="early stopping of weak trials")
-    hparams: HParams = Field(default_factory=HParams, description="hyperparameters of every strategy")
-    seed: int = Field(0, description="the search's seed: each trial's own seed is derived from it and the "
-                      "trial's index, so the same spec gives the same seeds")
-    keep_best: int = Field(1, ge=0, description="after each stage, the best checkpoints (weights, no optimizer "
-                           "state) of this many trials per strategy and train size are kept, the others' deleted; "
-                           "the test split is scored on each strategy's best search trial's (0: none kept, no test "
-                           "reports)")
-    confirm: Optional[ConfirmSpec] = Field(
-        None, description="after the search, train each strategy's top_k configurations again with `seeds` "
-        "fresh seeds to the full epochs and score them on the test split: means, intervals, pairwise tests")
-
-    @field_validator("metric")
-    @classmethod
-    def _metric(cls, metric):
-        problem = metric_problem(base_metric(metric), None)  # a task's name is checked against data.label_columns
-        if problem:
-            raise ValueError(problem)
-        return metric
-
-    @model_validator(mode="after")
-    def _mode(self):
-        if self.mode is None:
-            self.mode = mode_of(self.metric)
-        elif self.mode != mode_of(self.metric):
-            raise ValueError(f"search.mode {self.mode!r} does not fit metric {self.metric} "
-                             f"(use {mode_of(self.metric)!r}, or leave mode out)")
-        return self
 
 
 class ResourcesSpec(Strict):

@@ -49,6 +49,7 @@ def cross_field_problems(job, on_cluster: bool = False) -> Iterator[tuple[str, s
             if isinstance(value, Sampler) and value.kind not in ("grid", "choice"):
                 yield where, (f"a {value.kind} range cannot be enumerated by grid search: use "
                               "{grid: [...]} / {choice: [...]}, or search.algorithm: random")
+    yield from budget_problems(job)
     confirm = job.search.confirm
     if confirm and job.search.algorithm != "grid" and confirm.top_k > job.search.num_samples:
         yield "search.confirm.top_k", (f"{confirm.top_k} is more than the {job.search.num_samples} trials "
@@ -80,3 +81,16 @@ def cross_field_problems(job, on_cluster: bool = False) -> Iterator[tuple[str, s
                 yield "training.task_weights", "every task weighs 0: nothing would train; give one a weight > 0"
     if job.training.mixed_precision == "fp16" and job.resources.gpus_per_worker == 0:
         yield "training.mixed_precision", "fp16 needs a GPU: set resources.gpus_per_worker, or use bf16 / no on CPU"
+
+
+def budget_problems(job) -> Iterator[tuple[str, str]]:
+    """search.budget sets num_samples (raytune-ft plan), so not both; GPU-hours of a job that holds no GPU."""
+    budget = job.search.budget
+    if budget is None:
+        return
+    if "num_samples" in job.search.model_fields_set:
+        yield "search.budget", ("num_samples and budget both given: the budget sets num_samples from the "
+                                "forecast; remove one of them")
+    if budget.gpu_hours is not None and job.resources.gpus_per_worker == 0:
+        yield "search.budget.gpu_hours", ("this job holds no GPU (resources.gpus_per_worker 0): give cpu_hours "
+                                          "or wall_hours, or set resources.gpus_per_worker")
