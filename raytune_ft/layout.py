@@ -10,6 +10,7 @@
       budget_curves.parquet  expected best score after n trials / c seconds, per strategy, with a band
       data_size.parquet      score against train size, per strategy
       provenance.json        what made the run: versions, commit, data and weight hashes, the spec
+      plan.json              the forecast made before the first trial (raytune-ft plan): cost, wall time, memory
       sweep_events.jsonl     the sweep's event log (appended; resume starts from it)
       sweep_state.json       its records, compacted, as trial drivers read them
       reports/<strategy>/    the best trial's test-split report and confusion matrix
@@ -25,7 +26,7 @@ from pathlib import Path
 
 # What `fetch` brings home from a run's storage: the tables and reports, not the weights
 RESULT_FILES = ("trials.parquet", "strategies.parquet", "epochs.parquet", "comparisons.parquet",
-                "budget_curves.parquet", "data_size.parquet", "provenance.json", "job.yaml", "reports")
+                "budget_curves.parquet", "data_size.parquet", "provenance.json", "plan.json", "job.yaml", "reports")
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,11 @@ class RunLayout:
     @property
     def provenance(self) -> Path:
         return self.root / "provenance.json"
+
+    @property
+    def plan(self) -> Path:
+        """The forecast made before the first trial (raytune_ft/plan/): `run` writes it, `raytune-ft plan` too."""
+        return self.root / "plan.json"
 
     @property
     def sweep_state(self) -> Path:

@@ -75,6 +75,8 @@ def run(
     address: Annotated[Optional[str], typer.Option(help="attach to a running Ray cluster (default: a local one)")] = None,
     run_dir: Annotated[Optional[Path], typer.Option(help="run folder (default: <output_dir>/<name>-<time>)")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="show Ray's own logs")] = False,
+    no_plan: Annotated[bool, typer.Option("--no-plan", envvar="RAYTUNE_FT_NO_PLAN", help=(
+        "start without the forecast (raytune-ft plan) printed first; not with search.budget"))] = False,
 ):
     """Run the strategy comparison and write trials.parquet and strategies.parquet."""
     import shutil
@@ -95,7 +97,7 @@ def run(
     RunLayout(run_dir).job.write_text(yaml.safe_dump(job.portable(), sort_keys=False))
     typer.echo(f"run {run_dir.name}: folder {run_dir}")
     try:
-        _sweep(job, run_dir, address=address, verbose=verbose, resume=False)
+        _sweep(job, run_dir, address=address, verbose=verbose, resume=False, plan=not no_plan)
     except UserError:
         if not RunLayout(run_dir).ray.exists():
             # refused before any trial: leave no half-made run behind (nor the folders made for it)
@@ -190,7 +192,7 @@ def _before_ray(address: Optional[str]) -> None:
         local_cluster_on_loopback()
 
 
-def _sweep(job, run_dir: Path, *, address: Optional[str], verbose: bool, resume: bool) -> None:
+def _sweep(job, run_dir: Path, *, address: Optional[str], verbose: bool, resume: bool, plan: bool = False) -> None:
     """Run (or resume) the sweep with a live view on a terminal, plain lines otherwise; then the leaderboard."""
     import contextlib
 
@@ -204,7 +206,7 @@ def _sweep(job, run_dir: Path, *, address: Optional[str], verbose: bool, resume:
         with live or contextlib.nullcontext():
             rows = run_sweep(job, run_dir, address=address, verbose=verbose, resume=resume,
                              printer=live.line if live else (lambda line: print(line, flush=True)),
-                             on_update=live.update if live else None)
+                             on_update=live.update if live else None, plan=plan)
     except InputError as e:
         raise InputError(f"bad input, nothing was trained: {e}") from None
     print_leaderboard(run_dir, job.search.metric)

@@ -108,6 +108,13 @@ STRATEGIES = [
     ("vs_best_high", FLOAT, "its high end"),
     ("seeds_needed", INT, "about how many seeds would tell it from the highest mean, at the gap and spread seen"),
     ("claim_seeds", INT, "the fewest seeds any claim at this train size needs"),
+    ("forecast_compute_seconds", FLOAT, "plan.json's forecast of compute_seconds (a run with a plan)"),
+    ("compute_forecast_error", FLOAT, "compute_seconds / forecast_compute_seconds - 1"),
+    ("forecast_epochs", FLOAT, "the forecast's expected epochs of its search trials, under the scheduler"),
+    ("epochs_run", INT, "the epochs its search trials ran, summed (a run with a plan)"),
+    ("forecast_confirm_compute_seconds", FLOAT, "the forecast of confirm_compute_seconds"),
+    ("forecast_peak_memory_mb", FLOAT, "the forecast of a worker's peak memory at its largest searched setting"),
+    ("peak_memory_mb", FLOAT, "the largest peak memory a worker of its trials reported (a run with a plan)"),
 ]
 
 EPOCHS = [

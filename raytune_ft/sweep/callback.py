@@ -28,6 +28,7 @@ from raytune_ft.files import write_text
 from raytune_ft.layout import RunLayout
 from raytune_ft.results.progress import Tally, summary_line
 from raytune_ft.analysis.confirm import strategy_table
+from raytune_ft.plan.actual import add_forecast
 from raytune_ft.results.tables import epoch_rows, error_reason, trial_row, write_table
 from raytune_ft.sweep.ray_setup import free_placement_group
 from raytune_ft.sweep import retention
@@ -258,6 +259,7 @@ class SweepCallback(Callback):
         if rows:
             write_table(rows, self.layout.trials)
             strategies, comparisons = strategy_table(rows, self.mode, self.metric)
+            add_forecast(strategies, rows, self.layout.plan)  # plan.json's forecast beside the actual
             write_table(strategies, self.layout.strategies)
             if comparisons:
                 write_table(comparisons, self.layout.comparisons)

@@ -3,8 +3,10 @@ the strategy."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 from raytune_ft.errors import InputError, SpecError
+from raytune_ft.plan.memory import capacity, refuse_what_does_not_fit, sample_estimate
 from raytune_ft.searchable import Sampler
 from raytune_ft.sweep.space import strategy_spaces
 
@@ -19,12 +21,17 @@ def check_data(job, source: str) -> None:
         raise SpecError(source, problems)
 
 
-def preflight(job, data_dir: Path) -> None:
+def preflight(job, data_dir: Path, workers_at_once: Optional[int] = None) -> None:
     """Before Ray starts, what would fail every trial fails here, naming the model or the strategy:
     weights that cannot be read, texts longer than the model's positions (virtual tokens included),
     a target module that does not exist, a method or block structure that does not fit the model.
     The model is built, then each strategy applied to it (knobs at their first value) and run
-    forward on 2 samples of the prepared train split."""
+    forward on 2 samples of the prepared train split.
+
+    workers_at_once (trials on this machine): each strategy's peak memory per worker is estimated too
+    (plan/memory.py: parameters, gradients and optimizer state counted, activations saved by a training
+    forward pass on the 2 samples, scaled to the largest searched batch size), and a strategy that cannot fit
+    the memory a worker has here is refused, naming the estimate and what to change."""
     import torch
 
     from raytune_ft.data import load_meta, load_split
@@ -45,6 +52,7 @@ def preflight(job, data_dir: Path) -> None:
     if problems:
         raise InputError("\n".join(problems))
     batch = {k: v[:2] for k, v in load_split(data_dir, "train").items()}
+    estimates = {}
     for i, space in enumerate(strategy_spaces(job)):
         first = {k: (v.values[0] if isinstance(v, Sampler) else v) for k, v in space.items() if k != "hparams"}
         hp = {k: (v.values[0] if isinstance(v, Sampler) else v) for k, v in space["hparams"].items()}
@@ -64,6 +72,14 @@ def preflight(job, data_dir: Path) -> None:
                              f"samples of the prepared train split fails ({type(e).__name__}: {reason}); every "
                              "trial would fail the same way: make the data, model.max_length and the strategy's "
                              "knobs fit the model") from e
+        if workers_at_once:
+            largest = max(space["hparams"]["batch_size"].candidates()) if isinstance(
+                space["hparams"]["batch_size"], Sampler) else space["hparams"]["batch_size"]
+            inputs = model_inputs(batch, meta, torch.device("cpu"))
+            estimates[first["name"]] = (sample_estimate(job, model, inputs, len(batch["labels"]), int(largest)),
+                                        f"hparams.batch_size {largest}")
+    if estimates:
+        refuse_what_does_not_fit(job, estimates, capacity(job, workers_at_once))
 
 
 def _position_problems(job):

@@ -8,6 +8,7 @@ sweep/preflight.py, sweep/ray_setup.py, sweep/driver.py (the stages). This funct
 """
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -21,26 +22,40 @@ from raytune_ft.sweep.ray_setup import concurrency, init_ray, local_resources, q
 
 def run_sweep(job, run_dir: Path, *, address: Optional[str] = None, verbose: bool = False,
               printer: Callable[[str], None] = print, num_cpus: Optional[int] = None, resume: bool = False,
-              on_update: Optional[Callable] = None) -> list[dict]:
+              on_update: Optional[Callable] = None, plan: bool = False) -> list[dict]:
     """Prepare the data once, run the whole sweep, write the tables; return the trials' rows.
 
     resume=True goes on with the sweep in `run_dir` after its driver died: finished trials stay as
     they are, trials that were running go on from their last epoch, the others start.
+    plan=True: before the first trial, the forecast (raytune_ft/plan/: a short calibration of each strategy)
+    is printed and written to plan.json, a strategy a worker cannot hold is refused, search.budget is resolved.
     """
     quiet_libraries(verbose)  # before anything here loads a tokenizer or a model
     from raytune_ft.sweep.driver import SweepDriver  # Ray Tune's modules: heavy
 
     layout = RunLayout(run_dir.resolve())
+    if job.search.budget is not None and not (plan or resume):
+        raise InputError("search.budget sets num_samples from the forecast: run the job with its plan "
+                         "(leave --no-plan out), or give search.num_samples instead")
+    at_once = None
     if address is None:  # the local cluster will hold this machine's CPUs / GPUs: a trial too big is refused now
-        concurrency(job, local_resources(num_cpus), local=True)
+        at_once = concurrency(job, local_resources(num_cpus), local=True) * job.resources.workers_per_trial
+    started = time.monotonic()
     if resume and layout.data_meta.exists():
         meta = load_meta(layout.data)
     else:
         if address is not None:  # on a cluster, its free CPUs decode the data; the driver only writes it
             init_ray(address, verbose, num_cpus)
         meta = prepare_run(job, layout, on_cluster=address is not None, printer=printer)
-    preflight(job, layout.data)
+    overheads = {"data": time.monotonic() - started}
+    preflight(job, layout.data, workers_at_once=at_once)  # at_once: a worker's memory is checked here
+    overheads["preflight"] = time.monotonic() - started - overheads["data"]
     subsets = train_subsets(job, meta)
+    if plan and not resume:
+        from raytune_ft.plan.make import plan_run
+
+        job = plan_run(job, layout, meta, subsets, address=address, num_cpus=num_cpus, overheads=overheads,
+                       printer=printer)
     init_ray(address, verbose, num_cpus)
     sweep = SweepDriver(job, layout, meta, subsets, printer, resume=resume, local=address is None,
                         on_update=on_update)

@@ -153,8 +153,9 @@ class TrialRecipe:
 
     # ------------------------------------------------------------------ one epoch
 
-    def train_epoch(self, epoch: int) -> tuple[float, int, float]:
-        """(mean training loss, samples seen, seconds), over every worker. The running loss stays on the device;
+    def train_epoch(self, epoch: int, limit: Optional[int] = None) -> tuple[float, int, float]:
+        """(mean training loss, samples seen, seconds), over every worker; `limit`: at most this many batches (the
+        plan's calibration times a few). The running loss stays on the device;
         it is read (a wait for the device) every FINITE_CHECK_EVERY steps and at the end, to stop a diverging
         trial. An fp16 step the gradient scaler skips (an overflow) is not counted: the schedule, the step
         counter and the strategy's per-step work (AdaLoRA's budget) follow the steps taken."""
@@ -187,6 +188,8 @@ class TrialRecipe:
             loss_sum += loss.detach() * len(batch["labels"])
             if i % FINITE_CHECK_EVERY == 0:
                 _check_finite(loss_sum, epoch)
+            if i == limit:
+                break
         _check_finite(loss_sum, epoch)
         totals = acc.reduce(torch.stack([loss_sum.float(), torch.tensor(float(seen), device=acc.device)]), "sum")
         seconds = time.perf_counter() - start  # after the reduce: the device has finished the epoch's work

@@ -1,0 +1,214 @@
+"""The calibration: each strategy trained for a few batches and validated, at each calibration point
+(plan/space.py), on the hardware its trials will use, timed and its peak memory read.
+
+    points = calibrate(job, data_dir, parallel=2)                 # this machine: one process per strategy
+    points = calibrate(job, data_dir, parallel=2, on_ray=True)    # the cluster Ray is connected to: one task each
+
+A strategy's points are measured in one fresh process (on a cluster: a Ray task that holds a worker's CPUs and
+GPUs, alone in its process), its largest setting first, so that its peak memory is that of a worker that starts
+clean; `parallel` processes at a time, as the sweep runs trials side by side. Each point is the trial's own
+recipe (train/recipe.py): set up (data, model, strategy, optimizer, Accelerate) as a trial is, WARMUP batches,
+then batches timed until about TARGET_S, a validation pass (at most VAL_BATCHES), one checkpoint written.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from typing import Optional
+
+from pydantic import BaseModel, Field
+
+WARMUP = 1
+FIRST = 2  # batches timed first; then as many as make about TARGET_S (at most MAX_BATCHES)
+TARGET_S = 1.0
+MAX_BATCHES = 30
+VAL_BATCHES = 2
+
+
+class Point(BaseModel):
+    """One strategy measured at one setting of its cost knobs."""
+
+    strategy: str = Field(description="the strategy's name")
+    knobs: dict = Field(description="the setting: each cost knob's value (plan/space.py)")
+    batch_size: int = Field(description="samples per batch")
+    batch_s: float = Field(description="seconds per training batch (forward, backward, optimizer step)")
+    loader_s: float = Field(0.0, description="seconds an epoch's DataLoader takes to start (its worker processes)")
+    eval_sample_s: float = Field(description="seconds per validation sample")
+    checkpoint_s: float = Field(description="seconds to write one checkpoint")
+    startup_s: float = Field(description="seconds from the trial's start to its first optimizer step (data, model, "
+                             "Accelerate; the first point of a fresh process, as a trial's worker is)")
+    peak_memory_mb: float = Field(description="the worker's peak: CUDA allocated on a GPU, the resident set on a CPU")
+    base_mb: float = Field(description="the process before the trial set up (CPU: its resident set; GPU: 0)")
+    parameters_mb: float = Field(description="the model's weights")
+    gradients_mb: float = Field(description="its trainable weights' gradients")
+    optimizer_mb: float = Field(description="the optimizer's state after the steps")
+    device_mb: Optional[float] = Field(None, description="the device's memory: the GPU's, or the node's RAM")
+    gpu: bool = Field(False, description="measured on a GPU")
+    node_cpus: int = Field(1, description="the CPUs of the machine it ran on")
+    error: Optional[str] = Field(None, description="why the point could not be measured")
+    seconds: dict = Field(default_factory=dict, description="what the measurement itself took: setup, training, "
+                          "validation, checkpoint")
+
+
+class Limited:
+    """The first `n` batches of a loader (a validation pass timed on part of the split)."""
+
+    def __init__(self, loader, n: int):
+        self.loader, self.n = loader, n
+
+    def __iter__(self):
+        import itertools
+
+        return itertools.islice(iter(self.loader), self.n)
+
+
+def resident_mb() -> float:
+    from pathlib import Path
+
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def measure(job: dict, data_dir: str, trial_dir: str, strategy: dict, hparams: dict, knobs: dict) -> Point:
+    """One point: the trial's recipe set up and run for a few batches, a validation pass, a checkpoint."""
+    import torch
+
+    from raytune_ft.plan.memory import MB, machine_ram_mb
+    from raytune_ft.train.config import trial_config
+    from raytune_ft.train.device import peak_memory, release_device
+    from raytune_ft.train.recipe import TrialRecipe
+
+    config = trial_config(job, data_dir, trial_dir, strategy, hparams)
+    gpu = bool(config.resources.gpus_per_worker) and torch.cuda.is_available()
+    base = 0.0 if gpu else resident_mb()
+    recipe = TrialRecipe(config, report=lambda metrics: None)
+    took, clock = {}, time.perf_counter()
+    try:
+        recipe.setup()
+        took["setup"] = time.perf_counter() - clock
+        batch = int(hparams["batch_size"])
+        recipe.train_epoch(1, limit=WARMUP)
+        startup = recipe.first_step_s
+        _, seen, first = recipe.train_epoch(1, limit=FIRST)
+        n_first = max(1, round(seen / batch))
+        more = min(MAX_BATCHES, max(FIRST, round(TARGET_S / max(first / n_first, 1e-6))))
+        _, seen, rest = recipe.train_epoch(1, limit=more)
+        n_rest = max(1, round(seen / batch))
+        batch_s = (rest - first) / (n_rest - n_first) if n_rest >= n_first + 3 and rest > first else \
+            (first + rest) / (n_first + n_rest)
+        loader_s = max(0.0, first - n_first * batch_s)
+        start = time.perf_counter()
+        took["training"] = start - clock - took["setup"]
+        val = recipe.validate(Limited(recipe.val_loader, VAL_BATCHES))
+        validated = min(recipe.val_samples, VAL_BATCHES * config.training.eval_batch_size)
+        eval_sample_s = (time.perf_counter() - start) / max(1, validated)
+        took["validation"] = time.perf_counter() - start
+        metrics = {"epoch": 1, "checkpoint_seconds": 0.0}
+        recipe.save(metrics, val, True)
+        took["checkpoint"] = time.perf_counter() - start - took["validation"]
+        model = recipe.plain
+        state = [t for s in recipe.optimizer.state.values() for t in s.values() if torch.is_tensor(t)]
+        device = recipe.accelerator.device
+        return Point(
+            strategy=strategy["name"], knobs=knobs, batch_size=batch, batch_s=batch_s, loader_s=loader_s,
+            eval_sample_s=eval_sample_s, checkpoint_s=metrics["checkpoint_seconds"], startup_s=startup,
+            peak_memory_mb=peak_memory(device)["peak_memory_mb"], base_mb=base,
+            parameters_mb=sum(p.numel() * p.element_size() for p in model.parameters()) / MB,
+            gradients_mb=sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad) / MB,
+            optimizer_mb=sum(t.numel() * t.element_size() for t in state) / MB,
+            device_mb=torch.cuda.get_device_properties(device).total_memory / MB if gpu else machine_ram_mb(),
+            gpu=gpu, node_cpus=os.cpu_count() or 1, seconds=took)
+    finally:
+        if hasattr(recipe, "accelerator"):
+            release_device(recipe.accelerator.device)
+
+
+def measure_all(request: dict) -> list[dict]:
+    """A strategy's points, one after the other in this process; a point that fails says why (and ends it)."""
+    import gc
+    import shutil
+    import tempfile
+
+    out = []
+    for i, (strategy, hparams, knobs) in enumerate(request["points"]):
+        work = tempfile.mkdtemp(prefix="raytune-ft-plan-")
+        try:
+            out.append(measure(request["job"], request["data_dir"], work, strategy, hparams, knobs).model_dump())
+        except Exception as e:  # noqa: BLE001 - said by the plan, naming the strategy and the setting
+            out.append({"strategy": strategy["name"], "knobs": knobs, "error": f"{type(e).__name__}: {e}"[:2000]})
+            break
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+            gc.collect()
+    return out
+
+
+def requests(job, data_dir) -> list[dict]:
+    """One request per strategy: its calibration points as (strategy, hparams, knobs)."""
+    from raytune_ft.plan.space import calibration_points, cost_knobs, trial_settings
+    from raytune_ft.sweep.space import strategy_spaces
+
+    resolved = job.resolved()
+    out = []
+    for space in strategy_spaces(job):
+        points = [(*trial_settings(space, p), p) for p in calibration_points(cost_knobs(space))]
+        out.append({"job": resolved, "data_dir": str(data_dir), "points": points})
+    return out
+
+
+def calibrate(job, data_dir, *, parallel: int = 1, on_ray: bool = False) -> list[Point]:
+    """Every strategy's points (a failed one with its error), `parallel` strategies at a time."""
+    work = requests(job, data_dir)
+    rows = on_cluster(job, work) if on_ray else here(work, parallel)
+    return [Point.model_validate(r) if not r.get("error") else failed(r) for r in rows]
+
+
+def failed(row: dict) -> Point:
+    return Point(strategy=row["strategy"], knobs=row["knobs"], batch_size=0, batch_s=0.0, eval_sample_s=0.0,
+                 checkpoint_s=0.0, startup_s=0.0, peak_memory_mb=0.0, base_mb=0.0, parameters_mb=0.0,
+                 gradients_mb=0.0, optimizer_mb=0.0, error=row["error"])
+
+
+def here(work: list[dict], parallel: int) -> list[dict]:
+    """On this machine: a fresh Python process per strategy (`python -m raytune_ft.plan.calibrate`), `parallel`
+    at a time."""
+    import subprocess
+    from concurrent.futures import ThreadPoolExecutor
+    from pathlib import Path
+
+    import raytune_ft
+
+    root = str(Path(raytune_ft.__file__).resolve().parent.parent)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p),
+           "HF_HUB_DISABLE_PROGRESS_BARS": "1", "TRANSFORMERS_VERBOSITY": "error"}
+
+    def one(request: dict) -> list[dict]:
+        done = subprocess.run([sys.executable, "-m", "raytune_ft.plan.calibrate"], input=json.dumps(request),
+                              capture_output=True, text=True, env=env)
+        lines = [ln for ln in done.stdout.splitlines() if ln.startswith("[")]
+        if done.returncode != 0 or not lines:
+            name = request["points"][0][0]["name"]
+            return [{"strategy": name, "knobs": request["points"][0][2],
+                     "error": f"the calibration process ended with code {done.returncode}: {done.stderr[-1500:]}"}]
+        return json.loads(lines[-1])
+
+    with ThreadPoolExecutor(max(1, parallel)) as pool:
+        return [row for rows in pool.map(one, work) for row in rows]
+
+
+def on_cluster(job, work: list[dict]) -> list[dict]:
+    """On the cluster Ray is connected to: one task per strategy holding a worker's CPUs and GPUs, in a process
+    of its own (max_calls=1), so that its memory is its own."""
+    import ray
+
+    res = job.resources
+    task = ray.remote(num_cpus=res.cpus_per_worker, num_gpus=res.gpus_per_worker or 0, max_calls=1)(measure_all)
+    return [row for rows in ray.get([task.remote(r) for r in work]) for row in rows]
+
+
+if __name__ == "__main__":
+    print(json.dumps(measure_all(json.loads(sys.stdin.read()))), flush=True)
