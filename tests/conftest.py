@@ -13,6 +13,9 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # Ray's single-machine mode for the local clusters the tests start, read once when Ray is imported: every
 # server on 127.0.0.1 (what `raytune-ft run` sets before Ray is imported, sweep/ray_setup.py)
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+# `raytune-ft run` prints its forecast first (a calibration of every strategy): the tests of runs do without it;
+# tests/test_plan.py runs it
+os.environ.setdefault("RAYTUNE_FT_NO_PLAN", "1")
 
 ROOT = Path(__file__).resolve().parent.parent
 POS = "good great fine nice lovely superb happy".split()

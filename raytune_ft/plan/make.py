@@ -39,8 +39,7 @@ def plan_job(job, layout: RunLayout, meta: dict, subsets: list[dict], *, concurr
         where = f"the trials of run {Path(from_run).name}"
     else:
         where = "the cluster" if on_ray else "this machine"
-        printer(f"plan: calibrating {len(spaces)} strategies on {where}, {concurrency} at a time: a few batches "
-                "and a validation pass of each, at its searched settings that change cost")
+        printer(f"plan: calibrating {len(spaces)} strategies on {where}, {concurrency} at a time")
         points, ray = calibrate(job, layout.data, parallel=concurrency, on_ray=on_ray), {}
     refuse_failures(job, points)
     models = {sp["name"]: CostModel.fit(sp, [p for p in points if p.strategy == sp["name"]],

@@ -38,8 +38,9 @@ def wrapped(label: str, text: str) -> list[str]:
 def forecast_lines(fc, scheduler: str = "") -> list[str]:
     """The table and the lines under it."""
     sizes = {s.train_size for s in fc.strategies}
-    lines = [f"forecast for {fc.job}: calibrated on {fc.calibrated_on} in {duration(fc.calibration_seconds)}; "
-             f"{fc.concurrency} trial(s) at a time", row("strategy", HEADER)]
+    lines = textwrap.wrap(f"forecast for {fc.job}: calibrated on {fc.calibrated_on} in "
+                          f"{duration(fc.calibration_seconds)}; {fc.concurrency} trial(s) at a time", WIDTH)
+    lines.append(row("strategy", HEADER))
     for s in fc.strategies:
         name = s.strategy + (f" @{s.train_size}" if len(sizes) > 1 else "")
         lines.append(row(name, (str(s.trials), f"{s.epoch_seconds:.1f}", f"{s.trial_seconds:.0f}",
