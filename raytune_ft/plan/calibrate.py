@@ -36,6 +36,8 @@ class Point(BaseModel):
     batch_s: float = Field(description="seconds per training batch (forward, backward, optimizer step)")
     loader_s: float = Field(0.0, description="seconds an epoch's DataLoader takes to start (its worker processes)")
     eval_sample_s: float = Field(description="seconds per validation sample")
+    eval_first_s: float = Field(0.0, description="what a process's first validation pass takes beyond the later "
+                                "ones (once per trial)")
     checkpoint_s: float = Field(description="seconds to write one checkpoint")
     startup_s: float = Field(description="seconds from the trial's start to its first optimizer step (data, model, "
                              "Accelerate; the first point of a fresh process, as a trial's worker is)")
@@ -73,8 +75,11 @@ def resident_mb() -> float:
     return 0.0
 
 
-def measure(job: dict, data_dir: str, trial_dir: str, strategy: dict, hparams: dict, knobs: dict) -> Point:
-    """One point: the trial's recipe set up and run for a few batches, a validation pass, a checkpoint."""
+def measure(job: dict, data_dir: str, trial_dir: str, strategy: dict, hparams: dict, knobs: dict,
+            first_point: Optional[Point] = None) -> Point:
+    """One point: the trial's recipe set up and run for a few batches, a validation pass, a checkpoint.
+    `first_point`: the strategy's first point, measured already in this process: this one times training only
+    (validation, checkpoint, start-up and memory are the first's)."""
     import torch
 
     from raytune_ft.plan.memory import MB, machine_ram_mb
@@ -103,10 +108,18 @@ def measure(job: dict, data_dir: str, trial_dir: str, strategy: dict, hparams: d
         loader_s = max(0.0, first - n_first * batch_s)
         start = time.perf_counter()
         took["training"] = start - clock - took["setup"]
-        val = recipe.validate(Limited(recipe.val_loader, VAL_BATCHES))
+        if first_point is not None:
+            return first_point.model_copy(update={"knobs": knobs, "batch_size": batch, "batch_s": batch_s,
+                                                  "loader_s": loader_s, "seconds": took})
+        # a process's first validation pass pays first-time costs (kernels for the new batch shape, the memory of
+        # its activations), once per trial: a first pass, then one timed as every later epoch's
         validated = min(recipe.val_samples, VAL_BATCHES * config.training.eval_batch_size)
-        eval_sample_s = (time.perf_counter() - start) / max(1, validated)
+        recipe.validate(Limited(recipe.val_loader, VAL_BATCHES))
+        first_pass = time.perf_counter() - start
+        val = recipe.validate(Limited(recipe.val_loader, VAL_BATCHES))
         took["validation"] = time.perf_counter() - start
+        eval_sample_s = (took["validation"] - first_pass) / max(1, validated)
+        eval_first_s = max(0.0, 2 * first_pass - took["validation"])
         metrics = {"epoch": 1, "checkpoint_seconds": 0.0}
         recipe.save(metrics, val, True)
         took["checkpoint"] = time.perf_counter() - start - took["validation"]
@@ -115,7 +128,8 @@ def measure(job: dict, data_dir: str, trial_dir: str, strategy: dict, hparams: d
         device = recipe.accelerator.device
         return Point(
             strategy=strategy["name"], knobs=knobs, batch_size=batch, batch_s=batch_s, loader_s=loader_s,
-            eval_sample_s=eval_sample_s, checkpoint_s=metrics["checkpoint_seconds"], startup_s=startup,
+            eval_sample_s=eval_sample_s, eval_first_s=eval_first_s, checkpoint_s=metrics["checkpoint_seconds"],
+            startup_s=startup,
             peak_memory_mb=peak_memory(device)["peak_memory_mb"], base_mb=base,
             parameters_mb=sum(p.numel() * p.element_size() for p in model.parameters()) / MB,
             gradients_mb=sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad) / MB,
@@ -133,11 +147,13 @@ def measure_all(request: dict) -> list[dict]:
     import shutil
     import tempfile
 
-    out = []
-    for i, (strategy, hparams, knobs) in enumerate(request["points"]):
+    out, first = [], None
+    for strategy, hparams, knobs in request["points"]:
         work = tempfile.mkdtemp(prefix="raytune-ft-plan-")
         try:
-            out.append(measure(request["job"], request["data_dir"], work, strategy, hparams, knobs).model_dump())
+            point = measure(request["job"], request["data_dir"], work, strategy, hparams, knobs, first)
+            first = first or point
+            out.append(point.model_dump())
         except Exception as e:  # noqa: BLE001 - said by the plan, naming the strategy and the setting
             out.append({"strategy": strategy["name"], "knobs": knobs, "error": f"{type(e).__name__}: {e}"[:2000]})
             break
@@ -196,8 +212,9 @@ def here(work: list[dict], parallel: int) -> list[dict]:
                      "error": f"the calibration process ended with code {done.returncode}: {done.stderr[-1500:]}"}]
         return json.loads(lines[-1])
 
+    longest_first = sorted(work, key=lambda r: -len(r["points"]))  # the last to start is a short one
     with ThreadPoolExecutor(max(1, parallel)) as pool:
-        return [row for rows in pool.map(one, work) for row in rows]
+        return [row for rows in pool.map(one, longest_first) for row in rows]
 
 
 def on_cluster(job, work: list[dict]) -> list[dict]:

@@ -17,8 +17,9 @@ from raytune_ft.plan.space import BATCH, cost_knobs, features, highest, settings
 
 # Ray's own seconds per trial (its actor, Train's controller, the worker group's start and stop, reporting)
 # beside what the worker measures itself: the quickstart's trials had 10.4 s each (benchmarks/results/
-# quickstart.md: 125 s over 12 trials, 2 at a time on 2 cores). `plan --from-run` measures a run's own.
-RAY_TRIAL_START_S = 8.0
+# quickstart.md: 125 s over 12 trials, 2 at a time on 2 cores; 11.2 s in a run of 2026-12-04, the first two
+# trials' 17 s included). `plan --from-run` measures a run's own.
+RAY_TRIAL_START_S = 8.5
 RAY_TRIAL_END_S = 2.0
 
 
@@ -79,7 +80,9 @@ class CostModel:
                 + (self.first.checkpoint_s if keep_checkpoint else 0.0))
 
     def start_seconds(self) -> float:
-        return self.start_s + self.first.startup_s
+        """Before its first epoch: Ray's part, the worker's start to its first step; and (paid in its first
+        epoch, once) what its first validation pass costs beyond the later ones."""
+        return self.start_s + self.first.startup_s + self.first.eval_first_s
 
     def memory(self, shards: int = 1) -> MemoryEstimate:
         """At the largest setting: the measured peak split into the process, the weights' parts and the rest

@@ -171,7 +171,8 @@ def gb(mb: float) -> str:
 
 def refusal(job, index: int, name: str, estimate: MemoryEstimate, have: tuple[float, str], where: str) -> str:
     parts = (f"parameters {gb(estimate.parameters_mb)}, gradients {gb(estimate.gradients_mb)}, optimizer state "
-             f"{gb(estimate.optimizer_mb)}" + (f" (split over {estimate.shards} workers)" if estimate.shards > 1 else "")
+             f"{gb(estimate.optimizer_mb)}"
+             + (f" (split over {estimate.shards} workers)" if estimate.shards > 1 else "")
              + f", activations {gb(estimate.activations_mb)}" + (f", the process {gb(estimate.base_mb)}"
                                                                   if estimate.base_mb else ""))
     return (f"strategies[{index}] ({name}): a worker needs about {gb(estimate.total_mb())} at its largest setting "

@@ -44,7 +44,8 @@ def represented(value) -> list:
             return list(range(lo, hi + 1))
         return sorted({round(lo + (hi - lo) * (k + 0.5) / QUANTILES) for k in range(QUANTILES)})
     if value.kind == "loguniform":
-        return [math.exp(math.log(lo) + (math.log(hi) - math.log(lo)) * (k + 0.5) / QUANTILES) for k in range(QUANTILES)]
+        span = math.log(hi) - math.log(lo)
+        return [math.exp(math.log(lo) + span * (k + 0.5) / QUANTILES) for k in range(QUANTILES)]
     return [lo + (hi - lo) * (k + 0.5) / QUANTILES for k in range(QUANTILES)]
 
 

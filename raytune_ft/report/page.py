@@ -25,6 +25,7 @@ from raytune_ft.report.cost import plot_frontier
 from raytune_ft.report.figures import MPL_STYLE, STATUS_LABELS, plot_confusion, plot_curves, plot_rungs, plot_scores
 from raytune_ft.report.fmt import count, fmt, mean_std, megabytes, num, pct, value
 from raytune_ft.report.leaderboard import search_only_note
+from raytune_ft.report.plan import plan_sections
 from raytune_ft.report.run import Run, load_run
 
 
@@ -48,6 +49,7 @@ def write_report(run_dir: Path, out_dir: Path | None = None) -> Path:
             figure_section("confusion", "Test confusion matrix of the search's best trial", "confusion",
                            plot_confusion(run), out_dir),
             Section("failures", "Failures", "failures", *failures_table(run)),
+            *plan_sections(run),
             *trust.provenance_sections(run),
         ]
     path = out_dir / "report.html"
