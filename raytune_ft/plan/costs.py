@@ -52,7 +52,10 @@ class CostModel:
         y = np.array([p.batch_s for p in good])
         coef = np.linalg.lstsq(x, y, rcond=None)[0].tolist()
         largest = {k: highest(v) for k, v in knobs.items()}
-        first = min(good, key=lambda p: sum(p.knobs.get(k) != v for k, v in largest.items()))
+        def apart(p: Point) -> int:
+            return sum(p.knobs.get(k) != v for k, v in largest.items())
+        nearest = min(apart(p) for p in good)  # (a run's trials: those at, or nearest, the largest setting)
+        first = max((p for p in good if apart(p) == nearest), key=lambda p: p.peak_memory_mb)
         if average:
             first = first.model_copy(update={k: sum(getattr(p, k) for p in good) / len(good)
                                              for k in ("eval_sample_s", "checkpoint_s", "startup_s")})

@@ -75,9 +75,12 @@ def preflight(job, data_dir: Path, workers_at_once: Optional[int] = None) -> Non
         if workers_at_once:
             largest = max(space["hparams"]["batch_size"].candidates()) if isinstance(
                 space["hparams"]["batch_size"], Sampler) else space["hparams"]["batch_size"]
-            inputs = model_inputs(batch, meta, torch.device("cpu"))
-            estimates[first["name"]] = (sample_estimate(job, model, inputs, len(batch["labels"]), int(largest)),
-                                        f"hparams.batch_size {largest}")
+            try:
+                inputs = model_inputs(batch, meta, torch.device("cpu"))
+                estimates[first["name"]] = (sample_estimate(job, model, inputs, len(batch["labels"]), int(largest)),
+                                            f"hparams.batch_size {largest}")
+            except Exception:  # noqa: BLE001 - no estimate (a training-mode forward this check cannot run): the
+                pass  # plan's calibration, or the trials, measure it
     if estimates:
         refuse_what_does_not_fit(job, estimates, capacity(job, workers_at_once))
 
