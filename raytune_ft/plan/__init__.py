@@ -5,6 +5,7 @@ refusing a strategy a worker cannot hold. A budget (search.budget) sets num_samp
 
     space.py      which searched knobs change cost; where to calibrate; how many trials
     calibrate.py  a few batches and a validation pass of each strategy, in a fresh process (or a Ray task)
+    together.py   those processes side by side, timed together, as the sweep's trials run
     from_run.py   a finished run's trials as the calibration
     costs.py      a strategy's cost model from its points
     schedule.py   the schedulers' rules simulated: expected epochs, the stages' wall time

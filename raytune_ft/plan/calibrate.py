@@ -6,9 +6,11 @@
 
 A strategy's points are measured in one fresh process (on a cluster: a Ray task that holds a worker's CPUs and
 GPUs, alone in its process), its largest setting first, so that its peak memory is that of a worker that starts
-clean; `parallel` processes at a time, as the sweep runs trials side by side. Each point is the trial's own
-recipe (train/recipe.py): set up (data, model, strategy, optimizer, Accelerate) as a trial is, WARMUP batches,
-then batches timed until about TARGET_S, a validation pass (at most VAL_BATCHES), one checkpoint written.
+clean; here, `parallel` processes side by side, timed together, as the sweep runs its trials (plan/together.py).
+Each point is the trial's own recipe (train/recipe.py): set up (data, model, strategy, optimizer, Accelerate) as
+a trial is, WARMUP batches, then batches timed until about TARGET_S; at the first point also two validation
+passes of VAL_BATCHES (a process's first pays its first-time costs, the second is timed as later epochs are)
+and one checkpoint written.
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ import json
 import os
 import sys
 import time
-from typing import Optional
+from typing import Callable, Optional
 
 from pydantic import BaseModel, Field
 
@@ -24,7 +26,7 @@ WARMUP = 1
 FIRST = 2  # batches timed first; then as many as make about TARGET_S (at most MAX_BATCHES)
 TARGET_S = 1.0
 MAX_BATCHES = 30
-VAL_BATCHES = 2
+VAL_BATCHES = 1
 
 
 class Point(BaseModel):
@@ -76,15 +78,18 @@ def resident_mb() -> float:
 
 
 def measure(job: dict, data_dir: str, trial_dir: str, strategy: dict, hparams: dict, knobs: dict,
-            first_point: Optional[Point] = None) -> Point:
+            first_point: Optional[Point] = None, ready: Callable[[], None] = lambda: None,
+            ballast: bool = False) -> tuple[Optional[Point], object]:
     """One point: the trial's recipe set up and run for a few batches, a validation pass, a checkpoint.
     `first_point`: the strategy's first point, measured already in this process: this one times training only
-    (validation, checkpoint, start-up and memory are the first's)."""
+    (validation, checkpoint, start-up and memory are the first's). `ready()`: called once set up and warm, before
+    anything is timed (plan/together.py lines the processes up there); `ballast`: return then, timing nothing.
+    Returns (the point, the recipe, still holding its device: the caller releases it)."""
     import torch
 
     from raytune_ft.plan.memory import MB, machine_ram_mb
     from raytune_ft.train.config import trial_config
-    from raytune_ft.train.device import peak_memory, release_device
+    from raytune_ft.train.device import peak_memory
     from raytune_ft.train.recipe import TrialRecipe
 
     config = trial_config(job, data_dir, trial_dir, strategy, hparams)
@@ -92,75 +97,103 @@ def measure(job: dict, data_dir: str, trial_dir: str, strategy: dict, hparams: d
     base = 0.0 if gpu else resident_mb()
     recipe = TrialRecipe(config, report=lambda metrics: None)
     took, clock = {}, time.perf_counter()
-    try:
-        recipe.setup()
-        took["setup"] = time.perf_counter() - clock
-        batch = int(hparams["batch_size"])
-        recipe.train_epoch(1, limit=WARMUP)
-        startup = recipe.first_step_s
-        _, seen, first = recipe.train_epoch(1, limit=FIRST)
-        n_first = max(1, round(seen / batch))
-        more = min(MAX_BATCHES, max(FIRST, round(TARGET_S / max(first / n_first, 1e-6))))
-        _, seen, rest = recipe.train_epoch(1, limit=more)
-        n_rest = max(1, round(seen / batch))
-        batch_s = (rest - first) / (n_rest - n_first) if n_rest >= n_first + 3 and rest > first else \
-            (first + rest) / (n_first + n_rest)
-        loader_s = max(0.0, first - n_first * batch_s)
-        start = time.perf_counter()
-        took["training"] = start - clock - took["setup"]
-        if first_point is not None:
-            return first_point.model_copy(update={"knobs": knobs, "batch_size": batch, "batch_s": batch_s,
-                                                  "loader_s": loader_s, "seconds": took})
-        # a process's first validation pass pays first-time costs (kernels for the new batch shape, the memory of
-        # its activations), once per trial: a first pass, then one timed as every later epoch's
-        validated = min(recipe.val_samples, VAL_BATCHES * config.training.eval_batch_size)
-        recipe.validate(Limited(recipe.val_loader, VAL_BATCHES))
-        first_pass = time.perf_counter() - start
-        val = recipe.validate(Limited(recipe.val_loader, VAL_BATCHES))
-        took["validation"] = time.perf_counter() - start
-        eval_sample_s = (took["validation"] - first_pass) / max(1, validated)
-        eval_first_s = max(0.0, 2 * first_pass - took["validation"])
-        metrics = {"epoch": 1, "checkpoint_seconds": 0.0}
-        recipe.save(metrics, val, True)
-        took["checkpoint"] = time.perf_counter() - start - took["validation"]
-        model = recipe.plain
-        state = [t for s in recipe.optimizer.state.values() for t in s.values() if torch.is_tensor(t)]
-        device = recipe.accelerator.device
-        return Point(
-            strategy=strategy["name"], knobs=knobs, batch_size=batch, batch_s=batch_s, loader_s=loader_s,
-            eval_sample_s=eval_sample_s, eval_first_s=eval_first_s, checkpoint_s=metrics["checkpoint_seconds"],
-            startup_s=startup,
-            peak_memory_mb=peak_memory(device)["peak_memory_mb"], base_mb=base,
-            parameters_mb=sum(p.numel() * p.element_size() for p in model.parameters()) / MB,
-            gradients_mb=sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad) / MB,
-            optimizer_mb=sum(t.numel() * t.element_size() for t in state) / MB,
-            device_mb=torch.cuda.get_device_properties(device).total_memory / MB if gpu else machine_ram_mb(),
-            gpu=gpu, node_cpus=os.cpu_count() or 1, seconds=took)
-    finally:
-        if hasattr(recipe, "accelerator"):
-            release_device(recipe.accelerator.device)
+    recipe.setup()
+    took["setup"] = time.perf_counter() - clock
+    batch = int(hparams["batch_size"])
+    recipe.train_epoch(1, limit=WARMUP)
+    startup = recipe.first_step_s
+    ready()
+    if ballast:
+        return None, recipe
+    timed = time.perf_counter()  # (the wait for the others is not the measurement's)
+    _, seen, first = recipe.train_epoch(1, limit=FIRST)
+    n_first = max(1, round(seen / batch))
+    more = min(MAX_BATCHES, max(FIRST, round(TARGET_S / max(first / n_first, 1e-6))))
+    _, seen, rest = recipe.train_epoch(1, limit=more)
+    n_rest = max(1, round(seen / batch))
+    batch_s = (rest - first) / (n_rest - n_first) if n_rest >= n_first + 3 and rest > first else \
+        (first + rest) / (n_first + n_rest)
+    loader_s = max(0.0, first - n_first * batch_s)
+    start = time.perf_counter()
+    took["training"] = start - timed
+    if first_point is not None:
+        return first_point.model_copy(update={"knobs": knobs, "batch_size": batch, "batch_s": batch_s,
+                                              "loader_s": loader_s, "seconds": took}), recipe
+    # a process's first validation pass pays first-time costs (kernels for the new batch shape, the memory of
+    # its activations), once per trial: a first pass, then one timed as every later epoch's
+    validated = min(recipe.val_samples, VAL_BATCHES * config.training.eval_batch_size)
+    recipe.validate(Limited(recipe.val_loader, VAL_BATCHES))
+    first_pass = time.perf_counter() - start
+    val = recipe.validate(Limited(recipe.val_loader, VAL_BATCHES))
+    took["validation"] = time.perf_counter() - start
+    eval_sample_s = (took["validation"] - first_pass) / max(1, validated)
+    eval_first_s = max(0.0, 2 * first_pass - took["validation"])
+    metrics = {"epoch": 1, "checkpoint_seconds": 0.0}
+    recipe.save(metrics, val, True)
+    took["checkpoint"] = time.perf_counter() - start - took["validation"]
+    model = recipe.plain
+    state = [t for s in recipe.optimizer.state.values() for t in s.values() if torch.is_tensor(t)]
+    device = recipe.accelerator.device
+    return Point(
+        strategy=strategy["name"], knobs=knobs, batch_size=batch, batch_s=batch_s, loader_s=loader_s,
+        eval_sample_s=eval_sample_s, eval_first_s=eval_first_s, checkpoint_s=metrics["checkpoint_seconds"],
+        startup_s=startup,
+        peak_memory_mb=peak_memory(device)["peak_memory_mb"], base_mb=base,
+        parameters_mb=sum(p.numel() * p.element_size() for p in model.parameters()) / MB,
+        gradients_mb=sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad) / MB,
+        optimizer_mb=sum(t.numel() * t.element_size() for t in state) / MB,
+        device_mb=torch.cuda.get_device_properties(device).total_memory / MB if gpu else machine_ram_mb(),
+        gpu=gpu, node_cpus=os.cpu_count() or 1, seconds=took), recipe
 
 
 def measure_all(request: dict) -> list[dict]:
-    """A strategy's points, one after the other in this process; a point that fails says why (and ends it)."""
-    import gc
+    """A strategy's points, one after the other in this process; a point that fails says why (and ends it).
+    With request["sync"] (plan/together.py): its first point's timing starts with the others' of its wave, and
+    once measured it trains on, untimed, until they are done (as trials train beside each other); a "ballast"
+    request only does that."""
     import shutil
     import tempfile
 
-    out, first = [], None
-    for strategy, hparams, knobs in request["points"]:
+    from raytune_ft.plan.together import Sync
+
+    sync = Sync(request.get("sync"))
+    out, first, recipe = [], None, None
+    for k, (strategy, hparams, knobs) in enumerate(request["points"]):
+        release(recipe)
+        recipe = None
         work = tempfile.mkdtemp(prefix="raytune-ft-plan-")
         try:
-            point = measure(request["job"], request["data_dir"], work, strategy, hparams, knobs, first)
+            point, recipe = measure(request["job"], request["data_dir"], work, strategy, hparams, knobs, first,
+                                    ready=sync.ready if k == 0 else (lambda: None), ballast=sync.ballast)
+            if point is None:
+                break
             first = first or point
             out.append(point.model_dump())
         except Exception as e:  # noqa: BLE001 - said by the plan, naming the strategy and the setting
             out.append({"strategy": strategy["name"], "knobs": knobs, "error": f"{type(e).__name__}: {e}"[:2000]})
+            sync.ready(wait=False)  # (its wave does not wait for it)
             break
         finally:
             shutil.rmtree(work, ignore_errors=True)
-            gc.collect()
+    sync.done()
+    if recipe is not None:
+        sync.carry_on(lambda: recipe.train_epoch(1, limit=2))
+    release(recipe)
     return out
+
+
+def release(recipe) -> None:
+    """A point's recipe let go: its model and optimizer dropped, the device's cache emptied."""
+    import gc
+
+    from raytune_ft.train.device import release_device
+
+    if recipe is not None and hasattr(recipe, "accelerator"):
+        for name in ("model", "optimizer"):
+            if hasattr(recipe, name):
+                delattr(recipe, name)
+        release_device(recipe.accelerator.device)
+    gc.collect()
 
 
 def requests(job, data_dir) -> list[dict]:
@@ -178,8 +211,10 @@ def requests(job, data_dir) -> list[dict]:
 
 def calibrate(job, data_dir, *, parallel: int = 1, on_ray: bool = False) -> list[Point]:
     """Every strategy's points (a failed one with its error), `parallel` strategies at a time."""
+    from raytune_ft.plan.together import side_by_side
+
     work = requests(job, data_dir)
-    rows = on_cluster(job, work) if on_ray else here(work, parallel)
+    rows = on_cluster(job, work) if on_ray else side_by_side(work, parallel, job.resources)
     return [Point.model_validate(r) if not r.get("error") else failed(r) for r in rows]
 
 
@@ -187,34 +222,6 @@ def failed(row: dict) -> Point:
     return Point(strategy=row["strategy"], knobs=row["knobs"], batch_size=0, batch_s=0.0, eval_sample_s=0.0,
                  checkpoint_s=0.0, startup_s=0.0, peak_memory_mb=0.0, base_mb=0.0, parameters_mb=0.0,
                  gradients_mb=0.0, optimizer_mb=0.0, error=row["error"])
-
-
-def here(work: list[dict], parallel: int) -> list[dict]:
-    """On this machine: a fresh Python process per strategy (`python -m raytune_ft.plan.calibrate`), `parallel`
-    at a time."""
-    import subprocess
-    from concurrent.futures import ThreadPoolExecutor
-    from pathlib import Path
-
-    import raytune_ft
-
-    root = str(Path(raytune_ft.__file__).resolve().parent.parent)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p),
-           "HF_HUB_DISABLE_PROGRESS_BARS": "1", "TRANSFORMERS_VERBOSITY": "error"}
-
-    def one(request: dict) -> list[dict]:
-        done = subprocess.run([sys.executable, "-m", "raytune_ft.plan.calibrate"], input=json.dumps(request),
-                              capture_output=True, text=True, env=env)
-        lines = [ln for ln in done.stdout.splitlines() if ln.startswith("[")]
-        if done.returncode != 0 or not lines:
-            name = request["points"][0][0]["name"]
-            return [{"strategy": name, "knobs": request["points"][0][2],
-                     "error": f"the calibration process ended with code {done.returncode}: {done.stderr[-1500:]}"}]
-        return json.loads(lines[-1])
-
-    longest_first = sorted(work, key=lambda r: -len(r["points"]))  # the last to start is a short one
-    with ThreadPoolExecutor(max(1, parallel)) as pool:
-        return [row for rows in pool.map(one, longest_first) for row in rows]
 
 
 def on_cluster(job, work: list[dict]) -> list[dict]:
