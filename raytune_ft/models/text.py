@@ -8,7 +8,6 @@ from pydantic import Field, field_validator
 
 from raytune_ft.models import packaged
 from raytune_ft.models.base import ModelConfig, Source, register_source
-from raytune_ft.models.classifier import Classifier
 
 
 class TransformersConfig(ModelConfig):
@@ -42,6 +41,8 @@ class Transformers(Source):
 
     def build(self, config, num_classes):
         from transformers import AutoModel
+
+        from raytune_ft.models.classifier import Classifier  # torch: imported when a model is built
 
         backbone = AutoModel.from_pretrained(config.path(), trust_remote_code=config.trust_remote_code)
         if getattr(backbone, "pooler", None) is not None:
