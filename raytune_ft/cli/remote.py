@@ -79,7 +79,7 @@ def logs(
     follow: Annotated[bool, typer.Option("--follow", "-f", help="keep printing until the run ends")] = False,
     address: Annotated[Optional[str], typer.Option(help=_ADDRESS_HELP)] = None,
 ):
-    """Print a submitted run's driver output: its progress and its leaderboard."""
+    """Print a submitted run's driver output: progress, leaderboard."""
     from raytune_ft.cluster.client import logs as run_logs
 
     run_logs(run, address, follow=follow)

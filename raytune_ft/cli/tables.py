@@ -210,4 +210,4 @@ def _export(rows: list[dict], columns: list[str], path: Path, fmt: Format, outpu
     if output:
         output.write_text(text)
     else:
-        typer.echo(text)
+        typer.echo(text.rstrip("\n"))

@@ -57,6 +57,10 @@ def compare_notes(a_rows: list[dict], b_rows: list[dict], confirmed: bool) -> li
         one = "A" if has_confirm(a_rows) else "B" if has_confirm(b_rows) else None
         if one:
             notes.append(f"Only {one} has confirmed test scores, so the runs are compared on their searches.")
+    sizes = [sorted({r.get("train_size") for r in rows}, key=lambda z: (z is None, z or 0)) for rows in (a_rows, b_rows)]
+    if sizes[0] != sizes[1]:
+        said = [", ".join("the whole train split" if z is None else str(z) for z in s) for s in sizes]
+        notes.append(f"Train sizes: A {said[0]}; B {said[1]}. Rows match on strategy and train size.")
     a, b = ({r["strategy"] for r in rows} for rows in (a_rows, b_rows))
     for name, only in (("A", a - b), ("B", b - a)):
         if only:

@@ -118,24 +118,26 @@ class View:
 def table_view(rows: list[dict], names: list[str], table: str, columns: list[str] | None = None,
                width: int = WIDTH) -> View:
     """The view of a table's rows (`names`: the file's columns, in order). Given `columns`: those, as given.
-    Else the table's DEFAULTS that have a value in some row, as many of the most wanted as fit in `width`,
-    in the file's order."""
+    Else the table's DEFAULTS that have a value in some row, the most wanted first, each that still fits in
+    `width`; shown in the file's order."""
     if columns:
-        return _view(rows, columns)
+        return _view(rows, columns, {c: [cell(c, r.get(c)) for r in rows] for c in columns})
     wanted = [c for c in DEFAULTS.get(table, names) if c in names and any(num(r.get(c)) is not None for r in rows)]
-    wanted = wanted or names[:1]
-    for n in range(len(wanted), 0, -1):
-        shown = sorted(wanted[:n], key=names.index)
-        view = _view(rows, shown)
-        if table_width(view.headers, view.rows) <= width or n == 1:
-            view.left_out = [c for c in wanted if c not in shown]
-            return view
-    raise AssertionError("unreachable")
+    cells = {c: [cell(c, r.get(c)) for r in rows] for c in wanted or names[:1]}
+    need = {c: max([len(line) for line in header(c, max(map(len, v), default=0)).split("\n")] + [len(x) for x in v])
+            for c, v in cells.items()}
+    shown: list[str] = []
+    for c in cells:
+        if not shown or sum(need[s] + GAP for s in shown) + need[c] <= width:
+            shown.append(c)
+    view = _view(rows, sorted(shown, key=names.index), cells)
+    view.left_out = [c for c in wanted if c not in shown]
+    return view
 
 
-def _view(rows: list[dict], columns: list[str]) -> View:
-    cells = [[cell(c, r.get(c)) for c in columns] for r in rows]
-    headers = [header(c, max([len(r[i]) for r in cells], default=0)) for i, c in enumerate(columns)]
+def _view(rows: list[dict], columns: list[str], cells: dict[str, list[str]]) -> View:
+    table = [[cells[c][i] for c in columns] for i in range(len(rows))]
+    headers = [header(c, max(map(len, cells[c]), default=0)) for c in columns]
     right = [all(isinstance(r.get(c), (int, float, datetime)) for r in rows if num(r.get(c)) is not None)
              for c in columns]
-    return View(columns, headers, cells, right)
+    return View(columns, headers, table, right)
