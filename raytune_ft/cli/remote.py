@@ -106,8 +106,8 @@ def fetch(
 ):
     """Bring a submitted run's tables and reports home.
 
-    Its trials, strategies, epochs (and, with a confirm stage, comparisons ...) tables, job.yaml and reports/;
-    not the checkpoints.
+    Its tables (trials, strategies, epochs, and those of a confirm stage), provenance.json, job.yaml and
+    reports/; not the checkpoints.
     """
     from raytune_ft.cluster.client import fetch as fetch_run
 
