@@ -94,3 +94,13 @@ def test_compare_runs_with_different_strategies(tmp_path):
     rows = {ln.split()[0]: ln.split() for ln in out.output.splitlines() if ln.split()[:1] in (["lora"], ["ia3"])}
     assert rows["lora"][2] == "-" and rows["ia3"][1] == "-"
     assert "Only in A: lora" in out.output and "Only in B: ia3" in out.output
+
+
+def test_default_columns_say_once_what_every_row_shares(tmp_path):
+    run = make_run(tmp_path / "r1", 0.9)
+    out = runner.invoke(app, ["results", str(run), "--table", "trials"])
+    assert out.exit_code == 0, out.output
+    said = " ".join(out.output.split())
+    assert "in every row: stage search" in said and "choose them with --columns" in said
+    header = out.output.splitlines()[1:4]
+    assert not any("stage" in ln for ln in header) and any("status" in ln for ln in header)

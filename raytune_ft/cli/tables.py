@@ -181,7 +181,7 @@ def _print_rows(rows: list[dict], names: list[str], table: str, chosen: Optional
     from raytune_ft.report.views import table_view
 
     view = table_view(rows, names, table, chosen)
-    notes = []
+    notes = [f"in every row: {', '.join(f'{c} {v}' for c, v in view.same.items())}"] if view.same else []
     if chosen is None and len(view.columns) < len(names):
         notes.append(f"{len(view.columns)} of {len(names)} columns" + (
             f" (left out to fit: {', '.join(view.left_out)})" if view.left_out else "") +

@@ -18,11 +18,12 @@ WIDTH = 80  # every default table fits in this many characters
 GAP = 2  # spaces between two columns
 
 # Each table's default columns, the most wanted first: where they do not all fit in WIDTH, the last are left
-# out (a column no row has a value in is left out too). They are shown in the table's own column order.
+# out; a column no row has a value in is left out too, and one with the same value in every row is said once,
+# below the table. They are shown in the table's own column order.
 DEFAULTS = {
     "strategies": ["strategy", "train_size", "best_score", "confirm_mean", "standing", "trials", "mean_score",
                    "compute_seconds", "trainable_fraction"],
-    "trials": ["strategy", "trial_id", "status", "score", "test_score", "train_size", "lr", "stage", "epochs_run",
+    "trials": ["strategy", "trial_id", "stage", "status", "score", "test_score", "lr", "train_size", "epochs_run",
                "seed", "wall_seconds"],
     "epochs": ["strategy", "trial_id", "epoch", "val_accuracy", "val_loss", "train_loss", "train_size", "stage",
                "val_f1", "status"],
@@ -113,6 +114,7 @@ class View:
     rows: list[list[str]]
     right: list[bool]  # right-aligned: a column of numbers
     left_out: list[str] = field(default_factory=list)  # default columns that did not fit in WIDTH
+    same: dict[str, str] = field(default_factory=dict)  # default columns with one value in every row: that value
 
 
 def table_view(rows: list[dict], names: list[str], table: str, columns: list[str] | None = None,
@@ -124,6 +126,12 @@ def table_view(rows: list[dict], names: list[str], table: str, columns: list[str
         return _view(rows, columns, {c: [cell(c, r.get(c)) for r in rows] for c in columns})
     wanted = [c for c in DEFAULTS.get(table, names) if c in names and any(num(r.get(c)) is not None for r in rows)]
     cells = {c: [cell(c, r.get(c)) for r in rows] for c in wanted or names[:1]}
+    same = {c: v[0] for c, v in cells.items() if len(rows) > 1 and len(set(v)) == 1}
+    if len(same) < len(cells):
+        cells = {c: v for c, v in cells.items() if c not in same}
+        wanted = [c for c in wanted if c not in same]
+    else:
+        same = {}
     need = {c: max([len(line) for line in header(c, max(map(len, v), default=0)).split("\n")] + [len(x) for x in v])
             for c, v in cells.items()}
     shown: list[str] = []
@@ -131,7 +139,7 @@ def table_view(rows: list[dict], names: list[str], table: str, columns: list[str
         if not shown or sum(need[s] + GAP for s in shown) + need[c] <= width:
             shown.append(c)
     view = _view(rows, sorted(shown, key=names.index), cells)
-    view.left_out = [c for c in wanted if c not in shown]
+    view.left_out, view.same = [c for c in wanted if c not in shown], same
     return view
 
 
