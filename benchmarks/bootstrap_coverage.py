@@ -139,7 +139,8 @@ def main() -> None:
     rows = [(name, n, coverage(draw, truth, step, n, args.sims, args.resamples, seed=n))
             for name, (draw, truth, step) in cases().items() for n in NS]
     methods = list(rows[0][2])
-    lines = [f"## 1. Coverage of a nominal 95 % interval for a mean over n seeds ({args.sims} simulated experiments "
+    lines = ["# How far the confirm stage's numbers can be trusted: simulated seeds whose truth is known", "",
+             f"## 1. Coverage of a nominal 95 % interval for a mean over n seeds ({args.sims} simulated experiments "
              f"per cell, {args.resamples} resamples for the bootstraps; a cell is within about +-0.01)", "",
              "| scores | n | " + " | ".join(methods) + " |", "|---|---|" + "---|" * len(methods)]
     lines += [f"| {name} | {n} | " + " | ".join(f"{c[k]:.3f}" for k in methods) + " |" for name, n, c in rows]

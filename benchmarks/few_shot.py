@@ -106,7 +106,7 @@ def main() -> None:
         pairs = zip(results[(strategy, "prototype", k)], results[(strategy, "linear", k)])
         return f"{sum(p['test'] > l['test'] for p, l in pairs)}/{args.seeds}"
 
-    lines = [f"# Few-shot: prototype head against a fresh linear head ({time.strftime('%Y-%m-%d %H:%M')})", "",
+    lines = ["# Few-shot: prototype head against a fresh linear head", "",
              f"Command: `.venv/bin/python benchmarks/few_shot.py --seeds {args.seeds} --epochs {args.epochs}"
              f" --shots {' '.join(map(str, args.shots))}`. EfficientNet-Lite0 (ImageNet, packaged), digits at 32 px, "
              f"`data.shots: k` (k images of each of the 10 classes, drawn by `data.seed`), {args.epochs} epochs, "

@@ -116,7 +116,7 @@ def main() -> None:
     if not smoke and torch.cuda.device_count() < 2:
         cases = [c for c in cases if c[2] == 1]
         print("one GPU: the 2-worker case (a GPU per worker) is skipped")
-    lines = [f"# GPU paths: trial samples/s against a plain Accelerate loop, {time.strftime('%Y-%m-%d %H:%M')}", "",
+    lines = ["# GPU paths: trial samples/s against a plain Accelerate loop", "",
              f"Command: `.venv/bin/python benchmarks/gpu.py{' --smoke-on-cpu' if smoke else ''}`. Device: {gpu_name}; "
              f"{epochs} epoch(s) of the `full` strategy, batch 32 per worker. Load before: {os.getloadavg()[0]:.2f}.", "",
              "| model | case | trial samples/s | plain loop samples/s | ratio | sweep wall s |", "|---|---|---|---|---|---|"]

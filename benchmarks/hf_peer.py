@@ -147,7 +147,7 @@ def main() -> None:
 
     ratio = sum(x["wall"] for x in ours) / sum(x["wall"] for x in peer)
     lines = [
-        f"# A sweep against Hugging Face Trainer.hyperparameter_search on Ray Tune, {time.strftime('%Y-%m-%d %H:%M')}",
+        "# A sweep against Hugging Face Trainer.hyperparameter_search on Ray Tune",
         "",
         f"Command: `.venv/bin/python benchmarks/hf_peer.py --train {args.train} --trials {args.trials} "
         f"--epochs {args.epochs} --repeats {args.repeats}`. all-MiniLM-L6-v2, full fine-tuning, {args.train} "

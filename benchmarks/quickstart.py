@@ -137,7 +137,7 @@ def main() -> None:
     full = [t["samples_per_sec"] for t in trials if t["strategy"] == "full" and t["samples_per_sec"]]
     full_sps = sum(full) / len(full) if full else float("nan")
 
-    lines = [f"# The quickstart end to end (`raytune-ft run jobs/quickstart.yaml`), {time.strftime('%Y-%m-%d %H:%M')}",
+    lines = ["# The quickstart end to end (`raytune-ft run jobs/quickstart.yaml`)",
              "", f"Command: `.venv/bin/python benchmarks/quickstart.py{' --public-path' if args.public_path else ''}`. Load average (1 min) before "
              f"{load_before:.2f}; during the run mean {load_mean:.2f}, max {load_max:.2f}; {os.cpu_count()} cores.", "",
              "| what | value |", "|---|---|",

@@ -74,7 +74,7 @@ def main() -> None:
         return sum(xs) / len(xs) if xs else float("nan")
 
     lines = [
-        f"# Where a trial's start-up goes in Ray, {time.strftime('%Y-%m-%d %H:%M')}",
+        "# Where a trial's start-up goes in Ray",
         "",
         f"Command: `.venv/bin/python benchmarks/trial_timeline.py --samples {args.samples}`: the quickstart's "
         f"job, 1 epoch, {args.samples} trial(s) per strategy, 2 at a time; the sweep took {wall:.0f} s. "

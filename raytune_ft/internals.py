@@ -11,7 +11,7 @@ RAYTUNE_FT_RAY_FAST_PATH=0 on the tested set.
     trainer_cls()            # the TorchTrainer a trial builds: Ray's own, or the in-process one (fast path)
     reports_in_process()     # call before TuneReportCallback(): its queue lives in this process (fast path)
 
-The fast path of a trial (issue 14; benchmarks/results/trial_timeline.md, quickstart.md, 2 cores). Per
+The fast path of a trial (measured: benchmarks/results/trial_timeline.md, quickstart.md, 2 cores). Per
 trial the public path starts, besides the trial actor and its Train workers, a TrainController actor, a
 queue actor between the two, a PlacementGroupCleaner and a DatasetManager; the fast path starts none:
 

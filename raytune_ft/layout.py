@@ -1,16 +1,22 @@
 """A run folder's layout, in one place: every module asks this class where a file goes.
 
     runs/<name>-<time>/
-      job.yaml              the resolved spec (absolute data paths: resume works from anywhere)
-      data/                 the prepared splits (meta.json + tensors), made once per job
-      trials.parquet        one row per trial            strategies.parquet   one row per strategy (x train size)
-      epochs.parquet        one row per reported epoch   sweep_events.jsonl   the sweep's event log (appended)
-      sweep_state.json      the sweep's records: a compaction of the event log, as trial drivers read it
-      comparisons.parquet   one row per ordered pair of strategies (the confirm stage's test scores)
-      budget_curves.parquet expected best score after n trials / c seconds, per strategy, with a band
-      data_size.parquet     score against train size per strategy        provenance.json  what made the run
-      trials/<trial id>/    each trial's checkpoints     reports/<strategy>/  test-split reports
-      ray/                  Ray's own: Tune's experiment state, Train's runs
+      job.yaml               the resolved spec (absolute data paths: resume works from anywhere)
+      data/                  the prepared splits (meta.json + one .npy per split and column), made once per job
+      trials.parquet         one row per trial
+      strategies.parquet     one row per strategy (x train size)
+      epochs.parquet         one row per reported epoch
+      comparisons.parquet    one row per ordered pair of strategies (a run with a confirm stage)
+      budget_curves.parquet  expected best score after n trials / c seconds, per strategy, with a band
+      data_size.parquet      score against train size, per strategy
+      provenance.json        what made the run: versions, commit, data and weight hashes, the spec
+      sweep_events.jsonl     the sweep's event log (appended; resume starts from it)
+      sweep_state.json       its records, compacted, as trial drivers read them
+      reports/<strategy>/    the best trial's test-split report and confusion matrix
+      report/                report.html and its figures (raytune-ft report)
+      ray/train-<trial id>/  each trial's checkpoints (checkpoint_*/), kept by Ray Train: the best and the latest
+      ray/tune/              Tune's experiment state (ray/select/, ray/confirm/: the later stages')
+      trials/<trial id>/     a failed trial's mark; without Ray (train_trial called directly), its checkpoints
 """
 from __future__ import annotations
 

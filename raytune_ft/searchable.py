@@ -20,6 +20,12 @@ from pydantic import BeforeValidator, PlainSerializer, WithJsonSchema
 
 SAMPLERS = ("choice", "grid", "uniform", "loguniform", "randint")
 
+JSON_TYPES = {float: "number", int: "integer", str: "string", bool: "boolean"}
+# A sampler in the spec's JSON schema (the reference pages are generated from it): one key, a list of values
+SAMPLER_SCHEMA = {"title": "Sampler", "type": "object", "minProperties": 1, "maxProperties": 1,
+                  "propertyNames": {"enum": list(SAMPLERS)}, "additionalProperties": {"type": "array"},
+                  "description": "a sampler such as {choice: [...]}: the bounds hold for every value it can draw"}
+
 
 @dataclass(frozen=True)
 class Sampler:
@@ -120,8 +126,11 @@ def Searchable(kind_of_value: type, *, gt=None, ge=None, lt=None, le=None):  # n
                 raise ValueError(f"must be <= {le}; got {x}")
         return value
 
+    bounds = {key: bound for key, bound in (("exclusiveMinimum", gt), ("minimum", ge), ("exclusiveMaximum", lt),
+                                             ("maximum", le)) if bound is not None}
+    constant = {"type": JSON_TYPES[kind_of_value], **bounds} if kind_of_value in JSON_TYPES else {}
     return Annotated[Any, BeforeValidator(parse), PlainSerializer(to_plain),
-                     WithJsonSchema({"description": "a value, or a sampler such as {choice: [...]}"})]
+                     WithJsonSchema({"anyOf": [constant, SAMPLER_SCHEMA]})]
 
 
 def can_be_nonzero(value) -> bool:

@@ -69,7 +69,6 @@ def test_asha_sweep_finishes_and_frees_everything(resnet_weights, tmp_path, ray_
     on either path a trial can take."""
     from raytune_ft.sweep.ray_setup import live_placement_groups
     from raytune_ft.sweep.run import run_sweep
-    from raytune_ft.results.tables import checkpoint_location
     from raytune_ft.train.model import load_trial_model
 
     spec = vision_spec(resnet_weights, training={"epochs": 3})
@@ -109,7 +108,7 @@ def test_asha_sweep_finishes_and_frees_everything(resnet_weights, tmp_path, ray_
     assert best_trial["score"] == winner["best_score"]
     best = next(t for t in trials if t["trial_id"] == winner["best_trial_id"])
     assert not Path(best["checkpoint_path"]).is_absolute()  # relative to the run folder: the folder can move
-    model, config = load_trial_model(checkpoint_location(tmp_path / "run", best["checkpoint_path"]))  # Ray keeps it
+    model, config = load_trial_model(best["checkpoint_path"], run_dir=tmp_path / "run")  # where Ray keeps it
     assert config.strategy["name"] == winner["strategy"]
     assert any("stopped early" in line for line in lines)
     # a trial of one worker trains as one plain process on either path: Accelerate wraps nothing in DDP
@@ -137,14 +136,28 @@ def test_asha_sweep_finishes_and_frees_everything(resnet_weights, tmp_path, ray_
         # Ray's own TorchTrainer: each trial's TrainController actor (and Ray's helpers), every one gone now
         assert started["ImplicitFunc"] == started["TrainController"] == started["RayTrainWorker"] == 9, started
 
-    # Everything the local cluster started listens on loopback only (GCS, raylet, dashboard, agents, workers)
+    # Everything the local cluster started listens on loopback only (GCS, raylet, dashboard, agents, workers).
+    # On the public path a trial's workers form a torch process group, whose TCPStore listens on every
+    # interface while the trial runs (torch binds it so): a worker still exiting may hold it a moment.
     import psutil
 
-    ours = {p.pid for p in psutil.Process().children(recursive=True)}
-    listening = [(c.laddr.ip, c.laddr.port, c.pid) for c in psutil.net_connections(kind="tcp")
-                 if c.status == psutil.CONN_LISTEN and c.pid in ours]
-    assert len(listening) >= 3, listening
-    assert all(ip in ("127.0.0.1", "::ffff:127.0.0.1") for ip, _, _ in listening), listening
+    def command(pid: int) -> str:
+        try:
+            return " ".join(psutil.Process(pid).cmdline())[:200]
+        except psutil.Error:
+            return "(exited)"
+
+    def beyond_loopback():
+        ours = {p.pid for p in psutil.Process().children(recursive=True)}
+        listening = [(c.laddr.ip, c.laddr.port, c.pid) for c in psutil.net_connections(kind="tcp")
+                     if c.status == psutil.CONN_LISTEN and c.pid in ours]
+        assert len(listening) >= 3, listening
+        return [(ip, port, command(pid)) for ip, port, pid in listening if ip not in ("127.0.0.1", "::ffff:127.0.0.1")]
+
+    deadline = time.monotonic() + 30
+    while (beyond := beyond_loopback()) and time.monotonic() < deadline:
+        time.sleep(1)
+    assert not beyond, beyond
     assert {n["NodeManagerAddress"] for n in ray.nodes()} == {"127.0.0.1"}
 
 

@@ -203,9 +203,12 @@ def test_the_trial_augments_train_batches_only(text_job, tmp_path):
     assert aug.special == {PAD, CLS, SEP, MASK} and aug.pad_id == PAD  # from the tokenizer; [UNK] is a word
     stored = {split: {k: v[:] for k, v in load_split(tmp_path / "data", split).items()}
               for split in ("train", "validation")}
-    seen = list(recipe.val_loader)
-    assert torch.equal(torch.cat([b["input_ids"] for b in seen]), stored["validation"]["input_ids"])
-    assert torch.equal(torch.cat([b["attention_mask"] for b in seen]), stored["validation"]["attention_mask"])
+    seen = list(recipe.val_loader)  # batches come trimmed after the last column any row uses (train/evaluate.py)
+    width = seen[0]["input_ids"].shape[1]
+    assert all(b["input_ids"].shape[1] == width for b in seen)
+    assert torch.equal(torch.cat([b["input_ids"] for b in seen]), stored["validation"]["input_ids"][:, :width])
+    assert torch.equal(torch.cat([b["attention_mask"] for b in seen]), stored["validation"]["attention_mask"][:, :width])
+    assert not stored["validation"]["attention_mask"][:, width:].any()  # what was cut is padding
     dataset = recipe.train_loader.dataset
     first = [dataset[i]["input_ids"] for i in range(len(dataset))]
     assert sum(not torch.equal(x, stored["train"]["input_ids"][i]) for i, x in enumerate(first)) > len(first) // 2

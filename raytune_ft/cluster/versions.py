@@ -16,7 +16,7 @@ from typing import Optional
 
 from raytune_ft.errors import ClusterError
 
-SUPPORTED_RAY = ">=2.55.1,<3"  # pyproject.toml's range (README: "Supported versions")
+SUPPORTED_RAY = ">=2.55.1,<3"  # pyproject.toml's range (docs/reference/versions.md)
 
 
 def local_versions() -> tuple[str, str]:

@@ -41,7 +41,8 @@ class DataConfig(BaseModel):
         False, description="with train_sizes / shots: each trial validates on a stratified subset of the validation "
         "split no larger than its training set, so a 10-shot run is not tuned on hundreds of validation samples "
         "(true few-shot, Perez et al. 2021); default: the whole validation split")
-    seed: int = 0
+    seed: int = Field(0, description="seeds every draw from the data: hold-outs (validation_fraction, "
+                      "test_fraction, the digits' split), train sizes and shots, EWC's Fisher samples")
     fisher_source: Optional[FisherSource] = Field(
         None, description="EWC (hparams.ewc) only: the samples its Fisher information is estimated on: "
         "{split: train | validation | test} of this job's data, or {path: ...}, a file or folder of the source "
@@ -158,9 +159,11 @@ class FileSplitsConfig(DataConfig):
     suffixes: ClassVar[tuple[str, ...]] = ()  # the file formats this source reads (empty: any / folders)
 
     # a Path, or a URI kept as its text (s3://, gs://, file://): see location.py
-    train: Union[Path, str]
-    validation: Union[Path, str, None] = None
-    test: Union[Path, str, None] = None
+    train: Union[Path, str] = Field(description="the train split: a path (from the working directory or the "
+                                    "spec's folder) or a URI (s3://, gs://, file://)")
+    validation: Union[Path, str, None] = Field(None, description="the validation split; or set validation_fraction")
+    test: Union[Path, str, None] = Field(None, description="the test split (optional; with search.confirm and no "
+                                         "test split, one is held out of train)")
 
     @field_validator(*SPLITS, mode="before")
     @classmethod

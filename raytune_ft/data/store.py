@@ -16,7 +16,7 @@ fixed-size (uint8 images of one size, token ids of one length), so row i is at a
 epoch touches stays in the worker's resident set (a 20k-image epoch maps the whole file: RSS grows with
 the data, which is what had to stop). Parquet shards through Ray Data would add a streaming executor,
 its actors and object-store copies to every trial, on a 2-core machine where Ray's per-trial processes
-already cost more than the training (issue 14); the shuffled reads a trial needs are one pread each here.
+already cost more than the training; the shuffled reads a trial needs are one pread each here.
 Labels are small (8 bytes a row) and are loaded whole, as a tensor: subsets, class counts and
 stratification need them all.
 """

@@ -15,8 +15,7 @@ from raytune_ft.layout import RunLayout
 from raytune_ft.report.content import Part, Row, Section, Table, embedded, figure_section
 from raytune_ft.report.curve_figures import plot_budget, plot_data_size
 from raytune_ft.report.fmt import fmt, interval, num, p_text, signed, signed_interval, whole
-from raytune_ft.report.leaderboard import (boards, by_train_size, confirmed_first, confirmed_text, has_confirm,
-                                           search_only_note)
+from raytune_ft.report.leaderboard import boards, by_train_size, confirmed_first, confirmed_text, has_confirm
 from raytune_ft.report.run import Run
 from raytune_ft.results.tables import metric_on_test, read_table
 
@@ -183,7 +182,8 @@ def headline(run: Run) -> str:
         if winner is None:
             return "No strategy has a score: every trial failed."
         return (f"Search only: the best trial was {winner['strategy']}'s, {run.metric} {fmt(winner['best_score'])} "
-                f"(one seed, chosen on this validation split). {search_only_note(run.metric)}")
+                "(one seed, chosen on this validation split). A search ranks; it cannot tell strategies apart: "
+                "the leaderboard's caption says why, and how to add a confirm stage.")
     said = []
     for size, rows in by_train_size(run.all_strategies):
         ranked = confirmed_first(rows, run.mode)

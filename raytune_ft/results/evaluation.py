@@ -36,7 +36,7 @@ def evaluate_trial(checkpoint, data_dir: Path, split: str = "test") -> dict:
     import torch
 
     from raytune_ft.data import load_meta, load_split
-    from raytune_ft.train.evaluate import TensorDict, evaluate
+    from raytune_ft.train.evaluate import TensorDict, evaluate, loader
     from raytune_ft.train.model import load_trial_model
     from raytune_ft.train.tasks import Tasks
 
@@ -44,9 +44,9 @@ def evaluate_trial(checkpoint, data_dir: Path, split: str = "test") -> dict:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model.to(device)
     meta, data = load_meta(data_dir), load_split(data_dir, split)
-    loader = torch.utils.data.DataLoader(TensorDict(data), batch_size=config.training.eval_batch_size)
+    batches = loader(TensorDict(data), config.training.eval_batch_size)
     tasks = Tasks.from_meta(meta)
-    m = evaluate(model, loader, meta, device, len(meta["classes"]),
+    m = evaluate(model, batches, meta, device, len(meta["classes"]),
                  mixed_precision=config.training.mixed_precision, tasks=tasks)
     if not tasks.multi:
         return {"accuracy": m["accuracy"], "f1": m["f1"], "loss": m["loss"], "samples": len(data["labels"]),

@@ -3,7 +3,7 @@
 
 They are rewritten whole and atomically (write a temporary file, then rename) while the sweep runs (soon
 after a trial ends, every ~10 s while epochs are reported: sweep/callback.py) and at the end of each stage, so a
-crash at any moment leaves readable tables of what was done. The columns are listed in README.md.
+crash at any moment leaves readable tables of what was done. The columns are declared in results/schema.py.
 """
 from __future__ import annotations
 

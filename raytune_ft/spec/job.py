@@ -63,16 +63,20 @@ class TrainingSpec(Strict):
     step_every_epochs: float = Field(1.0, gt=0, description="step schedule: decay every this many epochs")
     step_gamma: float = Field(0.5, gt=0, le=1, description="step schedule: multiply the learning rate by this")
     class_weighted_loss: bool = Field(False, description="weight the loss by inverse class frequency in train")
-    augment: AugmentSpec = Field(default_factory=AugmentSpec)
+    augment: AugmentSpec = Field(default_factory=AugmentSpec, description="image augmentation of the training split")
     augment_text_ops: list[Literal["delete", "swap", "insert"]] = Field(
         default_factory=lambda: ["delete", "swap", "insert"], min_length=1,
         description="text jobs with hparams.augment_text > 0: the EDA operations, one drawn per sample and epoch")
     patience: Optional[int] = Field(
         None, ge=1, description="end a trial after this many epochs without a better validation score")
     mixed_precision: Literal["no", "fp16", "bf16"] = Field(
-        "no", description="Accelerate mixed precision; fp16 needs a GPU")
+        "no", description="Accelerate mixed precision; fp16 needs a GPU (a gradient scaler skips overflowed steps)")
+    tf32: bool = Field(True, description="on a GPU, fp32 matrix products and convolutions in TF32 (Ampere and "
+                       "later; much faster, a 10-bit mantissa); false: full fp32")
+    deterministic: bool = Field(False, description="deterministic algorithms only (slower; an op without one "
+                                "raises, naming itself) and cuDNN's autotuning off: the same seed, the same numbers")
     grad_accum_steps: int = Field(1, ge=1, description="micro-batches per optimizer step (Accelerate)")
-    eval_batch_size: int = Field(256, ge=1)
+    eval_batch_size: int = Field(256, ge=1, description="samples per batch when validating and testing")
     keep_checkpoint: bool = Field(True, description="save each trial's best weights (trainable ones) for reload")
     task_weights: Optional[dict[str, float]] = Field(
         None, description="multi-task jobs (data.label_columns): each task's weight in the loss, "
@@ -131,9 +135,10 @@ class SearchSpec(Strict):
     metric: str = Field("val_accuracy", description="val_accuracy / val_f1 / val_loss (a multi-task job: the "
                         "mean over its tasks), or one task's, e.g. val_accuracy.topic")
     mode: Optional[Literal["max", "min"]] = Field(None, description="default: max for accuracy / F1, min for loss")
-    scheduler: SchedulerSpec = Field(default_factory=SchedulerSpec)
+    scheduler: SchedulerSpec = Field(default_factory=SchedulerSpec, description="early stopping of weak trials")
     hparams: HParams = Field(default_factory=HParams, description="hyperparameters of every strategy")
-    seed: int = 0
+    seed: int = Field(0, description="the search's seed: each trial's own seed is derived from it and the "
+                      "trial's index, so the same spec gives the same seeds")
     confirm: Optional[ConfirmSpec] = Field(
         None, description="after the search, train each strategy's top_k configurations again with `seeds` "
         "fresh seeds to the full epochs and score them on the test split: means, intervals, pairwise tests")
@@ -160,13 +165,26 @@ class ResourcesSpec(Strict):
     workers_per_trial: int = Field(
         1, ge=1, le=MAX_WORKERS, description="Ray Train workers (processes, data parallel) per trial. At most "
         f"{MAX_WORKERS}: each is a process with its own copy of the model, started and synchronised every step")
-    cpus_per_worker: float = Field(1, gt=0)
-    gpus_per_worker: float = Field(0, ge=0, description="fractions allowed, e.g. 0.5")
+    cpus_per_worker: float = Field(1, gt=0, description="CPUs of each worker; beyond 1, the rest load and augment "
+                                   "batches in DataLoader workers (loader_workers)")
+    gpus_per_worker: float = Field(0, ge=0, description="a fraction of one GPU (e.g. 0.5: two trials share a GPU, "
+                                   "each held to that share of its memory) or whole GPUs")
+    loader_workers: Optional[int] = Field(
+        None, ge=0, description="DataLoader worker processes per Train worker (reading, augmenting); default: "
+        "cpus_per_worker - 1, at most 4")
     max_concurrent_trials: Optional[int] = Field(
         None, ge=1, description="default: as many as the cluster's CPUs / GPUs can hold")
     max_worker_restarts: int = Field(
         2, ge=0, description="times a trial's Train workers are started again after one dies (they go on "
                              "from the trial's last epoch); errors that would repeat are not retried")
+
+    @field_validator("gpus_per_worker")
+    @classmethod
+    def _a_fraction_or_whole_gpus(cls, gpus):
+        if gpus > 1 and not float(gpus).is_integer():
+            raise ValueError(f"{gpus}: Ray gives a worker a fraction of one GPU (below 1) or whole GPUs; use "
+                             f"{int(gpus)} or {int(gpus) + 1}")
+        return gpus
 
     @model_validator(mode="after")
     def _whole_gpus_for_several_workers(self):
@@ -199,13 +217,16 @@ class TrackingSpec(Strict):
 
 class JobSpec(Strict):
     name: str = Field(description=f"letters, digits, _ . - (used in paths); at most {MAX_NAME} characters")
-    model: ModelSpec
-    data: DataSpec
-    strategies: list[StrategySpec] = Field(min_length=1)
-    training: TrainingSpec = Field(default_factory=TrainingSpec)
-    search: SearchSpec = Field(default_factory=SearchSpec)
-    resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
-    tracking: TrackingSpec = Field(default_factory=TrackingSpec)
+    model: ModelSpec = Field(description="the pretrained model; `source` picks the kind (a model source)")
+    data: DataSpec = Field(description="the data and its splits; `source` picks the kind (a data source)")
+    strategies: list[StrategySpec] = Field(
+        min_length=1, description="the strategies to compare, each with its own knobs; `name` picks the strategy")
+    training: TrainingSpec = Field(default_factory=TrainingSpec, description="how every trial trains")
+    search: SearchSpec = Field(default_factory=SearchSpec, description="the search over strategies and "
+                               "hyperparameters, its scheduler and the confirm stage")
+    resources: ResourcesSpec = Field(default_factory=ResourcesSpec, description="what each trial asks Ray for")
+    tracking: TrackingSpec = Field(default_factory=TrackingSpec, description="optional logging to MLflow or "
+                                   "TensorBoard (pip install 'raytune_ft[tracking]')")
     output_dir: Path = Field(Path("runs"), description="run folders are created under it")
 
     @field_validator("name")

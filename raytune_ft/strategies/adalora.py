@@ -14,7 +14,7 @@ class AdaLoraConfig(PeftStrategyConfig):
     name: Literal["adalora"] = "adalora"
     init_r: Searchable(int, ge=1) = Field(12, description="rank every layer starts with")
     target_r: Searchable(int, ge=1) = Field(8, description="average rank after the budget is pruned")
-    alpha: Searchable(float, gt=0) = Field(16.0)
+    alpha: Searchable(float, gt=0) = Field(16.0, description="scaling: the update is multiplied by alpha / r")
     orth_reg_weight: Searchable(float, ge=0) = Field(
         0.5, description="weight of the orthogonal regulariser on the adapters' singular vectors (peft's default)")
 

@@ -20,20 +20,25 @@ def ray_environment() -> None:
     Ray's tables, and Tune's experiment state saved at most every 5 s (what `resume` starts from).
 
     And two of Ray Train's per-trial helpers a trial of ours does not use, each a process that polls
-    while the trial trains (issue 14): the PreemptionWatcher (spot-instance notices: a trial on a
+    while the trial trains: the PreemptionWatcher (spot-instance notices: a trial on a
     preempted node is restarted from its latest checkpoint by FailureConfig anyway) and Train's
     Prometheus metrics callbacks. A user who wants them sets the variables to 1.
 
     And Tune and Train leave every process in the folder it started in (RAY_CHDIR_TO_TRIAL_DIR=0): by
     default they move a trial's driver and workers into a folder of Ray's, where a model or weights path
     the spec gives relative to the job's folder (or the package `submit` ships) is not found. Our trials
-    write only to absolute paths (the run folder, Ray's checkpoints)."""
+    write only to absolute paths (the run folder, Ray's checkpoints).
+
+    And Tune's own per-trial loggers (CSV, JSON and, where tensorboardX is installed, TensorBoard files in
+    every trial's folder) are off: the run's tables are ours, and the TensorBoard logger warned about every
+    checkpoint_score of -inf. tracking.tensorboard / tracking.mlflow add their loggers explicitly."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "5")
     os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
     os.environ.setdefault("RAY_TRAIN_METRICS_ENABLED", "0")
     os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
 
 
 def quiet_libraries(verbose: bool) -> None:

@@ -26,10 +26,31 @@ class TensorDict:
         return item
 
 
+def loader(dataset, batch_size: int, *, workers: int = 0, pin: bool = False, **kwargs):
+    """The DataLoader of a trial's split: batches made by `collate` (text padding trimmed on the CPU, before a
+    batch goes to the device), `workers` processes reading and augmenting them (new each epoch, so each sees
+    that epoch's augmentation), in pinned memory when a GPU will read them (`pin`)."""
+    import torch
+
+    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=workers, pin_memory=pin,
+                                       collate_fn=collate, **kwargs)
+
+
+def collate(samples: list) -> dict:
+    """A batch of samples (torch's default collation), its texts cut after the last column any row uses."""
+    from torch.utils.data import default_collate
+
+    return trim_padding(default_collate(samples))
+
+
 def model_inputs(batch: dict, meta: dict, device):
     """Model inputs from a prepared batch: uint8 images are center-cropped (a stored, uncropped image:
-    validation, test) and normalised here, on the device; texts lose the padding no row of the batch needs."""
-    inputs = trim_padding({k: v for k, v in batch.items() if k != "labels"})
+    validation, test) and normalised here, on the device. Texts lose the padding no row of the batch needs:
+    in `collate` for a loader's batches; here for a batch still on the CPU (pre-flight, EWC), never on the
+    device (finding the last column used would wait for it)."""
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    if all(v.device.type == "cpu" for v in inputs.values()):
+        inputs = trim_padding(inputs)
     inputs = {k: v.to(device) for k, v in inputs.items()}
     if "pixel_values" in inputs:
         pixels = inputs["pixel_values"]
@@ -37,7 +58,7 @@ def model_inputs(batch: dict, meta: dict, device):
     return inputs
 
 
-def trim_padding(inputs: dict) -> dict:
+def trim_padding(inputs: dict) -> dict:  # (labels pass through: they are not 2-D of the mask's width)
     """Texts are stored padded to model.max_length; a batch of shorter ones is cut after its last column
     that any row attends to. The model computes the same for every real token (padding is masked out of
     attention and of mean pooling) at a cost that follows the batch's longest text, not max_length.

@@ -19,12 +19,22 @@ SHAPE_ERROR = re.compile(r"size of tensor|sizes of tensors must match|must match
                          r"expected input\[.*\] to have|kernel size can't be greater", re.IGNORECASE)
 
 
+# Device memory running out is raised as torch.OutOfMemoryError by PyTorch's own allocator, but as a plain
+# RuntimeError by the libraries under it (cuBLAS, cuDNN, NCCL): the same batch on the same device runs out
+# again. (A trial on a fraction of a GPU is held to its share of the memory, train/device.py, so running out
+# is its own doing, not its neighbour's.)
+OUT_OF_MEMORY = re.compile(r"out of memory|CUBLAS_STATUS_ALLOC_FAILED|CUDNN_STATUS_ALLOC_FAILED|"
+                           r"CUDNN_STATUS_NOT_ENOUGH_WORKSPACE|NCCL.*(ncclSystemError|Cuda failure 2|memory)|"
+                           r"cudaErrorMemoryAllocation", re.IGNORECASE)
+
+
 def would_repeat(error: BaseException) -> bool:
-    """Whether a trial's error would come back on a retry (see DETERMINISTIC_ERRORS)."""
+    """Whether a trial's error would come back on a retry (see DETERMINISTIC_ERRORS, SHAPE_ERROR, OUT_OF_MEMORY)."""
     import torch
 
     return (isinstance(error, (*DETERMINISTIC_ERRORS, torch.OutOfMemoryError))
-            or (isinstance(error, RuntimeError) and SHAPE_ERROR.search(str(error)) is not None))
+            or (isinstance(error, RuntimeError) and (SHAPE_ERROR.search(str(error)) is not None
+                                                     or OUT_OF_MEMORY.search(str(error)) is not None)))
 
 
 FAILED_FILE = "failed.json"

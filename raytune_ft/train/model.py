@@ -31,14 +31,18 @@ def build_trial_model(model_spec: dict, strategy: dict, head_dropout: float, num
     return applied.apply(model, cfg, total_steps=total_steps), applied, cfg
 
 
-def load_trial_model(location):
+def load_trial_model(location, run_dir=None):
     """(model in eval mode, TrialConfig) from a checkpoint: a checkpoint folder, a trial folder (its best,
-    as a run without Ray keeps it), or the URI Ray stored it at (trials.parquet's checkpoint_path)."""
+    as a run without Ray keeps it), or the URI Ray stored it at. trials.parquet's checkpoint_path is relative
+    to its run folder (or a bucket URI): pass that folder as `run_dir`."""
     from accelerate.utils import set_seed
     from safetensors.torch import load_file
 
+    from raytune_ft.results.tables import checkpoint_location
     from raytune_ft.train.config import TrialConfig
 
+    if run_dir is not None:
+        location = checkpoint_location(run_dir, str(location))
     with open_checkpoint(location) as folder:
         config = TrialConfig.model_validate(json.loads((folder / TRIAL).read_text())["config"])
         state = load_file(str(folder / WEIGHTS))

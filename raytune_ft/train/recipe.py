@@ -6,7 +6,6 @@ or the sweep resumed) `restore`s the latest checkpoint first and goes on from th
 from __future__ import annotations
 
 import math
-import resource
 import time
 from pathlib import Path
 from typing import Callable, Optional
@@ -14,7 +13,8 @@ from typing import Callable, Optional
 from raytune_ft.metric import sign
 from raytune_ft.train.checkpoint import LocalCheckpoints, RayCheckpoints, read_resume_state, write_checkpoint
 from raytune_ft.train.config import TrialConfig
-from raytune_ft.train.evaluate import TensorDict, evaluate, model_inputs
+from raytune_ft.train.device import peak_memory, prepare_device, release_device
+from raytune_ft.train.evaluate import TensorDict, evaluate, loader, model_inputs
 from raytune_ft.train.faults import Faults
 from raytune_ft.train.model import build_trial_model
 from raytune_ft.train.optim import (build_optimizer, class_weights, head_lr, lr_schedule, set_lr, set_scales,
@@ -24,6 +24,9 @@ from raytune_ft.train.tasks import score_of
 from raytune_ft.train.trial_data import load_trial_data
 
 SCORES = {"val_accuracy": "accuracy", "val_f1": "f1", "val_loss": "loss"}  # metric -> evaluate()'s key
+# The loop reads nothing back from the device while it trains, but every this many optimizer steps, to see
+# that the loss is still finite (and at the end of the epoch): each read waits for the GPU to catch up.
+FINITE_CHECK_EVERY = 50
 
 
 class TrialRecipe:
@@ -55,10 +58,15 @@ class TrialRecipe:
         # A trial owns its process's Accelerate state (a singleton): one called directly after another with
         # another mixed precision would otherwise be refused ("AcceleratorState has already been initialized")
         internals.fresh_accelerate_state()
+        from accelerate.utils import DataLoaderConfiguration
+
         self.accelerator = accelerator = Accelerator(
             mixed_precision=training.mixed_precision, gradient_accumulation_steps=training.grad_accum_steps,
-            cpu=config.resources.gpus_per_worker == 0)
-        set_seed(config.seed)
+            cpu=config.resources.gpus_per_worker == 0,
+            # batches from pinned memory go to the GPU while it computes (trial_data.py pins them on a GPU)
+            dataloader_config=DataLoaderConfiguration(non_blocking=True))
+        prepare_device(accelerator.device, training, config.resources)
+        set_seed(config.seed, deterministic=training.deterministic)
         self.faults.on_start()
         data = load_trial_data(config, accelerator.num_processes)
         self.meta, self.tasks, self.text_augment = data.meta, data.tasks, data.text_augment
@@ -92,14 +100,12 @@ class TrialRecipe:
         """A prototype head's start: each class's mean normalised feature of the pretrained backbone (eval
         mode: BatchNorm's running statistics, no dropout) over this trial's training samples, without
         augmentation. Every worker computes it over all of them, so all start the same."""
-        import torch
-
         from raytune_ft.models.heads import class_features
 
         device = self.accelerator.device
-        loader = torch.utils.data.DataLoader(TensorDict(train_set), batch_size=self.training.eval_batch_size)
+        batches = loader(TensorDict(train_set), self.training.eval_batch_size)
         model.to(device)
-        features, labels = class_features(model, ((model_inputs(b, self.meta, device), b["labels"]) for b in loader))
+        features, labels = class_features(model, ((model_inputs(b, self.meta, device), b["labels"]) for b in batches))
         model.to("cpu")
         model.head.set_prototypes(features, labels)
 
@@ -120,6 +126,8 @@ class TrialRecipe:
             return
         self.plain.load_state_dict(saved["model"], strict=False)
         self.optimizer.load_state_dict(saved["optimizer"])
+        if saved.get("scaler") and self.accelerator.scaler is not None:  # fp16: the loss scale it had reached
+            self.accelerator.scaler.load_state_dict(saved["scaler"])
         self.strategy.load_state_dict(self.plain, saved["strategy"])
         self.best_score, self.best_epoch, self.step = saved["best_score"], saved["best_epoch"], saved["step"]
         self.trainable, self.history, self.resumes = saved["trainable"], saved["history"], saved["resumes"] + 1
@@ -133,8 +141,10 @@ class TrialRecipe:
 
     def save(self, metrics: dict, val: dict, improved: bool) -> None:
         """One checkpoint of this epoch (rank 0 writes it) and the epoch's report, together."""
+        scaler = self.accelerator.scaler
         state = {"best_score": self.best_score, "best_epoch": self.best_epoch, "step": self.step,
                  "trainable": self.trainable, "resumes": self.resumes,
+                 "scaler": scaler.state_dict() if scaler is not None else None,
                  "history": [{k: v for k, v in m.items() if k != "lr_scales"} for m in self.history]}
         config = self.config.model_copy(update={"classes": self.meta["classes"], "tasks": self.meta.get("tasks")})
 
@@ -152,7 +162,10 @@ class TrialRecipe:
     # ------------------------------------------------------------------ one epoch
 
     def train_epoch(self, epoch: int) -> tuple[float, int, float]:
-        """(mean training loss, samples seen, seconds), over every worker."""
+        """(mean training loss, samples seen, seconds), over every worker. The running loss stays on the device;
+        it is read (a wait for the device) every FINITE_CHECK_EVERY steps and at the end, to stop a diverging
+        trial. An fp16 step the gradient scaler skips (an overflow) is not counted: the schedule, the step
+        counter and the strategy's per-step work (AdaLoRA's budget) follow the steps taken."""
         import torch
 
         acc, model, optimizer = self.accelerator, self.model, self.optimizer
@@ -161,29 +174,30 @@ class TrialRecipe:
             self.text_augment.epoch = epoch  # each epoch its own draw, the same again when resumed
         for module in self.strategy.eval_modules(self.plain, self.strategy_cfg, epoch):
             module.eval()
-        start, seen, loss_sum = time.perf_counter(), 0, 0.0
-        for batch in self.train_loader:
+        start, seen = time.perf_counter(), 0
+        loss_sum = torch.zeros((), device=acc.device)
+        for i, batch in enumerate(self.train_loader, 1):
             with acc.accumulate(model):
                 set_lr(optimizer, self.schedule(self.step))
                 logits = model(**model_inputs(batch, self.meta, acc.device))
                 loss = self.tasks.loss(logits, batch["labels"].to(acc.device), self.class_weights,
                                        self.hp.label_smoothing)
                 loss = self.faults.on_loss(loss)
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(f"training loss became {loss.item()} at epoch {epoch}: "
-                                             "lower the learning rate or turn off fp16")
                 acc.backward(loss + self.penalties())
                 optimizer.step()
-                if acc.sync_gradients:
+                if acc.sync_gradients and not optimizer.step_was_skipped:
                     self.step += 1
                     self.strategy.after_step(self.plain, self.step)
                 optimizer.zero_grad()
             if self.first_step_s is None:
                 self.first_step_s = time.perf_counter() - self.started
             seen += len(batch["labels"])
-            loss_sum += float(loss.detach()) * len(batch["labels"])
-        seconds = time.perf_counter() - start
-        totals = acc.reduce(torch.tensor([loss_sum, float(seen)], device=acc.device), "sum")
+            loss_sum += loss.detach() * len(batch["labels"])
+            if i % FINITE_CHECK_EVERY == 0:
+                _check_finite(loss_sum, epoch)
+        _check_finite(loss_sum, epoch)
+        totals = acc.reduce(torch.stack([loss_sum.float(), torch.tensor(float(seen), device=acc.device)]), "sum")
+        seconds = time.perf_counter() - start  # after the reduce: the device has finished the epoch's work
         return float(totals[0]) / max(1, int(totals[1])), int(totals[1]), seconds
 
     def validate(self, loader=None) -> dict:
@@ -194,6 +208,13 @@ class TrialRecipe:
     # ------------------------------------------------------------------ the whole trial
 
     def run(self) -> list[dict]:
+        try:
+            return self._epochs()
+        finally:  # what the trial held on its device goes back (a process may run another trial next)
+            if hasattr(self, "accelerator"):
+                release_device(self.accelerator.device)
+
+    def _epochs(self) -> list[dict]:
         self.setup()
         self.restore()
         direction, training = sign(self.config.mode), self.training
@@ -219,7 +240,7 @@ class TrialRecipe:
                 "train_seconds": train_seconds, "eval_seconds": eval_seconds, "first_step_s": self.first_step_s,
                 "data_load_s": self.data_load_s, "world_size": self.accelerator.num_processes,
                 "distributed_type": str(self.accelerator.distributed_type),
-                "peak_memory_mb": _peak_memory_mb(self.accelerator.device), "lr": head_lr(self.optimizer),
+                **peak_memory(self.accelerator.device), "lr": head_lr(self.optimizer),
                 "lr_scales": scales, "resumes": self.resumes, **self.where,
                 # what Ray Train ranks checkpoints by (CheckpointConfig): only an epoch better than every
                 # earlier one counts, so the best Ray keeps is this trial's best_epoch (ties: the first)
@@ -242,12 +263,12 @@ class TrialRecipe:
         return self.history
 
 
-def _peak_memory_mb(device) -> float:
+def _check_finite(loss_sum, epoch: int) -> None:
     import torch
 
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB -> MiB
+    if not torch.isfinite(loss_sum):
+        raise FloatingPointError(f"training loss became {float(loss_sum)} at epoch {epoch}: lower the learning rate "
+                                 "or turn off fp16")
 
 
 def _in_ray_train() -> bool:

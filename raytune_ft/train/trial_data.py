@@ -14,7 +14,7 @@ from raytune_ft.data.store import concat, subset
 from raytune_ft.data.subsets import TrainSubset
 from raytune_ft.data.text_augment import TextAugment
 from raytune_ft.train.config import TrialConfig
-from raytune_ft.train.evaluate import TensorDict
+from raytune_ft.train.evaluate import TensorDict, loader
 from raytune_ft.train.tasks import Tasks
 
 
@@ -66,16 +66,19 @@ def load_trial_data(config: TrialConfig, num_processes: int) -> TrialData:
     augment = ImageRecipe.from_meta(meta, train_set["pixel_values"].shape[-1]).train_transform(
         training.augment.model_dump()) if "pixel_values" in train_set else None
     text_augment = TextAugment.for_trial(config, train_set)
-    train_loader = torch.utils.data.DataLoader(
-        TensorDict(train_set, augment, text_augment), batch_size=batch_size, shuffle=True,
+    resources = config.resources
+    workers = resources.loader_workers if resources.loader_workers is not None else \
+        min(4, max(0, int(resources.cpus_per_worker) - 1))
+    pin = resources.gpus_per_worker > 0 and torch.cuda.is_available()
+    train_loader = loader(
+        TensorDict(train_set, augment, text_augment), batch_size, workers=workers, pin=pin, shuffle=True,
         generator=torch.Generator().manual_seed(config.seed),
         # a last batch of 1 sample breaks BatchNorm in train mode (1x1 feature maps): drop the remainder
         drop_last=per_process > batch_size)
-    val_loader = torch.utils.data.DataLoader(TensorDict(val_set), batch_size=training.eval_batch_size)
+    val_loader = loader(TensorDict(val_set), training.eval_batch_size, workers=workers, pin=pin)
     # the confirm stage scores the test split at each epoch better than all before (the best-validation one)
-    test_loader = torch.utils.data.DataLoader(
-        TensorDict(load_split(config.data_dir, "test")), batch_size=training.eval_batch_size) \
-        if config.stage == "confirm" else None
+    test_loader = loader(TensorDict(load_split(config.data_dir, "test")), training.eval_batch_size, workers=workers,
+                         pin=pin) if config.stage == "confirm" else None
     return TrialData(meta=meta, tasks=tasks, train_set=train_set, train_counts=train_counts,
                      train_samples=train_samples, val_samples=len(val_set["labels"]), load_seconds=load_seconds, steps_per_epoch=steps_per_epoch,
                      total_steps=steps_per_epoch * training.epochs, text_augment=text_augment,

@@ -18,7 +18,7 @@ class ImageParquetConfig(FileSplitsConfig):
     source: Literal["image_parquet"] = "image_parquet"
     suffixes = (".parquet",)  # image bytes need a binary column
     image_column: str = Field("image", description="encoded image bytes (or a struct with a 'bytes' field)")
-    label_column: str = "label"
+    label_column: str = Field("label", description="the column of labels (a class name or a whole number)")
     multi_task = True
 
 

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from typing import Literal
 
+from pydantic import Field
+
 from raytune_ft.data.config import FileSplitsConfig
 from raytune_ft.data.sources.base import DataSource, register_data_source
 from raytune_ft.data.tables import TABLE_SUFFIXES, split_columns, train_label_column
@@ -12,8 +14,8 @@ from raytune_ft.errors import InputError
 class TextTableConfig(FileSplitsConfig):
     source: Literal["text_table"] = "text_table"
     suffixes = TABLE_SUFFIXES
-    text_column: str = "text"
-    label_column: str = "label"
+    text_column: str = Field("text", description="the column of texts")
+    label_column: str = Field("label", description="the column of labels (a class name or a whole number)")
     multi_task = True
 
 
