@@ -1,6 +1,9 @@
-"""The `raytune-ft` command's app. Bad input of any kind (a `UserError`: spec, data, cluster, run
-folder) is caught here, once, for every command: its message on stderr, exit 2, no traceback.
-`--help` lists the commands in the order a user meets them (ORDER), whatever module registers them."""
+"""The `raytune-ft` command's app; `--help` lists its commands in the order of use.
+
+Exit codes, the same for every command: 0 when it did what it was asked; 2 for bad input of any kind (a job
+spec, its data, a cluster, a run folder, an unknown name or option), with a message on stderr that names the
+field or file and what to do, and no traceback; 1 when a run ended with every trial failed (`run`, `resume`).
+"""
 from __future__ import annotations
 
 from typing import Annotated, Optional
