@@ -28,6 +28,10 @@ class HParams(BaseModel):
     augment_text: Searchable(float, ge=0, le=0.5) = Field(
         0.0, description="EDA alpha (text jobs): the share of a training text's tokens each augmentation changes "
         "(training.augment_text_ops; raytune_ft/data/text_augment.py), drawn anew every epoch; 0: off")
+    drop_path_rate: Optional[Searchable(float, ge=0, lt=1)] = Field(
+        None, description="stochastic depth: the rate of dropping a residual branch in the deepest block, timm's "
+        "drop_path_rate (timm models; transformers image models whose config has one: DINOv2, Swin, ConvNeXt ...); "
+        "null: the model's own")
     ewc: Searchable(float, ge=0) = Field(
         0.0, description="EWC: like l2sp, each backbone weight's distance from its pretrained value weighted by "
         "its diagonal Fisher information, estimated once per job (raytune_ft/ewc/; data.fisher_source)")

@@ -120,14 +120,13 @@ def data_files(job) -> dict:
 
 def weight_files(job) -> dict:
     """{field path: file entry} for the model's weights file, packaged weights or local model folder."""
-    from raytune_ft.models import SOURCES, packaged
+    from raytune_ft.models import packaged
 
     model = job.model
-    text = SOURCES.get(model.source).family == "text"
-    field, ref = ("model.name", model.name) if text else ("model.weights", model.weights)
+    field, ref = f"model.{model.weights_field}", getattr(model, model.weights_field)
     if ref is None:
         return {}  # random init
-    local = model.path() if text else model.weights_file()
+    local = model.weights_path()
     entry = file_entry(local, MODEL_FILES) if local is not None else _unhashed(
         ref, "a torchvision weights enum (fixed by the torchvision version)")
     if ref.startswith(packaged.PREFIX):

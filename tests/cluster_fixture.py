@@ -371,6 +371,9 @@ class MotoS3:
     def read(self, key: str) -> bytes:
         return self.client().get_object(Bucket=BUCKET, Key=key)["Body"].read()
 
+    def size(self, key: str) -> int:
+        return self.client().head_object(Bucket=BUCKET, Key=key)["ContentLength"]
+
     def stop(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
             return

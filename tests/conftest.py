@@ -99,3 +99,29 @@ def text_spec(model: Path, csvs: dict, **over) -> dict:
     }
     spec.update(over)
     return spec
+
+
+@pytest.fixture(scope="session")
+def tiny_decoders(tmp_path_factory) -> dict[str, Path]:
+    """2-layer Llama, Qwen2 and GPT-2 folders (hidden 32; tokenizers with an EOS and no pad token, right
+    padding), plus "llama-left" (the same Llama weights, a left-padding tokenizer)."""
+    from tests.tiny_models import DECODERS, save_decoder
+
+    root = tmp_path_factory.mktemp("decoders")
+    out = {family: save_decoder(root / family, family) for family in DECODERS}
+    out["llama-left"] = save_decoder(root / "llama-left", "llama", padding_side="left")
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_vits(tmp_path_factory) -> dict[str, Path]:
+    """A 2-layer ViT and DINOv2 (hidden 32, 32 x 32 images) with their image processors."""
+    from tests.tiny_models import save_vit
+
+    root = tmp_path_factory.mktemp("vits")
+    return {family: save_vit(root / family, family) for family in ("vit", "dinov2")}
+
+
+def decoder_spec(model: Path, csvs: dict, **over) -> dict:
+    """text_spec on a decoder folder: the same data, its own name."""
+    return text_spec(model, csvs, **{"name": "tiny-decoder", **over})

@@ -108,6 +108,11 @@ def test_asha_sweep_finishes_and_frees_everything(resnet_weights, tmp_path, ray_
     assert best_trial["score"] == winner["best_score"]
     best = next(t for t in trials if t["trial_id"] == winner["best_trial_id"])
     assert not Path(best["checkpoint_path"]).is_absolute()  # relative to the run folder: the folder can move
+    # what is kept once the search ended: each strategy's best trial's best weights, no optimizer state
+    kept = {t["trial_id"] for t in trials if t["checkpoint_bytes"]}
+    assert kept == {r["best_trial_id"] for r in table}
+    folders = sorted((tmp_path / "run" / "ray").glob("train-*/checkpoint_*"))
+    assert len(folders) == len(kept) and not list((tmp_path / "run" / "ray").glob("train-*/checkpoint_*/resume.pt"))
     model, config = load_trial_model(best["checkpoint_path"], run_dir=tmp_path / "run")  # where Ray keeps it
     assert config.strategy["name"] == winner["strategy"]
     assert any("stopped early" in line for line in lines)

@@ -103,7 +103,7 @@ def test_per_class_report_from_a_confusion_matrix():
 
 STRATEGY_COLUMNS = ["strategy", "trials", "completed", "stopped_early", "stopped_patience", "errored", "best_score",
                     "mean_score", "std_score", "best_trial_id", "best_config", "trainable_fraction",
-                    "trainable_params", "compute_seconds", "median_peak_memory_mb", "median_samples_per_sec"]
+                    "trainable_params", "compute_seconds", "median_peak_memory_mb", "median_samples_per_sec", "checkpoint_bytes"]
 HPARAMS = {"lr": 0.01, "weight_decay": 0.0, "batch_size": 8, "warmup_ratio": 0.1, "label_smoothing": 0.0}
 
 
@@ -125,16 +125,18 @@ def test_strategy_table_by_hand_ties_and_a_strategy_that_only_failed():
                     "errored": 0, "best_score": 0.8, "mean_score": pytest.approx(mean), "std_score": pytest.approx(std),
                     "best_trial_id": "a", "best_config": json.dumps({k: HPARAMS.get(k) for k in HParams.model_fields}),
                     "trainable_fraction": 0.1, "trainable_params": 10, "compute_seconds": 30.0,
-                    "median_peak_memory_mb": 301.0, "median_samples_per_sec": 50.0}
+                    "median_peak_memory_mb": 301.0, "median_samples_per_sec": 50.0, "checkpoint_bytes": None}
     assert lora == {"strategy": "lora", "trials": 1, "completed": 0, "stopped_early": 1, "stopped_patience": 0,
                     "errored": 0, "best_score": 0.8, "mean_score": 0.8, "std_score": 0.0, "best_trial_id": "d",
                     "best_config": lora["best_config"], "trainable_fraction": 0.1, "trainable_params": 10,
-                    "compute_seconds": 10.0, "median_peak_memory_mb": 300.0, "median_samples_per_sec": 50.0}
+                    "compute_seconds": 10.0, "median_peak_memory_mb": 300.0, "median_samples_per_sec": 50.0,
+                    "checkpoint_bytes": None}
     assert json.loads(lora["best_config"])["lora.r"] == 4
     assert ia3 == {"strategy": "ia3", "trials": 2, "completed": 0, "stopped_early": 0, "stopped_patience": 0,
                    "errored": 2, "best_score": None, "mean_score": None, "std_score": None, "best_trial_id": None,
                    "best_config": None, "trainable_fraction": None, "trainable_params": None, "compute_seconds": 20.0,
-                   "median_peak_memory_mb": 300.0, "median_samples_per_sec": 50.0}  # what the failed trial used
+                   "median_peak_memory_mb": 300.0, "median_samples_per_sec": 50.0,  # what the failed trial used
+                   "checkpoint_bytes": None}
     for r in table:
         assert all(type(r[k]) is int for k in ("trials", "completed", "stopped_early", "stopped_patience", "errored"))
         assert type(r["compute_seconds"]) is float

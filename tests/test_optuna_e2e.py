@@ -23,7 +23,7 @@ pytestmark = pytest.mark.ray
 def test_optuna_sweep_is_saved_killed_and_resumed_with_num_samples_per_strategy(resnet_weights, tmp_path):
     spec = vision_spec(resnet_weights, training={"epochs": 3}, output_dir=str(tmp_path / "runs"))
     spec["strategies"] = [{"name": "feature_extraction"}, {"name": "full"}]
-    spec["search"] = {"algorithm": "optuna", "num_samples": 2, "seed": 3,
+    spec["search"] = {"algorithm": "optuna", "num_samples": 2, "seed": 3, "keep_best": 2,  # every trial's kept
                       "scheduler": {"name": "asha", "grace_period": 1},
                       "hparams": {"lr": {"loguniform": [1e-3, 3e-3]}, "batch_size": 32}}
     path = tmp_path / "job.yaml"

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar, Literal, Optional
+from typing import TYPE_CHECKING, ClassVar, Iterator, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -28,6 +28,26 @@ class ModelConfig(BaseModel):
     head_scale: Optional[float] = Field(
         None, gt=0, le=1000, description="prototype head: the fixed scale (inverse temperature) of its cosine "
         "logits; default 16")
+
+    weights_field: ClassVar[str] = "weights"  # the field that names the pretrained weights (provenance, job.yaml)
+
+    def family(self) -> str:
+        """"vision" or "text": what data the model takes (a transformers model: as its config.json says)."""
+        return SOURCES.get(self.source).family
+
+    def weights_path(self) -> Optional[str]:
+        """The local file or folder the weights are read from, or None (random init, a torchvision enum)."""
+        return None
+
+    def problems(self, here: bool = True) -> Iterator[tuple[str, str]]:
+        """(field, message) for what the model's own files say is wrong (read at validate time: a model folder's
+        architecture, its tokenizer, cached weights); the spec reports each under model.<field>. here=False
+        (`submit`): the model may be on the cluster only, so what is not found here is not a problem."""
+        return iter(())
+
+    def supports_drop_path(self) -> bool:
+        """Whether hparams.drop_path_rate (stochastic depth) can be set on this model."""
+        return False
 
     @model_validator(mode="after")
     def _head_scale(self):
@@ -61,6 +81,10 @@ class VisionModelConfig(ModelConfig):
 
         return ImageRecipe.imagenet(self.image_size or 224, self.mean, self.std)
 
+    def weights_path(self) -> Optional[str]:
+        path = self.weights_file()
+        return None if path is None else str(path)
+
     def weights_file(self) -> Optional[Path]:
         """The local weights file, or None when weights is an enum or null."""
         if self.weights is None:
@@ -88,8 +112,18 @@ class Source:
     family: ClassVar[str]  # "vision" | "text"
     Config: ClassVar[type[ModelConfig]]
 
-    def build(self, config: ModelConfig, num_classes: int) -> "Classifier":
+    def build(self, config: ModelConfig, num_classes: int, *, drop_path_rate: Optional[float] = None) -> "Classifier":
+        """The pretrained backbone and a new head. drop_path_rate: stochastic depth (sources whose config
+        says `supports_drop_path`; None: the model's own)."""
         raise NotImplementedError
+
+    def skeleton(self, config: ModelConfig) -> "Classifier":
+        """The model's structure without its weights, on the meta device (nothing read, nothing allocated):
+        what validate-time checks look at (which layers an adapter method can wrap)."""
+        import torch
+
+        with torch.device("meta"):
+            return self.build(config.model_copy(update={"weights": None}), 2)
 
 
 SOURCES: Registry[type[Source]] = Registry("model source")
@@ -97,6 +131,29 @@ SOURCES: Registry[type[Source]] = Registry("model source")
 
 def register_source(cls: type[Source]) -> type[Source]:
     return SOURCES.register(cls.name)(cls)
+
+
+def own_recipe(config, crop: int, resize: int, interpolation: str, mean, std) -> "ImageRecipe":
+    """A model's own image preprocessing (crop and short-side sizes, interpolation, mean / std) with what the
+    spec sets winning (config.image_size / mean / std): a different image_size keeps the model's resize / crop
+    ratio. Interpolations a tensor resize cannot do (lanczos, box, hamming) become bicubic."""
+    from raytune_ft.data.images import ImageRecipe
+
+    size = config.image_size or crop
+    resize = resize if size == crop else max(size, round(size * resize / crop))
+    mode = interpolation if interpolation in ("nearest", "bilinear", "bicubic") else "bicubic"
+    return ImageRecipe(size, max(size, resize), mode, tuple(config.mean or mean), tuple(config.std or std))
+
+
+_SKELETONS: dict[str, "Classifier"] = {}
+
+
+def skeleton(config: ModelConfig) -> "Classifier":
+    """`Source.skeleton` of this model config, built once per process (several strategies look at it)."""
+    key = f"{config.source}:{config.model_dump_json()}"
+    if key not in _SKELETONS:
+        _SKELETONS[key] = SOURCES.get(config.source)().skeleton(config)
+    return _SKELETONS[key]
 
 
 def load_state_dict(path: Path) -> dict:

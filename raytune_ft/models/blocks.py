@@ -56,7 +56,8 @@ def find_blocks(model, block_paths: list[str] | None = None) -> Blocks:
     """Stem / blocks / head of a `Classifier` (``.backbone`` + ``.head``).
 
     ``block_paths``: the ordered block module paths relative to the backbone (e.g.
-    ``["layers.0", "layers.1"]``), overriding detection. With a peft-wrapped backbone, paths are
+    ``["layers.0", "layers.1"]``), overriding detection. Where detection finds no structure, the
+    model's ``fallback_block_paths`` (a source's own stages: timm's feature_info) are used, if it has any. With a peft-wrapped backbone, paths are
     relative to the wrapped model (``backbone.get_base_model()``); the returned paths are always
     full paths in ``model.named_modules()``.
     """
@@ -75,7 +76,13 @@ def find_blocks(model, block_paths: list[str] | None = None) -> Blocks:
     if block_paths is not None:
         full = _user_paths(model, backbone, base, base_prefix, list(block_paths))
     else:
-        full = [_join(base_prefix, p) for p in _detect(base)]
+        try:
+            full = [_join(base_prefix, p) for p in _detect(base)]
+        except ValueError:  # the source's own stages (timm's feature_info), where it names them
+            fallback = getattr(model, "fallback_block_paths", None)
+            if not fallback or len(fallback) < 2:
+                raise
+            full = _user_paths(model, backbone, base, base_prefix, list(fallback))
     return _partition(model, full)
 
 

@@ -70,7 +70,7 @@ class Torchvision(Source):
     family = "vision"
     Config = TorchvisionConfig
 
-    def build(self, config, num_classes):
+    def build(self, config, num_classes, *, drop_path_rate=None):
         from torchvision import models
 
         enum = None if config.weights_file() or config.weights is None else config.weights
@@ -96,7 +96,7 @@ class EfficientNetLite(Source):
     family = "vision"
     Config = EfficientNetLiteConfig
 
-    def build(self, config, num_classes):
+    def build(self, config, num_classes, *, drop_path_rate=None):
         from efficientnet_lite_pytorch import EfficientNet
         from torch import nn
 

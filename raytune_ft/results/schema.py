@@ -17,7 +17,7 @@ STR, INT, FLOAT, BOOL, TIME = "string", "int64", "float64", "bool", "timestamp[u
 
 
 def _hparams() -> list[tuple[str, str, str]]:
-    kinds = {int: INT, float: FLOAT}
+    kinds = {int: INT, float: FLOAT, type(None): FLOAT}  # None: an optional rate (drop_path_rate: the model's own)
     return [(name, kinds[type(default)], f"hyperparameter: {field.description}")
             for (name, field), default in zip(HParams.model_fields.items(), HParams().model_dump().values())]
 
@@ -62,6 +62,7 @@ TRIALS = [
     ("samples_per_sec", FLOAT, "training samples per second, mean over epochs"),
     ("peak_memory_mb", FLOAT, "peak memory of a worker: CUDA allocated on a GPU, RSS on a CPU"),
     ("checkpoint_path", STR, "the best epoch's checkpoint: relative to the run folder, or a bucket URI"),
+    ("checkpoint_bytes", INT, "what is kept of its checkpoints: its best weights, if it is among search.keep_best"),
     ("resumes", INT, "times the trial went on from a checkpoint (worker restarts, resumed sweeps)"),
     ("started_at", TIME, "when the trial started (UTC)"),
     ("ended_at", TIME, "when it ended (UTC)"),
@@ -88,6 +89,7 @@ STRATEGIES = [
     ("compute_seconds", FLOAT, "wall seconds of all its search trials"),
     ("median_peak_memory_mb", FLOAT, "median over its trials of a worker's peak memory"),
     ("median_samples_per_sec", FLOAT, "median over its trials of training samples per second"),
+    ("checkpoint_bytes", INT, "what is kept of its search trials' checkpoints"),
     ("test_accuracy", FLOAT, "the best search trial re-evaluated on the test split"),
     ("test_f1", FLOAT, "the same, macro-F1"),
     ("test_loss", FLOAT, "the same, loss"),

@@ -25,7 +25,8 @@ def trial_row(*, job: str, run_id: str, trial_id: str, strategy: dict, status: s
               metric: str, mode: str, wall_seconds: float, error: str = "", resumes: int = 0,
               seed: Optional[int] = None, stage: str = "search", train_size: Optional[int] = None,
               source_trial_id: Optional[str] = None, started_at: Optional[float] = None,
-              ended_at: Optional[float] = None, run_dir: Optional[Path] = None) -> dict:
+              ended_at: Optional[float] = None, run_dir: Optional[Path] = None,
+              checkpoint_bytes: Optional[int] = None) -> dict:
     """One trials.parquet row from a trial's per-epoch metrics. A confirm trial's test_* are those of its
     best-validation epoch (the worker scores the test split at each epoch better than all before).
     started_at / ended_at: epoch seconds; run_dir: the run folder, which checkpoint_path is made relative to
@@ -69,6 +70,7 @@ def trial_row(*, job: str, run_id: str, trial_id: str, strategy: dict, status: s
         "peak_memory_mb": max(m["peak_memory_mb"] for m in history) if history else None,
         # the best epoch's: kept by Ray (or locally); relative to the run folder, or a bucket URI
         "checkpoint_path": relative_to(best.get("checkpoint_path") or None, run_dir),
+        "checkpoint_bytes": checkpoint_bytes,  # what is kept of its checkpoints (sweep/retention.py)
         "resumes": resumes,
         "started_at": started_at,
         "ended_at": ended_at,
@@ -152,8 +154,9 @@ def strategy_rows(trials: list[dict], mode: str) -> list[dict]:
     if not trials:
         return []
     df = pd.DataFrame(trials, columns=["strategy", "status", "score", "wall_seconds", "peak_memory_mb",
-                                       "samples_per_sec"])
-    df = df.astype({"score": float, "wall_seconds": float, "peak_memory_mb": float, "samples_per_sec": float})
+                                       "samples_per_sec", "checkpoint_bytes"])
+    df = df.astype({"score": float, "wall_seconds": float, "peak_memory_mb": float, "samples_per_sec": float,
+                    "checkpoint_bytes": float})
     by = df.groupby("strategy", sort=False)
     scored = df[df["score"].notna() & (df["status"] != "error")].groupby("strategy", sort=False)["score"]
     table = pd.concat([
@@ -164,6 +167,7 @@ def strategy_rows(trials: list[dict], mode: str) -> list[dict]:
         by["wall_seconds"].sum().rename("compute_seconds"),
         by["peak_memory_mb"].median().rename("median_peak_memory_mb"),
         by["samples_per_sec"].median().rename("median_samples_per_sec"),
+        by["checkpoint_bytes"].sum(min_count=1).rename("checkpoint_bytes"),
     ], axis=1).reindex(by.size().index).fillna({"scored": 0})
     table = table.sort_values("best_score", ascending=sign(mode) < 0, kind="stable", na_position="last")
     out = []
@@ -188,6 +192,7 @@ def strategy_rows(trials: list[dict], mode: str) -> list[dict]:
             # what a trial of it costs besides time: medians over its trials (failed ones have none)
             "median_peak_memory_mb": num(r["median_peak_memory_mb"]),
             "median_samples_per_sec": num(r["median_samples_per_sec"]),
+            "checkpoint_bytes": num(r["checkpoint_bytes"]),  # what its trials' kept checkpoints hold
             # a multi-task job: the best trial's best-epoch score of each task (best_val_accuracy.topic, ...)
             **({k: v for k, v in best.items() if k.startswith("best_val_") and "." in k} if best else {}),
         })

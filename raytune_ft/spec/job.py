@@ -12,7 +12,7 @@ import typing
 from pathlib import Path
 from typing import Annotated, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from raytune_ft.cluster.storage import is_uri
 from raytune_ft.data import DATA_SOURCES
@@ -139,6 +139,10 @@ class SearchSpec(Strict):
     hparams: HParams = Field(default_factory=HParams, description="hyperparameters of every strategy")
     seed: int = Field(0, description="the search's seed: each trial's own seed is derived from it and the "
                       "trial's index, so the same spec gives the same seeds")
+    keep_best: int = Field(1, ge=0, description="after each stage, the best checkpoints (weights, no optimizer "
+                           "state) of this many trials per strategy and train size are kept, the others' deleted; "
+                           "the test split is scored on each strategy's best search trial's (0: none kept, no test "
+                           "reports)")
     confirm: Optional[ConfirmSpec] = Field(
         None, description="after the search, train each strategy's top_k configurations again with `seeds` "
         "fresh seeds to the full epochs and score them on the test split: means, intervals, pairwise tests")
@@ -241,9 +245,9 @@ class JobSpec(Strict):
         return name
 
     @model_validator(mode="after")
-    def _fit_together(self):
+    def _fit_together(self, info: ValidationInfo):
         """Rules across fields; every broken one is reported, each as 'path: message' on its own line."""
-        problems = list(cross_field_problems(self))
+        problems = list(cross_field_problems(self, on_cluster=bool((info.context or {}).get("on_cluster"))))
         if problems:
             raise ValueError("\n".join(f"{loc}: {msg}" for loc, msg in problems))
         return self
@@ -276,7 +280,7 @@ class JobSpec(Strict):
         the model's weights, a text model's name-or-path (a Hugging Face name, or a local folder)."""
         fields = [("data", name) for name, field in type(self.data).model_fields.items()
                   if Path in (field.annotation, *typing.get_args(field.annotation))]
-        fields.append(("model", "name" if SOURCES.get(self.model.source).family == "text" else "weights"))
+        fields.append(("model", self.model.weights_field))
         return fields
 
     def portable(self) -> dict:

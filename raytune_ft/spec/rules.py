@@ -6,16 +6,20 @@ from typing import Iterator
 
 from raytune_ft.data import DATA_SOURCES
 from raytune_ft.metric import metric_problem
-from raytune_ft.models import SOURCES
 from raytune_ft.searchable import Sampler, can_be_nonzero
 from raytune_ft.strategies import STRATEGIES
 
 
-def cross_field_problems(job) -> Iterator[tuple[str, str]]:
-    """(field path, message) of every rule across the spec's sections that `job` breaks."""
-    model_family = SOURCES.get(job.model.source).family
+def cross_field_problems(job, on_cluster: bool = False) -> Iterator[tuple[str, str]]:
+    """(field path, message) of every rule across the spec's sections that `job` breaks. on_cluster (`submit`):
+    a model not found here may be on the cluster, so that alone is not a problem."""
+    # What the model's own files say (architecture, tokenizer, cached weights). With a problem there, what
+    # depends on the model's family (text or vision: a transformers model's config.json says) is not checked.
+    model_problems = [(f"model.{field}", msg) for field, msg in job.model.problems(here=not on_cluster)]
+    yield from model_problems
+    model_family = None if model_problems else job.model.family()
     data_family = DATA_SOURCES.get(job.data.source)().family_of(job.data)
-    if data_family is not None and model_family != data_family:
+    if None not in (data_family, model_family) and model_family != data_family:
         yield "data.source", (f"{job.data.source!r} is {data_family} data but model.source "
                               f"{job.model.source!r} is a {model_family} model: pick a matching pair")
     names = [s.name for s in job.strategies]
@@ -25,7 +29,7 @@ def cross_field_problems(job) -> Iterator[tuple[str, str]]:
         if names.index(s.name) != i:
             yield f"strategies[{i}]", (f"{s.name!r} is listed more than once: merge the entries "
                                        "(use samplers for the knobs that differ)")
-        if model_family not in STRATEGIES.get(s.name).families:
+        if model_family is not None and model_family not in STRATEGIES.get(s.name).families:
             yield f"strategies[{i}]", (f"{s.name!r} applies to {' / '.join(STRATEGIES.get(s.name).families)} "
                                        f"models only, not to this {model_family} model: remove it")
         for knob, what in (("l2sp", "L2-SP"), ("ewc", "EWC")):  # penalties that hold backbone weights
@@ -34,6 +38,12 @@ def cross_field_problems(job) -> Iterator[tuple[str, str]]:
             if value != 0.0 and not STRATEGIES.get(s.name).trains_backbone:
                 yield f"strategies[{i}].hparams.{knob}", (
                     f"{s.name} trains no backbone weights, so {what} has nothing to hold back: set it to 0 here")
+    for where, value in job.searchables():
+        if where.endswith("hparams.drop_path_rate") and can_be_nonzero(value) and model_family is not None \
+                and not job.model.supports_drop_path():
+            yield where, (f"stochastic depth is set when a timm model, or a transformers image model whose config "
+                          f"has drop_path_rate (DINOv2, Swin, ConvNeXt ...), is built; model {job.model.name} "
+                          f"({job.model.source}) has none: remove it")
     if job.search.algorithm == "grid":
         for where, value in job.searchables():
             if isinstance(value, Sampler) and value.kind not in ("grid", "choice"):
@@ -43,9 +53,9 @@ def cross_field_problems(job) -> Iterator[tuple[str, str]]:
     if confirm and job.search.algorithm != "grid" and confirm.top_k > job.search.num_samples:
         yield "search.confirm.top_k", (f"{confirm.top_k} is more than the {job.search.num_samples} trials "
                                        "each strategy gets (search.num_samples): lower it")
-    if job.training.augment.active() and model_family != "vision":
+    if job.training.augment.active() and model_family not in ("vision", None):
         yield "training.augment", "applies to images only: remove it for a text job"
-    if model_family != "text":
+    if model_family not in ("text", None):
         for where, value in job.searchables():
             if where.endswith("hparams.augment_text") and can_be_nonzero(value):
                 yield where, ("EDA augments the tokens of texts, and this is a vision job: set it to 0 (or "

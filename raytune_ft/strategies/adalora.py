@@ -31,7 +31,7 @@ class AdaLora(PeftStrategy):
     name = "adalora"
     Config = AdaLoraConfig
     mapping = "TRANSFORMERS_MODELS_TO_ADALORA_TARGET_MODULES_MAPPING"
-    linear_only = True
+    adapts = ("Linear", "Conv1D")  # peft also wraps Conv2d now; the rank allocator is kept to Linear layers
 
     def peft_config(self, model, cfg, total_steps):
         import peft

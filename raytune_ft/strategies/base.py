@@ -76,6 +76,11 @@ class Strategy:
         """Modules that stay in eval mode while training this epoch (frozen BatchNorm statistics)."""
         return []
 
+    def init_from_data(self, model: "nn.Module", cfg: StrategyConfig, batches) -> None:
+        """After `apply`, for a strategy whose start depends on the data (LoRA's EVA init): `batches()` gives
+        model inputs from the trial's training split. Not called when a saved model is rebuilt (its trained
+        weights are loaded instead)."""
+
     def after_step(self, model: "nn.Module", step: int) -> None:
         """Called after every optimizer step (AdaLoRA reallocates its ranks here)."""
 
@@ -100,6 +105,18 @@ STRATEGIES: Registry[type[Strategy]] = Registry("strategy")
 
 def register_strategy(cls: type[Strategy]) -> type[Strategy]:
     return STRATEGIES.register(cls.name)(cls)
+
+
+def model_skeleton(job) -> Optional["Classifier"]:
+    """The job's model without weights (models.skeleton: built on the meta device, once per process), for
+    validate-time checks of what a strategy would find in it; None when it cannot be built (the model's own
+    checks say why)."""
+    from raytune_ft.models import skeleton
+
+    try:
+        return skeleton(job.model)
+    except Exception:  # noqa: BLE001 - a missing folder, a broken config: reported by the model section
+        return None
 
 
 def set_trainable(model: "nn.Module", trainable: set[str]) -> None:

@@ -1,6 +1,6 @@
 from typing import Literal
 
-from raytune_ft.strategies.base import Strategy, StrategyConfig, register_strategy, set_trainable
+from raytune_ft.strategies.base import Strategy, StrategyConfig, model_skeleton, register_strategy, set_trainable
 
 
 class BitFitConfig(StrategyConfig):
@@ -21,10 +21,20 @@ class BitFit(Strategy):
     name = "bitfit"
     Config = BitFitConfig
 
+    @staticmethod
+    def biases(model) -> set[str]:
+        return {f"backbone.{prefix}.{local}" if prefix else f"backbone.{local}"
+                for prefix, module in model.backbone.named_modules()
+                for local, _ in module.named_parameters(recurse=False) if local == "bias"}
+
+    def spec_problems(self, cfg, job):
+        model = model_skeleton(job)
+        if model is not None and not self.biases(model):
+            yield "name", (f"{type(model.backbone).__name__} has no bias parameter (Llama-style decoders have none), "
+                           "so BitFit would train the head alone: use norm_tuning, feature_extraction or an adapter")
+
     def apply(self, model, cfg, *, total_steps=None):
-        biases = {f"backbone.{prefix}.{local}" if prefix else f"backbone.{local}"
-                  for prefix, module in model.backbone.named_modules()
-                  for local, _ in module.named_parameters(recurse=False) if local == "bias"}
+        biases = self.biases(model)
         if not biases:
             raise ValueError(f"{type(model.backbone).__name__} has no bias parameter, so BitFit would train "
                              "the head alone: use feature_extraction for that, or another strategy")

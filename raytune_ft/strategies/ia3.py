@@ -19,6 +19,7 @@ class Ia3(PeftStrategy):
     name = "ia3"
     Config = Ia3Config
     mapping = "TRANSFORMERS_MODELS_TO_IA3_TARGET_MODULES_MAPPING"
+    adapts = ("Linear", "Conv1D", "Conv2d", "Conv3d")
 
     def peft_config(self, model, cfg, total_steps):
         import peft
@@ -26,6 +27,6 @@ class Ia3(PeftStrategy):
         targets = self.targets(model, cfg.target_modules)
         ff = cfg.feedforward_modules
         if ff is None:
-            ff = (model_type_targets(model, "TRANSFORMERS_MODELS_TO_IA3_FEEDFORWARD_MODULES_MAPPING")
-                  if model.kind == "text" and not cfg.target_modules else [])
+            ff = (model_type_targets(model, "TRANSFORMERS_MODELS_TO_IA3_FEEDFORWARD_MODULES_MAPPING") or []
+                  if not cfg.target_modules and model_type_targets(model, self.mapping) else [])
         return peft.IA3Config(target_modules=targets, feedforward_modules=ff)

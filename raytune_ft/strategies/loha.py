@@ -21,6 +21,7 @@ class Loha(PeftStrategy):
     name = "loha"
     Config = LohaConfig
     mapping = "TRANSFORMERS_MODELS_TO_LOHA_TARGET_MODULES_MAPPING"
+    adapts = ("Linear", "Conv1d", "Conv2d")
 
     def peft_config(self, model, cfg, total_steps):
         import peft

@@ -1,6 +1,6 @@
 from typing import Literal
 
-from raytune_ft.strategies.base import Strategy, StrategyConfig, register_strategy, set_trainable
+from raytune_ft.strategies.base import Strategy, StrategyConfig, model_skeleton, register_strategy, set_trainable
 
 
 class NormTuningConfig(StrategyConfig):
@@ -21,11 +21,29 @@ def norm_types() -> tuple:
             nn.RMSNorm)
 
 
+# transformers' own norm classes (LlamaRMSNorm, Qwen2RMSNorm, GemmaRMSNorm, T5LayerNorm, ...) subclass nn.Module
+NORM_CLASS_SUFFIXES = ("RMSNorm", "LayerNorm", "GroupNorm", "BatchNorm")
+
+
+def is_norm(module) -> bool:
+    """A normalisation layer: one of `norm_types`, or a class named like one (a model's own RMSNorm) whose
+    parameters are all per-channel vectors."""
+    if isinstance(module, norm_types()):
+        return True
+    params = list(module.parameters(recurse=False))
+    return type(module).__name__.endswith(NORM_CLASS_SUFFIXES) and bool(params) and all(p.dim() == 1 for p in params)
+
+
+def norm_names(backbone) -> list[str]:
+    """Module paths of the backbone's normalisation layers that hold parameters."""
+    return [n for n, m in backbone.named_modules() if is_norm(m) and next(m.parameters(recurse=False), None) is not None]
+
+
 @register_strategy
 class NormTuning(Strategy):
     """The trainable set is every parameter of a backbone module that is a normalisation layer by type
-    (`norm_types`), not by its name. BatchNorm running statistics update, as in full fine-tuning (the
-    modules stay in train mode): the scales and shifts are learned under the target data's batch
+    (`norm_types`), or whose class is named like one (a transformers model's own LlamaRMSNorm: `is_norm`).
+    BatchNorm running statistics update, as in full fine-tuning (the modules stay in train mode): the scales and shifts are learned under the target data's batch
     statistics, so evaluation must use running statistics of that same data; statistics frozen at the
     pretraining values would need the layers in eval mode throughout, which is feature extraction with
     an affine tweak. Re-estimating the statistics on the new data is itself a known adaptation (AdaBN)."""
@@ -33,14 +51,19 @@ class NormTuning(Strategy):
     name = "norm_tuning"
     Config = NormTuningConfig
 
+    def spec_problems(self, cfg, job):
+        model = model_skeleton(job)
+        if model is not None and not norm_names(model.backbone):
+            yield "name", (f"{type(model.backbone).__name__} has no normalisation layer with parameters: use bitfit "
+                           "or another strategy")
+
     def apply(self, model, cfg, *, total_steps=None):
-        kinds = norm_types()
         names = {f"backbone.{prefix}.{local}" if prefix else f"backbone.{local}"
-                 for prefix, module in model.backbone.named_modules() if isinstance(module, kinds)
+                 for prefix, module in model.backbone.named_modules() if is_norm(module)
                  for local, _ in module.named_parameters(recurse=False)}
         if not names:
             raise ValueError(f"{type(model.backbone).__name__} has no normalisation layer with parameters "
-                             "(BatchNorm, LayerNorm, GroupNorm, RMSNorm; a custom norm class is not recognised): "
+                             "(BatchNorm, LayerNorm, GroupNorm, RMSNorm, or a class named like one): "
                              "use bitfit or another strategy")
         set_trainable(model, names | {n for n, _ in model.head.named_parameters(prefix="head")})
         return model

@@ -55,6 +55,9 @@ class PeftAny(PeftStrategy):
     name = "peft"
     Config = PeftAnyConfig
 
+    def spec_problems(self, cfg, job):
+        return ()  # which layers the method wraps is peft's to say (the pre-flight forward pass runs it)
+
     def peft_config(self, model, cfg, total_steps):
         import inspect
 

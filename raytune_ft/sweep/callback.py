@@ -30,6 +30,7 @@ from raytune_ft.results.progress import Tally, summary_line
 from raytune_ft.analysis.confirm import strategy_table
 from raytune_ft.results.tables import epoch_rows, error_reason, trial_row, write_table
 from raytune_ft.sweep.ray_setup import free_placement_group
+from raytune_ft.sweep import retention
 from raytune_ft.sweep.records import EventLog, TrialRecord, with_epoch
 from raytune_ft.sweep.space import trial_settings
 
@@ -196,8 +197,14 @@ class SweepCallback(Callback):
 
     def _end(self, trial, rec: TrialRecord) -> None:
         rec.ended, rec.ended_at = time.monotonic(), time.time()
+        try:  # it never resumes now: its best checkpoint's weights stay, the rest goes (sweep/retention.py)
+            rec.checkpoint_bytes = retention.trial_ended(self.layout, trial.trial_id, rec.history, self.metric,
+                                                         self.mode)
+        except OSError as e:
+            self.printer(f"{trial.trial_id}: its checkpoints were left as they are: {e}")
         self.log.append({"event": "end", "trial": trial.trial_id, "status": rec.status, "error": rec.error,
-                         "wall_seconds": rec.wall_seconds(), "ended_at": rec.ended_at})
+                         "wall_seconds": rec.wall_seconds(), "ended_at": rec.ended_at,
+                         "checkpoint_bytes": rec.checkpoint_bytes})
         if rec.stage == self.stage:
             self.tally.end(trial.trial_id, rec)
         self.unwritten = self.ended_unwritten = True
@@ -219,6 +226,18 @@ class SweepCallback(Callback):
         if self.on_update:
             self.on_update(snap)
 
+    def prune(self, stage: str, keep_best: int) -> None:
+        """A stage has ended: the checkpoints of all but its `keep_best` best trials per strategy and size go."""
+        try:
+            left = retention.stage_ended(self.layout, self.records, stage, keep_best, self.metric, self.mode)
+        except OSError as e:
+            self.printer(f"the {stage} stage's checkpoints were left as they are: {e}")
+            return
+        for tid, kept in left.items():
+            self.records[tid].checkpoint_bytes = kept
+            self.log.append({"event": "kept", "trial": tid, "checkpoint_bytes": kept})
+        self.unwritten = True
+
     def begin_stage(self, stage: str, total: int) -> None:
         """The progress lines count the trials of this stage ("search" or "confirm") from now on."""
         self.stage, self.total = stage, total
@@ -230,7 +249,8 @@ class SweepCallback(Callback):
                           wall_seconds=rec.wall_seconds(), error=rec.error, stage=rec.stage,
                           train_size=rec.train_size or self.train_size, source_trial_id=rec.source_trial_id,
                           resumes=max((m.get("resumes", 0) for m in rec.history), default=0),
-                          started_at=rec.started_at, ended_at=rec.ended_at, run_dir=self.layout.root)
+                          started_at=rec.started_at, ended_at=rec.ended_at, run_dir=self.layout.root,
+                          checkpoint_bytes=rec.checkpoint_bytes)
                 for tid, rec in self.records.items() if rec.status != "running"]
 
     def write_tables(self) -> list[dict]:

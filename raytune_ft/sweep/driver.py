@@ -73,6 +73,7 @@ class SweepDriver:
             printer(f"sweep: {len(job.strategies)} strategies x {job.search.num_samples} samples{sizes}, search "
                     f"{job.search.algorithm}, scheduler {job.search.scheduler.name}, {self.n_concurrent} trial(s) at a time")
         tuner.fit()
+        self.callback.prune("search", job.search.keep_best)
         self.callback.compact()
         wait_for_release(self.callback.pg_ids - {""})
 
@@ -109,6 +110,7 @@ class SweepDriver:
                         "scored on the test split" + (f" (held out from train: {self.meta['test_held_out']} samples, "
                                                       "stratified)" if self.meta.get("test_held_out") else ""))
         tuner.fit()
+        self.callback.prune(stage, job.search.keep_best)
         self.callback.compact()
         wait_for_release(self.callback.pg_ids - {""})
 

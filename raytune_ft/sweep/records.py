@@ -8,7 +8,9 @@ drivers read on a resume) and the Parquet tables are compactions of it, written 
 
     {"event": "trial", "trial": id, "record": {...}}      a trial's whole record (TrialRecord.to_json)
     {"event": "epoch", "trial": id, "metrics": {...}, "wall_seconds": s}
-    {"event": "end", "trial": id, "status": s, "error": text, "wall_seconds": s, "ended_at": t}
+    {"event": "end", "trial": id, "status": s, "error": text, "wall_seconds": s, "ended_at": t,
+     "checkpoint_bytes": b}
+    {"event": "kept", "trial": id, "checkpoint_bytes": b}  what is left of its checkpoints after a stage
     {"event": "drop", "trial": id}                         a record forgotten
 
 A compaction of the log itself (`EventLog.rewrite`) leaves one `trial` line per record.
@@ -42,6 +44,7 @@ class TrialRecord:
     ended: Optional[float] = None
     started_at: float = field(default_factory=time.time)  # wall clock (epoch seconds): the tables' timestamps
     ended_at: Optional[float] = None
+    checkpoint_bytes: Optional[int] = None  # what is left of its checkpoints once it ended (sweep/retention.py)
 
     def wall_seconds(self, now: Optional[float] = None) -> float:
         return self.wall_before + (self.ended or now or time.monotonic()) - self.started
@@ -50,7 +53,7 @@ class TrialRecord:
         return {"strategy": self.strategy, "history": self.history, "status": self.status, "error": self.error,
                 "seed": self.seed, "wall_seconds": self.wall_seconds(), "stage": self.stage,
                 "train_size": self.train_size, "source_trial_id": self.source_trial_id,
-                "started_at": self.started_at, "ended_at": self.ended_at}
+                "started_at": self.started_at, "ended_at": self.ended_at, "checkpoint_bytes": self.checkpoint_bytes}
 
     @classmethod
     def from_json(cls, d: dict) -> "TrialRecord":
@@ -58,6 +61,7 @@ class TrialRecord:
                   seed=d.get("seed"), wall_before=d["wall_seconds"], stage=d.get("stage", "search"),
                   train_size=d.get("train_size"), source_trial_id=d.get("source_trial_id"))
         rec.started_at, rec.ended_at = d.get("started_at") or rec.started_at, d.get("ended_at")
+        rec.checkpoint_bytes = d.get("checkpoint_bytes")
         if rec.status != "running":
             rec.ended, rec.done_before = rec.started, True
         return rec
@@ -124,8 +128,13 @@ def fold(events: Iterable[dict]) -> dict[str, dict]:
             rec = records[tid]
             if kind == "epoch":
                 rec["history"] = with_epoch(rec["history"], e["metrics"])
+            elif kind == "kept":
+                rec["checkpoint_bytes"] = e["checkpoint_bytes"]
+                continue
             else:  # end
                 rec["status"], rec["error"], rec["ended_at"] = e["status"], e["error"], e.get("ended_at")
+                if "checkpoint_bytes" in e:
+                    rec["checkpoint_bytes"] = e["checkpoint_bytes"]
             rec["wall_seconds"] = e["wall_seconds"]
     return records
 

@@ -15,20 +15,26 @@ from raytune_ft.train.checkpoint import TRIAL, WEIGHTS, open_checkpoint
 
 
 def build_trial_model(model_spec: dict, strategy: dict, head_dropout: float, num_classes: int,
-                      total_steps: Optional[int] = None, head_init: Optional[Callable] = None):
+                      total_steps: Optional[int] = None, head_init: Optional[Callable] = None,
+                      drop_path_rate: Optional[float] = None, batches: Optional[Callable] = None):
     """(model, strategy, its typed config): the model built from its spec entry, the strategy (name + knob
     values, checked by the strategy's own Config) applied. `total_steps`: see `Strategy.apply`.
     `head_init(model)`: called on the pretrained model before the strategy applies (peft wraps the
-    backbone then): the worker sets a prototype head's class means there."""
+    backbone then): the worker sets a prototype head's class means there. `drop_path_rate`: hparams.drop_path_rate
+    (stochastic depth, set as the model is built; None: the model's own). `batches()`: model inputs of some
+    training samples, for a strategy that starts from the data (`Strategy.init_from_data`: LoRA's EVA)."""
     model_cfg = SOURCES.get(model_spec["source"]).Config.model_validate(model_spec)
     applied = get_strategy(strategy["name"])
     cfg = applied.config(**{k: v for k, v in strategy.items() if k not in ("name", "hparams")})
-    model = build_model(model_cfg, num_classes)
+    model = build_model(model_cfg, num_classes, drop_path_rate=drop_path_rate)
     model.block_paths = model_cfg.block_paths
     model.head_dropout.p = float(head_dropout)
     if head_init is not None:
         head_init(model)
-    return applied.apply(model, cfg, total_steps=total_steps), applied, cfg
+    model = applied.apply(model, cfg, total_steps=total_steps)
+    if batches is not None:
+        applied.init_from_data(model, cfg, batches)
+    return model, applied, cfg
 
 
 def load_trial_model(location, run_dir=None):
@@ -50,7 +56,8 @@ def load_trial_model(location, run_dir=None):
     from raytune_ft.train.tasks import Tasks
 
     outputs = Tasks.from_classes(config.classes, config.tasks).outputs  # every task's classes, side by side
-    model, _, _ = build_trial_model(config.model, config.strategy, config.hparams.head_dropout, outputs)
+    model, _, _ = build_trial_model(config.model, config.strategy, config.hparams.head_dropout, outputs,
+                                    drop_path_rate=config.hparams.drop_path_rate)
     extra = set(state) - set(model.state_dict())
     lacking = {n for n, p in model.named_parameters() if p.requires_grad} - set(state)
     if extra or lacking:

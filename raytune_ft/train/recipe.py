@@ -14,7 +14,8 @@ from raytune_ft.metric import sign
 from raytune_ft.train.checkpoint import LocalCheckpoints, RayCheckpoints, read_resume_state, write_checkpoint
 from raytune_ft.train.config import TrialConfig
 from raytune_ft.train.device import peak_memory, prepare_device, release_device
-from raytune_ft.train.evaluate import TensorDict, evaluate, loader, model_inputs
+from raytune_ft.train.evaluate import evaluate, model_inputs
+from raytune_ft.train.from_data import init_batches, init_prototypes
 from raytune_ft.train.faults import Faults
 from raytune_ft.train.model import build_trial_model
 from raytune_ft.train.optim import (build_optimizer, class_weights, head_lr, lr_schedule, set_lr, set_scales,
@@ -75,7 +76,11 @@ class TrialRecipe:
         prototypes = config.model.get("head") == "prototype" and self.saved is None
         self.model, self.strategy, self.strategy_cfg = build_trial_model(
             config.model, config.strategy, self.hp.head_dropout, self.tasks.outputs, total_steps=data.total_steps,
-            head_init=(lambda model: self._init_prototypes(model, data.train_set)) if prototypes else None)
+            head_init=(lambda model: init_prototypes(model, data.train_set, self.meta, accelerator.device,
+                                                     training.eval_batch_size)) if prototypes else None,
+            drop_path_rate=self.hp.drop_path_rate,
+            batches=(lambda: init_batches(data.train_set, self.meta, int(self.hp.batch_size), config.seed))
+            if self.saved is None else None)
         self.total_params = sum(p.numel() for p in self.model.parameters())
         self.optimizer = build_optimizer(self.model, self.strategy, self.strategy_cfg, self.hp, training)
         self.model, self.optimizer, self.train_loader, self.val_loader = accelerator.prepare(
@@ -95,19 +100,6 @@ class TrialRecipe:
             pg = ray.util.get_current_placement_group()
             self.where = {"pg_id": pg.id.hex() if pg else "",  # lets the driver free it when Tune stops the trial
                           "node_id": ray.get_runtime_context().get_node_id()}
-
-    def _init_prototypes(self, model, train_set) -> None:
-        """A prototype head's start: each class's mean normalised feature of the pretrained backbone (eval
-        mode: BatchNorm's running statistics, no dropout) over this trial's training samples, without
-        augmentation. Every worker computes it over all of them, so all start the same."""
-        from raytune_ft.models.heads import class_features
-
-        device = self.accelerator.device
-        batches = loader(TensorDict(train_set), self.training.eval_batch_size)
-        model.to(device)
-        features, labels = class_features(model, ((model_inputs(b, self.meta, device), b["labels"]) for b in batches))
-        model.to("cpu")
-        model.head.set_prototypes(features, labels)
 
     # ------------------------------------------------------------------ state
 

@@ -84,10 +84,8 @@ class Prepared(DataSource):
 
 def prepared_for(job) -> dict:
     """What a prepared split depends on beyond the raw data: the model's image recipe or tokenizer."""
-    from raytune_ft.models import SOURCES
-
     model = job.model
-    if SOURCES.get(model.source).family == "vision":
+    if model.family() == "vision":  # a transformers model: as its config.json says
         return {"image": model.image_recipe().to_meta()}
     return {"tokenizer": str(model.name), "max_length": model.max_length}
 
