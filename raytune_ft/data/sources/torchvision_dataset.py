@@ -61,8 +61,8 @@ class TorchvisionDatasetConfig(DataConfig):
     name: Literal[tuple(SETS)] = Field(description="the torchvision.datasets class; sets with a validation split "
                                        "(Flowers102, DTD, FGVCAircraft, Country211) use it, the others hold one "
                                        "out of train: data.validation_fraction")
-    root: Path = Field(description="the folder torchvision reads the set from, as its `root` argument "
-                       "(e.g. ROOT/cifar-10-batches-py for CIFAR10)")
+    root: Path = Field(description="torchvision's `root`: the folder that holds the set's own folder "
+                       "(for CIFAR10: ROOT/cifar-10-batches-py)")
     download: bool = Field(False, description="fetch the set into root when it is not there (needs the network), "
                            "when the run prepares the data; never at validate")
     use_test: bool = Field(True, description="prepare the set's test split (scored by search.confirm and each "
