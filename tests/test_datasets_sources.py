@@ -239,6 +239,13 @@ def test_a_hub_name_offline_and_a_missing_folder(tiny_bert, tmp_path, monkeypatc
              "stanfordnlp/sst2 is not a folder here, and the hub dataset 'stanfordnlp/sst2' could not be read",
              "this machine is offline")
     _refused(tmp_path, text_job(tiny_bert, tmp_path / "nowhere"), "data.path", "nowhere does not exist")
+    import datasets
+
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "cache")
+    (tmp_path / "scripted").mkdir()
+    (tmp_path / "scripted" / "scripted.py").write_text("import datasets\n")
+    _refused(tmp_path, text_job(tiny_bert, tmp_path / "scripted"), "data.path", "datasets cannot load it",
+             "datasets no longer runs loading scripts: save it with save_to_disk")
     spec = text_job(tiny_bert, save_texts(tmp_path / "sst"))
     spec["data"]["image_column"] = "text"
     _refused(tmp_path, spec, "data", "give data.text_column (a column of texts) or data.image_column", "not both")
@@ -257,6 +264,23 @@ def test_missing_torchvision_files_say_where_and_that_download_would_fetch_them(
     ok = cli(tmp_path, vision_job(resnet_weights, root=str(tmp_path / "none"), download=True), "validate")
     assert ok.exit_code == 0, ok.output  # fetched when the run prepares its data, never by validate
     assert not (tmp_path / "none").exists()
+
+
+def test_download_true_fetches_the_set_when_the_data_are_prepared(resnet_weights, cifar_root, tmp_path, monkeypatch):
+    import torchvision
+
+    fetched = []
+
+    def download(dataset):  # what torchvision's download does, from a copy here (no network in tests)
+        if not (Path(dataset.root) / "cifar-10-batches-py").exists():
+            fetched.append(dataset.root)
+            shutil.copytree(cifar_root / "cifar-10-batches-py", Path(dataset.root) / "cifar-10-batches-py")
+
+    monkeypatch.setattr(torchvision.datasets.CIFAR10, "download", download)
+    spec = vision_job(resnet_weights, root=str(tmp_path / "fresh"), download=True)
+    assert cli(tmp_path, spec, "validate").exit_code == 0 and fetched == []
+    assert prepared(tmp_path, spec)["splits"]["test"]["samples"] == 4
+    assert fetched == [str(tmp_path / "fresh")]
 
 
 def test_submit_ships_a_datasets_folder_and_no_hub_name(tiny_bert, tmp_path, monkeypatch):

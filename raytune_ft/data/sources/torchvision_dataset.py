@@ -91,7 +91,7 @@ class TorchvisionDatasetConfig(DataConfig):
         """The set's files are in root (torchvision is asked, nothing is downloaded); with download: true
         missing files are not a problem: the run fetches them."""
         try:
-            _open(self.name, self.root, "train", False)
+            _open(self.name, self.root, "train")
         except InputError as e:
             return [] if self.download else [("root", f"{e}: set data.download: true to fetch it when this machine "
                                               "is online, or give data.root the folder that holds it")]
@@ -160,10 +160,20 @@ class TorchvisionDataset(DataSource):
         return f"{config.name} ({split} split, torchvision, in {config.root})"
 
 
-@functools.lru_cache(maxsize=8)
-def _open(name: str, root: Path, role: str, download: bool):
+def _open(name: str, root: Path, role: str, download: bool = False):
     """The torchvision set's split (images as PIL images; a "loader" set's as their paths), opened once per
-    process; InputError saying where torchvision looked when it cannot be."""
+    process; fetched into root first when it is not there and `download`. InputError saying where
+    torchvision looked when it cannot be."""
+    try:
+        return _opened(name, root, role, False)
+    except InputError:
+        if not download:
+            raise
+    _construct(name, root, role, True)  # torchvision fetches the set into root
+    return _opened(name, root, role, False)
+
+
+def _construct(name: str, root: Path, role: str, download: bool):
     import torchvision
 
     spec = SETS[name]
@@ -176,3 +186,6 @@ def _open(name: str, root: Path, role: str, download: bool):
     except Exception as e:  # RuntimeError "Dataset not found", a missing metadata file, no network ...
         reason = " ".join(str(e).split())[:300] or type(e).__name__
         raise InputError(f"{where}: torchvision cannot read {name} there ({reason})") from None
+
+
+_opened = functools.lru_cache(maxsize=8)(_construct)  # one object a split and process; never downloads
