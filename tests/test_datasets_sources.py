@@ -266,6 +266,19 @@ def test_missing_torchvision_files_say_where_and_that_download_would_fetch_them(
     assert not (tmp_path / "none").exists()
 
 
+def test_what_a_torchvision_set_cannot_take_is_refused(resnet_weights, tmp_path):
+    from raytune_ft.spec import SpecError, parse_job
+
+    for data, field, text in (
+            ({"label_columns": ["a", "b"]}, "data", "torchvision_dataset has one label per sample"),
+            ({"fisher_source": {"path": "x"}}, "data.fisher_source",
+             "takes EWC's samples from a split of its set: name one instead, e.g. {split: train}"),
+            ({"name": "ImageNet"}, "data.name", "'CIFAR10', 'CIFAR100'")):
+        with pytest.raises(SpecError) as e:
+            parse_job(vision_job(resnet_weights, root=str(tmp_path), **data))
+        assert text in dict(e.value.problems)[field], e.value.problems
+
+
 def test_download_true_fetches_the_set_when_the_data_are_prepared(resnet_weights, cifar_root, tmp_path, monkeypatch):
     import torchvision
 
