@@ -58,8 +58,9 @@ class HfDatasetConfig(DataConfig):
         if location.path_exists(path) or not HUB_NAME.fullmatch(text):
             if not location.path_exists(path) and not context.get("prepared") \
                     and not (context.get("on_cluster") and path.is_absolute()):
-                raise ValueError(f"{text} does not exist; give a folder save_to_disk wrote, a folder of data "
-                                 "files, or a hub name such as stanfordnlp/sst2")
+                raise ValueError(f"{text} does not exist{location.looked_in(path, context.get('spec_dir'))}; give "
+                                 "a folder save_to_disk wrote, a folder of data files, or a hub name such as "
+                                 "stanfordnlp/sst2")
             return path
         return text  # a hub name: looked up by `location_problems`
 
