@@ -38,8 +38,10 @@ def _check_data(job, spec: Path, validating: bool = False):
     try:
         check_train_labels(job.data)
     except InputError as e:
-        if validating:
-            raise SpecError(str(spec), [("data.train", str(e))]) from None
+        if validating:  # the field that says where train's labels are: its file, a label column, a set
+            fields = type(job.data).model_fields
+            field = next((f"data.{f}" for f in ("train", "label_column", "name", "path") if f in fields), "data")
+            raise SpecError(str(spec), [(field, str(e))]) from None
         raise InputError(f"bad input, nothing was trained: {e}") from None
 
 

@@ -69,7 +69,7 @@ class DataConfig(BaseModel):
             return self
         if not self.multi_task:
             raise ValueError(f"label_columns: {self.source} has one label per sample, so one task: remove "
-                             "label_columns (multi-task data: text_table, image_parquet, digits)")
+                             "label_columns (multi-task data: text_table, image_parquet, hf_dataset, digits)")
         for i, c in enumerate(columns):
             if not c.strip() or "." in c:
                 raise ValueError(f"label_columns[{i}] {c!r}: a task's name is not empty and has no '.' "

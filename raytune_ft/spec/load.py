@@ -60,9 +60,8 @@ def load_job(path, *, on_cluster: bool = False) -> JobSpec:
     data_section = data.get("data") if isinstance(data, dict) else None
     if isinstance(data_section, dict):
         fisher = data_section.get("fisher_source")  # EWC's source-task samples (raytune_ft/ewc/), the same way
-        for section, key in [(data_section, split) for split in ("train", "validation", "test")] + \
-                ([(fisher, "path")] if isinstance(fisher, dict) else []) + \
-                ([(data_section, "path")] if data_section.get("source") == "prepared" else []):
+        for section, key in [(data_section, k) for k in ("train", "validation", "test", "path", "root")] + \
+                ([(fisher, "path")] if isinstance(fisher, dict) else []):
             value = section.get(key)
             if isinstance(value, str) and not is_uri(value) and not Path(value).is_absolute() \
                     and not path_exists(Path(value)) and path_exists(path.parent / value):
