@@ -272,7 +272,7 @@ def test_what_a_torchvision_set_cannot_take_is_refused(resnet_weights, tmp_path)
     for data, field, text in (
             ({"label_columns": ["a", "b"]}, "data", "torchvision_dataset has one label per sample"),
             ({"fisher_source": {"path": "x"}}, "data.fisher_source",
-             "takes EWC's samples from a split of its set: name one instead, e.g. {split: train}"),
+             "takes EWC's samples from a split of its own data: name one instead, e.g. {split: train}"),
             ({"name": "ImageNet"}, "data.name", "'CIFAR10', 'CIFAR100'")):
         with pytest.raises(SpecError) as e:
             parse_job(vision_job(resnet_weights, root=str(tmp_path), **data))

@@ -55,8 +55,8 @@ class DataConfig(BaseModel):
     @classmethod
     def _fisher_source(cls, value, info):
         if value is not None and value.path is not None:
-            raise ValueError(f"{cls.model_fields['source'].default} reads no files of its own, so fisher_source "
-                             "cannot name one: name a split instead, e.g. {split: train}")
+            raise ValueError(f"path: {cls.model_fields['source'].default} takes EWC's samples from a split of its own "
+                             "data: name one instead, e.g. {split: train}")
         return value
 
     # whether the source reads several label columns (data.label_columns); False: one label per sample

@@ -64,14 +64,6 @@ class HfDatasetConfig(DataConfig):
             return path
         return text  # a hub name: looked up by `location_problems`
 
-    @field_validator("fisher_source")
-    @classmethod
-    def _fisher_source(cls, value, info):
-        if value is not None and value.path is not None:
-            raise ValueError("path: hf_dataset takes EWC's samples from a split of its dataset: name one instead, "
-                             "e.g. {split: train}")
-        return value
-
     @model_validator(mode="after")
     def _columns(self):
         if (self.text_column is None) == (self.image_column is None):

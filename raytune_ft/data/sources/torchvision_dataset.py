@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from raytune_ft.data import location
 from raytune_ft.data.config import DataConfig
@@ -67,14 +67,6 @@ class TorchvisionDatasetConfig(DataConfig):
                            "when the run prepares the data; never at validate")
     use_test: bool = Field(True, description="prepare the set's test split (scored by search.confirm and each "
                            "strategy's best trial); false: leave it out (search.confirm then holds one out of train)")
-
-    @field_validator("fisher_source")
-    @classmethod
-    def _fisher_source(cls, value, info):
-        if value is not None and value.path is not None:
-            raise ValueError("path: torchvision_dataset takes EWC's samples from a split of its set: name one "
-                             "instead, e.g. {split: train}")
-        return value
 
     @model_validator(mode="after")
     def _validation(self):
