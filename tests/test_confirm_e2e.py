@@ -49,7 +49,9 @@ def test_search_select_then_confirm_with_two_train_sizes(tiny_bert, text_csvs, t
         for t in select:
             if (t["strategy"], t["train_size"]) == (name, size):
                 means.setdefault(t["source_trial_id"], []).append(t["score"])
-        assert chosen == {max(means, key=lambda s: sum(means[s]) / len(means[s]))}
+        mean = {s: sum(v) / len(v) for s, v in means.items()}
+        assert mean[chosen.pop()] == max(mean.values())  # the best mean (of equals, the first candidate: ties are
+        # common on 16 validation samples, and the trials table's order is not the candidates')
     assert all(t["data_seed"] == t["seed"] for t in select + confirm)  # vary_data
     assert all(t["val_samples"] <= t["train_size"] for t in trials)  # cap_validation
     assert all(t["test_score"] is not None and t["test_score"] == t["test_accuracy"] for t in confirm)
