@@ -17,7 +17,7 @@ STR, INT, FLOAT, BOOL, TIME = "string", "int64", "float64", "bool", "timestamp[u
 
 
 def _hparams() -> list[tuple[str, str, str]]:
-    kinds = {int: INT, float: FLOAT, type(None): FLOAT}  # None: an optional rate (drop_path_rate: the model's own)
+    kinds = {bool: BOOL, int: INT, float: FLOAT, type(None): FLOAT}  # None: an optional rate (drop_path_rate: the model's own)
     return [(name, kinds[type(default)], f"hyperparameter: {field.description}")
             for (name, field), default in zip(HParams.model_fields.items(), HParams().model_dump().values())]
 
