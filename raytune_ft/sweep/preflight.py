@@ -6,6 +6,7 @@ from pathlib import Path
 
 from raytune_ft.errors import InputError, SpecError
 from raytune_ft.searchable import Sampler
+from raytune_ft.strategies import STRATEGIES
 from raytune_ft.sweep.space import strategy_spaces
 
 
@@ -47,6 +48,9 @@ def preflight(job, data_dir: Path) -> None:
     batch = {k: v[:2] for k, v in load_split(data_dir, "train").items()}
     for i, space in enumerate(strategy_spaces(job)):
         first = {k: (v.values[0] if isinstance(v, Sampler) else v) for k, v in space.items() if k != "hparams"}
+        if STRATEGIES.get(first["name"]).needs_cuda:  # built on a worker's GPU only (qlora's 4-bit base)
+            _cuda_strategy_problem(i, first["name"])
+            continue
         hp = {k: (v.values[0] if isinstance(v, Sampler) else v) for k, v in space["hparams"].items()}
         try:
             model, strategy, cfg = build_trial_model(resolved["model"], first, hp.get("head_dropout", 0.0), num_classes)
@@ -95,3 +99,13 @@ def _position_problems(job):
             yield (f"strategies[{i}].num_virtual_tokens: up to {most} virtual tokens + model.max_length {max_length} "
                    f"= {most + max_length} positions, but {where}: keep num_virtual_tokens at most "
                    f"{limit - max_length}, or lower model.max_length")
+
+
+def _cuda_strategy_problem(i: int, name: str) -> None:
+    """A strategy that trains on a CUDA GPU only (qlora) is not built here (this process may have no GPU):
+    what it needs installed is checked instead."""
+    import importlib.util
+
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise InputError(f"strategies[{i}] ({name}) loads the model in 4 bits with bitsandbytes, which is not "
+                         "installed: pip install 'raytune_ft[qlora]' (on every node of a cluster)")
