@@ -39,20 +39,22 @@ def _byte_bpe_tokenizer(padding_side: str = "right"):
 
 
 def save_decoder(path: Path, family: str = "llama", *, padding_side: str = "right", eos: bool = True,
-                 dtype: str = "float32") -> Path:
-    """A 2-layer decoder LM (hidden 32) and its tokenizer (no pad token) in `path`."""
+                 dtype: str = "float32", hidden: int = 32, layers: int = 2, positions: int = 64) -> Path:
+    """A 2-layer decoder LM (hidden 32) and its tokenizer (no pad token) in `path`; hidden / layers / positions:
+    a bigger one (benchmarks/fsdp_memory.py)."""
     import torch
     from transformers import GPT2Config, GPT2Model, LlamaConfig, LlamaModel, Qwen2Config, Qwen2Model
 
     tokenizer = _byte_bpe_tokenizer(padding_side) if family == "qwen2" else _word_tokenizer(eos, padding_side)
     n = len(tokenizer)
     ids = {"bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id}
-    common = dict(vocab_size=n, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-                  num_key_value_heads=2, max_position_embeddings=64, **ids)
+    common = dict(vocab_size=n, hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
+                  num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=positions, **ids)
     config, cls = {
         "llama": (lambda: LlamaConfig(**common), LlamaModel),
         "qwen2": (lambda: Qwen2Config(**common), Qwen2Model),
-        "gpt2": (lambda: GPT2Config(vocab_size=n, n_embd=32, n_layer=2, n_head=4, n_positions=64, **ids), GPT2Model),
+        "gpt2": (lambda: GPT2Config(vocab_size=n, n_embd=hidden, n_layer=layers, n_head=4, n_positions=positions,
+                                    **ids), GPT2Model),
     }[family]
     torch.manual_seed(0)
     model = cls(config())

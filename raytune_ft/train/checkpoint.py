@@ -25,9 +25,14 @@ WEIGHTS, RESUME, STATE, TRIAL = "model.safetensors", "resume.pt", "state.json", 
 
 def trainable_state(model) -> dict:
     """The parameters that trained (all a strategy changed) plus buffers such as BatchNorm statistics."""
-    keep = {n for n, p in model.named_parameters() if p.requires_grad}
-    keep |= {n for n, _ in model.named_buffers()}
+    keep = trainable_names(model)
     return {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items() if k in keep}
+
+
+def trainable_names(model) -> set[str]:
+    """The names `trainable_state` keeps: parameters that train, and buffers (a buffer shared by several
+    modules, as VeRA's projections are, under one name)."""
+    return {n for n, p in model.named_parameters() if p.requires_grad} | {n for n, _ in model.named_buffers()}
 
 
 def write_checkpoint(folder: Path, *, config, weights: dict, optimizer_state: dict, strategy_state: dict,

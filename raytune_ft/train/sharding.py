@@ -103,8 +103,11 @@ class Sharding:
         from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict,
                                                              get_optimizer_state_dict)
 
+        from raytune_ft.train.checkpoint import trainable_names
+
         whole = StateDictOptions(full_state_dict=True, cpu_offload=True, ignore_frozen_params=True)
-        weights = get_model_state_dict(model, options=whole)  # frozen weights are never gathered
+        keep = trainable_names(model)  # frozen weights are never gathered
+        weights = {k: v for k, v in get_model_state_dict(model, options=whole).items() if k in keep}
         return weights, get_optimizer_state_dict(model, optimizer, options=whole)
 
     def load(self, model, optimizer, saved: dict) -> None:
