@@ -27,14 +27,16 @@ def test_fsdp_settings_parse_and_default_to_ddp(tiny_decoders, text_csvs):
     job = parse_job(fsdp_spec(tiny_decoders["llama"], text_csvs, fsdp={"sharding": "shard_grad_op"}))
     assert (job.resources.distributed, job.resources.fsdp.sharding, job.resources.fsdp.cpu_offload) == \
         ("fsdp", "shard_grad_op", False)
-    assert parse_job(text_spec(tiny_decoders["llama"], text_csvs)).resources.distributed == "ddp"
+    assert parse_job(job.resolved()).resources == job.resources  # job.yaml (resume) reads back
+    plain = parse_job(text_spec(tiny_decoders["llama"], text_csvs))
+    assert plain.resources.distributed == "ddp" and parse_job(plain.resolved()).resources == plain.resources
 
 
 def test_fsdp_is_refused_where_it_cannot_shard(tiny_decoders, text_csvs, resnet_weights):
     found = problems(fsdp_spec(tiny_decoders["llama"], text_csvs, workers_per_trial=1, fsdp={"cpu_offload": True}))
     assert "workers_per_trial is 1" in found["resources.distributed"]
     assert "no GPU" in found["resources.fsdp.cpu_offload"]
-    found = problems(text_spec(tiny_decoders["llama"], text_csvs, resources={"fsdp": {"sharding": "full_shard"}}))
+    found = problems(text_spec(tiny_decoders["llama"], text_csvs, resources={"fsdp": {"sharding": "shard_grad_op"}}))
     assert "distributed is ddp" in found["resources.fsdp"]
     # BatchNorm statistics would differ between workers: a CNN stays on DDP
     vision = vision_spec(resnet_weights, resources={"workers_per_trial": 2, "distributed": "fsdp"})

@@ -126,6 +126,12 @@ EPOCHS = [
     ("samples_per_sec", FLOAT, "training samples per second"),
     ("train_seconds", FLOAT, "seconds it trained"),
     ("peak_memory_mb", FLOAT, "a worker's peak memory so far"),
+    ("param_bytes", INT, "the weights a worker holds (the largest worker's): the whole model under DDP, its shard "
+                         "under FSDP (resources.distributed)"),
+    ("optimizer_bytes", INT, "the optimizer's state a worker holds (AdamW: two moments per trained weight), the "
+                             "same way"),
+    ("distributed_type", STR, "how the trial's workers shared the model: Accelerate's DistributedType (NO, "
+                              "MULTI_CPU / MULTI_GPU: DDP, FSDP)"),
     ("resumes", INT, "resumes so far"),
     ("node_id", STR, "the Ray node it ran on"),
 ]

@@ -25,7 +25,7 @@ def scale_problems(job, model_family: Optional[str]) -> Iterator[tuple[str, str]
 def fsdp_problems(job, skeleton) -> Iterator[tuple[str, str]]:
     res = job.resources
     if res.distributed != "fsdp":
-        if "fsdp" in res.model_fields_set:
+        if res.fsdp != type(res.fsdp)():  # options other than the defaults (a resolved spec writes those)
             yield "resources.fsdp", "sets FSDP's options, and resources.distributed is ddp: set distributed: fsdp, or remove it"
         return
     if res.workers_per_trial < 2:

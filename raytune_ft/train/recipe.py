@@ -145,10 +145,10 @@ class TrialRecipe:
                  "scaler": scaler.state_dict() if scaler is not None else None,
                  "history": [{k: v for k, v in m.items() if k != "lr_scales"} for m in self.history]}
         config = self.config.model_copy(update={"classes": self.meta["classes"], "tasks": self.meta.get("tasks")})
-        gathered = self.sharding.gather(self.plain, self.optimizer)  # FSDP: every worker sends its shards
+        start = time.perf_counter()  # FSDP: every worker sends its shards (rank 0 writes them)
+        gathered = self.sharding.gather(self.plain, self.optimizer) if self.training.keep_checkpoint else None
 
         def write(folder: Path) -> None:
-            start = time.perf_counter()
             weights, optimizer_state = gathered or (trainable_state(self.plain), self.optimizer.state_dict())
             write_checkpoint(folder, config=config, weights=weights, optimizer_state=optimizer_state,
                              strategy_state=self.strategy.state_dict(self.plain), epoch=metrics["epoch"],
