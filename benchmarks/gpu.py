@@ -90,9 +90,39 @@ def plain_sps(spec: dict, work: Path) -> float:
     return sum(m["samples_per_sec"] for m in history) / len(history)
 
 
+def qlora_trial(model_dir: Path, work: Path, *, epochs: int = 1, gradient_checkpointing: bool = True) -> dict:
+    """One `qlora` trial and one `lora` trial (bf16) of a decoder LM on this GPU, each the worker loop called
+    directly on the same generated sentences: {strategy: peak CUDA MB, weights MB held, samples/s, val accuracy}.
+    model_dir: a local transformers decoder (e.g. a Qwen2.5-0.5B folder); needs bitsandbytes
+    (pip install 'raytune_ft[qlora]'). For the lead's GPU run: `--qlora MODEL_DIR` prints it as a table."""
+    from raytune_ft.data import prepare_data
+    from raytune_ft.spec import parse_job
+    from raytune_ft.train.config import trial_config
+    from raytune_ft.train.loop import train_trial
+
+    spec = text_spec(work)
+    spec["model"] = {"source": "transformers", "name": str(model_dir), "max_length": 64}
+    spec = configure(spec, epochs=epochs, precision="bf16", workers=1, gpus=1, trials=1)
+    spec["strategies"] = [{"name": "qlora"}, {"name": "lora"}]
+    job = parse_job(spec)
+    prepare_data(job, work / "data")
+    out = {}
+    for strategy in ("qlora", "lora"):
+        hp = {**spec["search"]["hparams"], "lr": 2e-4, "gradient_checkpointing": gradient_checkpointing}
+        history = train_trial(trial_config(job, work / "data", work / strategy, {"name": strategy}, hp),
+                              report=lambda m: None)
+        out[strategy] = {"peak_memory_mb": max(m["peak_memory_mb"] for m in history),
+                         "param_mb": history[-1]["param_bytes"] / 2**20,
+                         "samples_per_sec": sum(m["samples_per_sec"] for m in history) / len(history),
+                         "val_accuracy": max(m["val_accuracy"] for m in history)}
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--qlora", type=Path, metavar="MODEL_DIR",
+                        help="instead: one qlora and one lora trial of this local decoder LM (qlora_trial)")
     parser.add_argument("--smoke-on-cpu", action="store_true",
                         help="run every case on CPU (no GPU, precision 'no', 1 epoch): checks the script, measures nothing")
     args = parser.parse_args()
@@ -100,6 +130,16 @@ def main() -> None:
     import torch
 
     smoke = args.smoke_on_cpu
+    if args.qlora:
+        if not torch.cuda.is_available():
+            raise SystemExit("qlora needs a CUDA GPU: run --qlora on a GPU machine")
+        result = qlora_trial(args.qlora, Path(tempfile.mkdtemp(prefix="bench_qlora_")), epochs=args.epochs)
+        lines = [f"# QLoRA against LoRA on {args.qlora.name} ({torch.cuda.get_device_name(0)})", "",
+                 "| strategy | peak CUDA MB | weights held MB | samples/s | best val accuracy |", "|---|---|---|---|---|"]
+        lines += [f"| {s} | {r['peak_memory_mb']:.0f} | {r['param_mb']:.0f} | {r['samples_per_sec']:.1f} | "
+                  f"{r['val_accuracy']:.3f} |" for s, r in result.items()]
+        publish(lines, "gpu_qlora")
+        return
     if not smoke and not torch.cuda.is_available():
         raise SystemExit("no CUDA GPU here: run this on a GPU machine, or --smoke-on-cpu to check the script")
     epochs = 1 if smoke else args.epochs
