@@ -28,7 +28,7 @@ from raytune_ft.layout import RunLayout
 KEY = b"raytune_ft.provenance"
 # The installed packages that decide results (versions from their metadata: none of them is imported)
 PACKAGES = ("torch", "torchvision", "transformers", "peft", "accelerate", "ray", "numpy", "scikit-learn",
-            "pandas", "pyarrow", "opda", "optuna", "pillow", "safetensors", "efficientnet-lite-pytorch")
+            "pandas", "pyarrow", "opda", "optuna", "pillow", "safetensors", "efficientnet-lite-pytorch", "datasets")
 # of a Hugging Face model folder: the weights, and what turns text into ids
 MODEL_FILES = ("*.safetensors", "*.bin", "*.pt", "*.pth", "config.json", "vocab.txt", "tokenizer.json",
                "tokenizer_config.json", "special_tokens_map.json", "*.model")

@@ -116,7 +116,7 @@ def test_spec_refuses_ewc_where_no_backbone_weight_trains(resnet_weights):
 def test_spec_checks_the_fisher_source(resnet_weights, tiny_bert, text_csvs, tmp_path):
     spec = vision_spec(resnet_weights, strategies=[{"name": "full", "hparams": {"ewc": 1.0}}])
     spec["data"]["fisher_source"] = {"path": str(tmp_path / "x.csv")}
-    assert "digits reads no files of its own" in problems(spec)["data.fisher_source"]
+    assert "digits takes EWC's samples from a split of its own data" in problems(spec)["data.fisher_source"]
     spec["data"]["fisher_source"] = {"split": "holdout"}
     assert "data.fisher_source.split" in problems(spec)
     spec["data"]["fisher_source"] = {"split": "train", "path": "x.csv"}

@@ -38,8 +38,10 @@ def _check_data(job, spec: Path, validating: bool = False):
     try:
         check_train_labels(job.data)
     except InputError as e:
-        if validating:
-            raise SpecError(str(spec), [("data.train", str(e))]) from None
+        if validating:  # the field that says where train's labels are: its file, a label column, a set
+            fields = type(job.data).model_fields
+            field = next((f"data.{f}" for f in ("train", "label_column", "name", "path") if f in fields), "data")
+            raise SpecError(str(spec), [(field, str(e))]) from None
         raise InputError(f"bad input, nothing was trained: {e}") from None
 
 
@@ -52,9 +54,13 @@ def _warn_about_search(job) -> None:
 
 
 @app.command()
-def validate(spec: Annotated[Path, typer.Argument(help="job spec YAML")]):
-    """Check a job spec (its data files, in a bucket too, and train's labels, where they can be read
-    alone) and list every problem with its field path. Exit 2 if there are any."""
+def validate(spec: Annotated[Path, typer.Argument(help="the job spec YAML to check")]):
+    """Check a job spec, its data and train's labels; start nothing.
+
+    Lists every problem with its field path (a data file or folder that is not there names each place it was
+    looked for; one in a bucket is asked), and exits 2 if there are any. Warnings (trials that would repeat a
+    configuration, confirm seeds too few for a claim) go to stderr and leave the exit code 0.
+    """
     job = _load(spec)
     _check_data(job, spec, validating=True)
     n = len(job.strategies)
@@ -71,12 +77,17 @@ def validate(spec: Annotated[Path, typer.Argument(help="job spec YAML")]):
 
 @app.command()
 def run(
-    spec: Annotated[Path, typer.Argument(help="job spec YAML")],
+    spec: Annotated[Path, typer.Argument(help="the job spec YAML to run")],
     address: Annotated[Optional[str], typer.Option(help="attach to a running Ray cluster (default: a local one)")] = None,
     run_dir: Annotated[Optional[Path], typer.Option(help="run folder (default: <output_dir>/<name>-<time>)")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="show Ray's own logs")] = False,
 ):
-    """Run the strategy comparison and write trials.parquet and strategies.parquet."""
+    """Run the strategy comparison, then print its leaderboard.
+
+    Starts an embedded local Ray (or attaches to --address), writes the run folder (trials.parquet,
+    strategies.parquet, epochs.parquet and the job.yaml it ran) and prints the leaderboard; `raytune-ft results
+    RUN` prints it again.
+    """
     import shutil
 
     import yaml
@@ -114,8 +125,11 @@ def prepare(
     spec: Annotated[Path, typer.Argument(help="job spec YAML (its data and model sections are used)")],
     output: Annotated[Path, typer.Option("--output", "-o", help="the folder to write (must not hold anything)")],
 ):
-    """Prepare a job's data alone (decode, resize, tokenize; hold-outs as the job says), no trials, so that
-    many jobs run on it: give them `data: {source: prepared, path: OUTPUT}` and the same model section."""
+    """Prepare a job's data once, for many jobs; no trials.
+
+    Decodes, resizes or tokenizes, and holds out splits as the job says. Give the jobs that use it
+    `data: {source: prepared, path: OUTPUT}` and the same model section.
+    """
     import shutil
 
     from raytune_ft.errors import InputError
@@ -160,8 +174,11 @@ def resume(
     address: Annotated[Optional[str], typer.Option(help="attach to a running Ray cluster (default: a local one)")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="show Ray's own logs")] = False,
 ):
-    """Go on with a sweep whose driver died: finished trials are kept, running ones go on from their
-    last epoch, the rest start. The job spec is the one saved in the run folder."""
+    """Go on with a sweep whose driver died.
+
+    Finished trials are kept, running ones go on from their last epoch, the rest start. The job spec is the one
+    saved in the run folder.
+    """
     from raytune_ft.spec import parse_job
 
     _before_ray(address)

@@ -15,18 +15,21 @@ _ADDRESS_HELP = "the cluster's dashboard, e.g. http://127.0.0.1:8265 (default: w
 
 @app.command()
 def submit(
-    spec: Annotated[Path, typer.Argument(help="job spec YAML")],
+    spec: Annotated[Path, typer.Argument(help="the job spec YAML to run on the cluster")],
     address: Annotated[Optional[str], typer.Option(help="the cluster's dashboard, e.g. http://127.0.0.1:8265 "
                                                        "(through `ray dashboard cluster.yaml`)")] = None,
     storage: Annotated[Optional[str], typer.Option(help="where run folders go: a path every node sees, or "
                                                        "s3:// gs:// file:// (default RAYTUNE_FT_STORAGE)")] = None,
-    run_id: Annotated[Optional[str], typer.Option(help="default: <name>-<time>-<4 hex>")] = None,
+    run_id: Annotated[Optional[str], typer.Option(help="the run's id and folder name (default: <name>-<time>-<4 hex>)")] = None,
     project: Annotated[Optional[Path], typer.Option(
         help="the folder relative paths in the spec start from (default: the current one). Only raytune_ft, "
              "the spec and the local files it names are shipped, never credentials")] = None,
 ):
-    """Submit the sweep to a running Ray cluster (Ray Jobs API) and print its run id at once. The spec is
-    checked here; data in a bucket, or on a path only the cluster has, is checked there, before any trial."""
+    """Submit the sweep to a running Ray cluster; print its run id.
+
+    Uses the Ray Jobs API and returns at once. The spec is checked here; data in a bucket, or on a path only the
+    cluster has, is checked there, before any trial.
+    """
     import os
 
     from raytune_ft.cluster.client import submit as submit_run
@@ -59,7 +62,10 @@ def status(
     run: Annotated[str, typer.Argument(help="run id printed by submit")],
     address: Annotated[Optional[str], typer.Option(help=_ADDRESS_HELP)] = None,
 ):
-    """A submitted run's state: PENDING, RUNNING, SUCCEEDED, FAILED or STOPPED."""
+    """Print a submitted run's state.
+
+    PENDING, RUNNING, SUCCEEDED, FAILED or STOPPED, and its run folder.
+    """
     from raytune_ft.cluster.client import status as run_status
 
     s = run_status(run, address)
@@ -73,7 +79,7 @@ def logs(
     follow: Annotated[bool, typer.Option("--follow", "-f", help="keep printing until the run ends")] = False,
     address: Annotated[Optional[str], typer.Option(help=_ADDRESS_HELP)] = None,
 ):
-    """A submitted run's driver output (the progress lines and the leaderboard)."""
+    """Print a submitted run's driver output: progress, leaderboard."""
     from raytune_ft.cluster.client import logs as run_logs
 
     run_logs(run, address, follow=follow)
@@ -98,7 +104,11 @@ def fetch(
     storage: Annotated[Optional[str], typer.Option(help="the run's storage, if not submitted from here")] = None,
     address: Annotated[Optional[str], typer.Option(help=_ADDRESS_HELP)] = None,
 ):
-    """Bring a run's trials.parquet, strategies.parquet, epochs.parquet, job.yaml and reports/ home."""
+    """Bring a submitted run's tables and reports home.
+
+    Its tables (trials, strategies, epochs, and those of a confirm stage), provenance.json, job.yaml and
+    reports/; not the checkpoints.
+    """
     from raytune_ft.cluster.client import fetch as fetch_run
 
     dest, found = fetch_run(run, output, address=address, storage=storage)

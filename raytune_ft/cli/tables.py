@@ -1,8 +1,14 @@
-"""Commands on a finished (or running) run's tables: the report, the tables, two runs compared, and
-starter specs."""
+"""Commands on a finished (or running) run's tables: the HTML report, and the leaderboard and tables on the
+terminal (80 characters wide by default) or exported.
+
+    raytune-ft results runs/<run>                                  # the leaderboard `run` printed at its end
+    raytune-ft results runs/<run> --table trials --strategy lora   # a table: the columns that fit
+    raytune-ft results runs/<run> --table trials --columns trial_id,lr,score --sort score
+    raytune-ft results runs/<run> --table trials --format csv      # every column
+"""
 from __future__ import annotations
 
-import sys
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -12,46 +18,62 @@ from raytune_ft.cli.app import app
 from raytune_ft.errors import UserError
 from raytune_ft.layout import RunLayout
 
+RUN_HELP = "run folder, or a run id under runs/"
+
+
+class TableName(str, Enum):
+    strategies = "strategies"
+    trials = "trials"
+    epochs = "epochs"
+    comparisons = "comparisons"
+    budget_curves = "budget_curves"
+    data_size = "data_size"
+
+
+class Format(str, Enum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+    parquet = "parquet"
+
 
 @app.command()
 def report(
-    run: Annotated[str, typer.Argument(help="run folder, or run id under runs/")],
+    run: Annotated[str, typer.Argument(help=RUN_HELP)],
     output: Annotated[Optional[Path], typer.Option(help="folder for report.html and the PNGs (default: RUN/report)")] = None,
 ):
-    """Write a self-contained HTML report of a run, and its figures as PNG files."""
+    """Write a run's self-contained HTML report and its figures.
+
+    report.html holds everything (figures included); the figures are also written beside it as PNG files.
+    """
     from raytune_ft.report.page import write_report
 
     path = write_report(find_run(run), output)
     typer.echo(f"wrote {path} (figures beside it)")
 
 
-def print_leaderboard(run_dir: Path, metric: str) -> None:
-    """The leaderboard `run` prints at its end: the confirmed one per train size (a run with a confirm stage), or
-    the search's table, each with the notes that say what its numbers support."""
-    from rich.console import Console
-    from rich.table import Table
-
+def print_leaderboard(run_dir: Path, metric: str) -> bool:
+    """The leaderboard `run` prints at its end, 80 characters wide: the confirmed one per train size (a run with
+    a confirm stage), or the search's table, each with the notes that say what its numbers support. False when
+    the run has no strategies.parquet (yet)."""
+    from raytune_ft.cli.render import console, print_board
     from raytune_ft.metric import mode_of
     from raytune_ft.report.leaderboard import boards, has_confirm, search_board
     from raytune_ft.results.tables import read_table
 
     layout = RunLayout(run_dir)
     if not layout.strategies.exists():
-        return
-    console = Console(width=max(120, Console().width), force_terminal=sys.stdout.isatty())
+        return False
     rows = read_table(layout.strategies)
     if has_confirm(rows):
         trials = read_table(layout.trials) if layout.trials.exists() else []
         shown = boards(rows, trials, metric, mode_of(metric, "max"))
     else:
         shown = [search_board(rows, metric)]
+    out, said = console(), set()
     for board in shown:
-        table = Table(title=board.title, caption="\n".join(board.notes), caption_justify="left")
-        for i, col in enumerate(board.header):  # names and numbers whole; the headers break where they say
-            table.add_column(col, justify="right" if i else "left", no_wrap=True)
-        for cells in board.rows:
-            table.add_row(*cells, style="bold" if cells[0] == board.best else None)
-        console.print(table)
+        print_board(out, board, said)
+    return True
 
 
 def job_metric(run_dir: Path) -> str:
@@ -68,73 +90,124 @@ def find_run(run: str) -> Path:
     for candidate in (Path(run), Path("runs") / run):
         if RunLayout(candidate).trials.exists():
             return candidate
-    raise UserError(f"{run}: no run folder with a trials.parquet here or under runs/")
+    raise UserError(f"{run}: no run folder with a trials.parquet here or under runs/; give the folder "
+                    "`raytune-ft run` printed (runs/<name>-<time>)")
 
 
 @app.command()
 def results(
-    run: Annotated[str, typer.Argument(help="run folder, or run id under runs/")],
-    table: Annotated[str, typer.Option(help="strategies | trials")] = "strategies",
+    run: Annotated[str, typer.Argument(help=RUN_HELP)],
+    table: Annotated[Optional[TableName], typer.Option(
+        help="the table to print (default: the leaderboard `run` printed at its end)")] = None,
+    columns: Annotated[Optional[str], typer.Option(
+        help="the columns to show, comma-separated, in that order (default: a table's main columns, as many as "
+             "fit in 80 characters; with csv / json / parquet: all)")] = None,
     strategy: Annotated[Optional[str], typer.Option(help="only this strategy's rows")] = None,
-    sort: Annotated[Optional[str], typer.Option(help="sort by this column (descending)")] = None,
-    fmt: Annotated[str, typer.Option("--format", help="table | csv | json | parquet")] = "table",
-    output: Annotated[Optional[Path], typer.Option(help="write here instead of standard output")] = None,
+    sort: Annotated[Optional[str], typer.Option(help="sort by this column, largest first (empty cells last)")] = None,
+    fmt: Annotated[Format, typer.Option("--format", help="table: for reading; csv, json, parquet: for other "
+                                                         "tools (parquet needs --output)")] = Format.table,
+    output: Annotated[Optional[Path], typer.Option(help="write to this file instead of standard output")] = None,
 ):
-    """Print (or export) a run's strategy or trial table. A run with a confirm stage prints, by default, its
-    leaderboard (search and confirmed test scores, per train size); any option prints the table's columns."""
+    """Print a run's leaderboard again, or one of its tables.
+
+    With no option: the leaderboard `run` printed at its end. --table strategies, trials, epochs, comparisons,
+    budget_curves or data_size: that table, its main columns in 80 characters (empty cells as '-'); --columns
+    for others, --format csv / json / parquet for every column.
+    """
+    run_dir = find_run(run)
+    if (table, columns, strategy, sort, output, fmt) == (None, None, None, None, None, Format.table):
+        if not print_leaderboard(run_dir, job_metric(run_dir)):
+            raise UserError(f"{run_dir}: no strategies.parquet yet (it is written when the first trials end); "
+                            f"its trials so far: raytune-ft results {run} --table trials")
+        return
+    name = (table or TableName.strategies).value
+    path = run_dir / f"{name}.parquet"
+    if not path.exists():
+        have = sorted(t.value for t in TableName if (run_dir / f"{t.value}.parquet").exists())
+        raise UserError(f"--table {name}: {run_dir} has no {name}.parquet; its tables: {', '.join(have)}")
+    rows, names = _rows(path)
+    chosen = _columns(columns, names, path) if columns else None
+    if strategy is not None:
+        rows = _only(rows, names, strategy, path)
+    if sort:
+        if sort not in names:
+            raise UserError(f"--sort {sort}: {path.name} has no such column; its columns: {', '.join(names)}")
+        from raytune_ft.results.tables import num
+
+        rows = sorted((r for r in rows if num(r.get(sort)) is not None), key=lambda r: r[sort], reverse=True) \
+            + [r for r in rows if num(r.get(sort)) is None]
+    if fmt is Format.table:
+        _print_rows(rows, names, name, chosen, output, title=f"{name} of {run_dir.name}: {len(rows)} rows")
+    else:
+        _export(rows, chosen or names, path, fmt, output)
+
+
+def _rows(path: Path) -> tuple[list[dict], list[str]]:
+    import pyarrow.parquet as pq
+
+    data = pq.read_table(path)
+    return data.to_pylist(), data.column_names
+
+
+def _columns(columns: str, names: list[str], path: Path) -> list[str]:
+    """--columns a,b,c as a list; an unknown name refused, naming it and the table's columns."""
+    import difflib
+
+    chosen = [c.strip() for c in columns.split(",") if c.strip()]
+    for c in chosen:
+        if c not in names:
+            near = difflib.get_close_matches(c, names, n=1)
+            raise UserError(f"--columns {c}: {path.name} has no such column" + (f" (did you mean {near[0]}?)" if near
+                            else "") + f"; its columns: {', '.join(names)}")
+    if not chosen:
+        raise UserError(f"--columns: no column named; its columns: {', '.join(names)}")
+    return chosen
+
+
+def _only(rows: list[dict], names: list[str], strategy: str, path: Path) -> list[dict]:
+    """One strategy's rows (comparisons: those where it is A); an unknown strategy refused, naming them all."""
+    col = "strategy" if "strategy" in names else "strategy_a" if "strategy_a" in names else None
+    if col is None:
+        raise UserError(f"--strategy: {path.name} has no strategy column")
+    known = list(dict.fromkeys(r[col] for r in rows if r.get(col) is not None))
+    if strategy not in known:
+        raise UserError(f"--strategy {strategy}: no such strategy in this run; its strategies: {', '.join(known)}")
+    return [r for r in rows if r.get(col) == strategy]
+
+
+def _print_rows(rows: list[dict], names: list[str], table: str, chosen: Optional[list[str]],
+                output: Optional[Path], title: str) -> None:
+    from raytune_ft.cli.render import console, print_table
+    from raytune_ft.report.views import table_view
+
+    view = table_view(rows, names, table, chosen)
+    notes = [f"in every row: {', '.join(f'{c} {v}' for c, v in view.same.items())}"] if view.same else []
+    if chosen is None and len(view.columns) < len(names):
+        notes.append(f"{len(view.columns)} of {len(names)} columns" + (
+            f" (left out to fit: {', '.join(view.left_out)})" if view.left_out else "") +
+            ": choose them with --columns a,b,c; every column with --format csv")
+    if output is None:
+        out = console(None if chosen else 80)
+        print_table(out, title, view.headers, view.rows, notes=notes, right=view.right)
+        return
+    from rich.console import Console
+
+    with output.open("w") as f:
+        print_table(Console(file=f, width=200 if chosen else 80), title, view.headers, view.rows, notes=notes,
+                    right=view.right)
+
+
+def _export(rows: list[dict], columns: list[str], path: Path, fmt: Format, output: Optional[Path]) -> None:
     import pandas as pd
 
-    if table not in ("strategies", "trials") or fmt not in ("table", "csv", "json", "parquet"):
-        raise UserError("--table is strategies or trials; --format is table, csv, json or parquet")
-    run_dir = find_run(run)
-    df = pd.read_parquet(run_dir / f"{table}.parquet")
-    if (table, fmt, strategy, sort, output) == ("strategies", "table", None, None, None) \
-            and "confirm_mean" in df and df["confirm_mean"].notna().any():
-        print_leaderboard(run_dir, job_metric(run_dir))
-        return
-    if strategy:
-        df = df[df["strategy"] == strategy]
-    if sort:
-        if sort not in df.columns:
-            raise UserError(f"--sort {sort}: no such column; columns: {', '.join(df.columns)}")
-        df = df.sort_values(sort, ascending=False)
-    if fmt == "parquet":
+    df = pd.DataFrame(rows, columns=columns) if rows else pd.read_parquet(path, columns=columns).iloc[:0]
+    if fmt is Format.parquet:
         if output is None:
             raise UserError("--format parquet needs --output FILE")
         df.to_parquet(output, index=False)
         return
-    text = {"csv": lambda: df.to_csv(index=False), "json": lambda: df.to_json(orient="records", indent=1),
-            "table": lambda: df.to_string(index=False)}[fmt]()
+    text = df.to_csv(index=False) if fmt is Format.csv else df.to_json(orient="records", indent=1, date_format="iso")
     if output:
         output.write_text(text)
     else:
-        typer.echo(text)
-
-
-@app.command()
-def compare(run_a: Annotated[str, typer.Argument()], run_b: Annotated[str, typer.Argument()]):
-    """Two runs' strategy tables side by side: best score, mean, trials, compute, and the change."""
-    import pandas as pd
-
-    a, b = (pd.read_parquet(RunLayout(find_run(r)).strategies) for r in (run_a, run_b))
-    cols = ["strategy", "best_score", "mean_score", "trials", "compute_seconds"]
-    merged = a[cols].merge(b[cols], on="strategy", how="outer", suffixes=(" A", " B"))
-    merged["best Δ (B-A)"] = merged["best_score B"] - merged["best_score A"]
-    typer.echo(f"A = {run_a}\nB = {run_b}")
-    typer.echo(merged.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
-
-
-@app.command()
-def init(
-    kind: Annotated[str, typer.Option(help="vision | text")] = "vision",
-    output: Annotated[Path, typer.Option(help="where to write the spec")] = Path("job.yaml"),
-):
-    """Write a commented starter job spec for a vision or a text task."""
-    from importlib.resources import files
-
-    if kind not in ("vision", "text"):
-        raise UserError("--kind is vision or text")
-    if output.exists():
-        raise UserError(f"{output} exists: nothing was overwritten; pass another --output")
-    output.write_text(files("raytune_ft").joinpath("templates", f"{kind}.yaml").read_text())
-    typer.echo(f"wrote {output}: edit the data paths, then raytune-ft validate {output}")
+        typer.echo(text.rstrip("\n"))

@@ -142,6 +142,8 @@ def _plan(job, spec_path: Path, spec: Optional[str], project: Path) -> tuple[Pla
         if found is None:
             if section == "model" and not (job.model.weights_file() if key == "weights" else value.startswith(".")):
                 continue  # a torchvision weights enum, a Hugging Face hub name
+            if section == "data" and not isinstance(getattr(job.data, key, None), Path):
+                continue  # a name, not a path: a hub dataset's (hf_dataset)
             problems.append((field, f"{value} is not a file or folder in the project folder {project}"
                              + (" or the spec's folder" if section == "data" else "")
                              + ": fix the path, or give an absolute path every node sees"))

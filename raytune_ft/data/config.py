@@ -55,8 +55,8 @@ class DataConfig(BaseModel):
     @classmethod
     def _fisher_source(cls, value, info):
         if value is not None and value.path is not None:
-            raise ValueError(f"{cls.model_fields['source'].default} reads no files of its own, so fisher_source "
-                             "cannot name one: name a split instead, e.g. {split: train}")
+            raise ValueError(f"path: {cls.model_fields['source'].default} takes EWC's samples from a split of its own "
+                             "data: name one instead, e.g. {split: train}")
         return value
 
     # whether the source reads several label columns (data.label_columns); False: one label per sample
@@ -69,7 +69,7 @@ class DataConfig(BaseModel):
             return self
         if not self.multi_task:
             raise ValueError(f"label_columns: {self.source} has one label per sample, so one task: remove "
-                             "label_columns (multi-task data: text_table, image_parquet, digits)")
+                             "label_columns (multi-task data: text_table, image_parquet, hf_dataset, digits)")
         for i, c in enumerate(columns):
             if not c.strip() or "." in c:
                 raise ValueError(f"label_columns[{i}] {c!r}: a task's name is not empty and has no '.' "
@@ -195,15 +195,18 @@ class FileSplitsConfig(DataConfig):
         # (a relative one is looked up in the folder shipped from here: it must be here)
         elsewhere = bool(context.get("on_cluster")) and path is not None and path.is_absolute() \
             and location.kind(path) is None
-        problem = cls.split_problem(name, value, look=path is not None and not elsewhere)
+        problem = cls.split_problem(name, value, look=path is not None and not elsewhere,
+                                    spec_dir=context.get("spec_dir"))
         if problem and context.get("on_cluster") and path is not None and not path.is_absolute():
             problem += " (a relative path is looked up in what submit ships from here; a path only the " \
                        "cluster has is absolute)"
         return problem
 
     @classmethod
-    def split_problem(cls, split: str, where: location.Location, *, look: bool = True) -> Optional[str]:
-        """What is wrong with a split's location, or None. look=False: its form only (the suffix)."""
+    def split_problem(cls, split: str, where: location.Location, *, look: bool = True,
+                      spec_dir: Optional[Path] = None) -> Optional[str]:
+        """What is wrong with a split's location, or None. look=False: its form only (the suffix). A relative
+        path that is not there: the message names where it was looked for (the working folder, `spec_dir`)."""
         kind, source = cls.split_kind, cls.model_fields["source"].default
         if look:
             try:
@@ -212,7 +215,7 @@ class FileSplitsConfig(DataConfig):
                 return f"{where} cannot be checked ({' '.join(str(e).split())[:300]}): is the bucket right, " \
                        "and are its credentials set where the job runs?"
             if found is None:
-                return f"{where} does not exist; give the path of the {split} {kind}"
+                return f"{where} does not exist{location.looked_in(where, spec_dir)}; give the path of the {split} {kind}"
             if found != kind:
                 found = "a folder" if found == "folder" else "a file"
                 return f"{where} is {found}; {source} reads one {kind} per split"

@@ -62,6 +62,19 @@ def local_path(location: Location) -> Optional[Path]:
     return Path(unquote(parsed.path)) if parsed.scheme.lower() == "file" else None
 
 
+def looked_in(location: Location, spec_dir: Optional[Path] = None) -> str:
+    """Where a relative path was looked for, for a message: ' (looked for /work/data/train, from the working
+    folder, and /work/jobs/data/train, from the spec's folder)'; '' for an absolute path or a URI."""
+    path = local_path(location)
+    if path is None or path.is_absolute():
+        return ""
+    here = Path.cwd() / path
+    there = (Path(spec_dir).resolve() / path) if spec_dir is not None else None
+    if there is None or there == here:
+        return f" (looked for {here}, from the working folder" + (", which is the spec's folder)" if there else ")")
+    return f" (looked for {here}, from the working folder, and {there}, from the spec's folder)"
+
+
 def in_bucket(location: Location) -> bool:
     return local_path(location) is None
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from raytune_ft.data import encode
 from raytune_ft.data.config import SPLITS
-from raytune_ft.data.labels import class_names, encode_labels, first_task, label_names
+from raytune_ft.data.labels import class_names, encode_labels, first_task, label_name, label_names
 from raytune_ft.data.sources import DATA_SOURCES
 from raytune_ft.data.sources.prepared import link_prepared, prepared_for
 from raytune_ft.data.store import SplitWriter
@@ -47,7 +47,21 @@ def check_train_labels(config) -> None:
         names = label_names([y[t] for y in labels] if tasks else labels,
                              _locator(source, config, "train", task), "train")
         if not config.classes:
-            _enough_classes(class_names(names), source, config, task)
+            _enough_classes(_classes(source, config, task, names), source, config, task)
+
+
+def _classes(source, config, task, train_names) -> list[str]:
+    """A task's classes in label order: data.classes, else those the data declare (a ClassLabel, a
+    torchvision set's), else the sorted labels of train."""
+    if config.classes:
+        return list(config.classes)
+    declared = source.declared_classes(config, task)
+    if declared is None:
+        return class_names(train_names)
+    try:
+        return [label_name(c) for c in declared]  # named as labels are ("1.0" is class "1")
+    except ValueError as e:
+        raise InputError(f"{source.describe(config, 'train')}: a class name the data declare: {e}") from None
 
 
 def _locator(source, config, split: str, task=None):
@@ -112,7 +126,7 @@ def prepare_data(job, out_dir: Path, on_cluster: bool = False) -> dict:
     for t, task in enumerate(tasks or [None]):
         names = {split: label_names([y[t] for y in ys] if tasks else ys, _locator(source, config, split, task),
                                      split) for split, (_, ys) in raw.items()}
-        classes = list(config.classes) if config.classes else class_names(names["train"])
+        classes = _classes(source, config, task, names["train"])
         _enough_classes(classes, source, config, task)
         task_classes[task] = (classes, {split: encode_labels(ns, classes, bool(config.classes),
                                                               _locator(source, config, split, task), split)
@@ -154,12 +168,13 @@ def prepare_data(job, out_dir: Path, on_cluster: bool = False) -> dict:
         keep = sorted(order[: config.max_train_samples])
         encoded["train"] = ([xs[i] for i in keep], [ys[i] for i in keep])
 
-    tokenizer = encode.load_tokenizer(job.model) if source.family == "text" else None
-    recipe = job.model.image_recipe() if source.family == "vision" else None
+    family = source.family_of(config)  # a source of either family (hf_dataset) says which by its config
+    tokenizer = encode.load_tokenizer(job.model) if family == "text" else None
+    recipe = job.model.image_recipe() if family == "vision" else None
     encoder = encode.Encoder(source, config, recipe=recipe, tokenizer=tokenizer, max_length=job.model.max_length
-                             if source.family == "text" else None)
+                             if family == "text" else None)
     out_dir.mkdir(parents=True, exist_ok=True)
-    meta = {"family": source.family, "classes": classes, "splits": {}, "test_held_out": held_out_test,
+    meta = {"family": family, "classes": classes, "splits": {}, "test_held_out": held_out_test,
             "format": "npy", "prepared_for": prepared_for(job)}
     if tasks:  # labels are stored as rows x tasks ({split}.labels.npy, one class index per task); "classes"
         # and "class_counts" are the first task's (what hold-outs and train_sizes stratify on)
@@ -182,7 +197,7 @@ def prepare_data(job, out_dir: Path, on_cluster: bool = False) -> dict:
             meta["splits"][split]["task_class_counts"] = {
                 t: torch.bincount(torch.tensor([y[i] for y in ys], dtype=torch.long),
                                   minlength=len(meta["tasks"][t])).tolist() for i, t in enumerate(tasks)}
-    if source.family == "vision":
+    if family == "vision":
         meta["mean"], meta["std"] = list(recipe.mean), list(recipe.std)
         meta["image"] = recipe.to_meta()  # crop / resize sizes, interpolation, mean / std: train and eval use it
     (out_dir / "meta.json").write_text(json.dumps(meta, indent=2))

@@ -145,11 +145,7 @@ class Column:
         return self[:]
 
     def _row(self, i: int) -> int:
-        if i < 0:
-            i += len(self)
-        if not 0 <= i < len(self):
-            raise IndexError(f"row {i} of {len(self)}")
-        return i if self.rows is None else self.rows[i]
+        return file_row(i, len(self), self.rows)
 
     def _empty(self, n: int):
         import numpy as np
@@ -250,11 +246,16 @@ class Joined:
         return self[:]
 
     def _row(self, i: int) -> int:
-        if i < 0:
-            i += len(self)
-        if not 0 <= i < len(self):
-            raise IndexError(f"row {i} of {len(self)}")
-        return i if self.rows is None else self.rows[i]
+        return file_row(i, len(self), self.rows)
+
+
+def file_row(i: int, length: int, rows: Optional[list[int]]) -> int:
+    """Row i of a column view (negative from the end) as a row of what it views: its `rows`, or all of them."""
+    if i < 0:
+        i += length
+    if not 0 <= i < length:
+        raise IndexError(f"row {i} of {length}")
+    return i if rows is None else rows[i]
 
 
 def has_split(data_dir, split: str) -> bool:

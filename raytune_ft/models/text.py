@@ -10,14 +10,16 @@ image processor says (resize, crop, mean / std, resample).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal, Optional
+from typing import TYPE_CHECKING, Literal, Optional
 
 from pydantic import Field, field_validator
 
 from raytune_ft.models import packaged
 from raytune_ft.models.base import ModelConfig, Source, own_recipe, register_source
-from raytune_ft.models.classifier import Classifier
 from raytune_ft.models.hf_arch import arch_of
+
+if TYPE_CHECKING:
+    from raytune_ft.models.classifier import Classifier
 
 DTYPES = ("float32", "bfloat16", "float16", "auto")
 PIL_RESAMPLE = {0: "nearest", 1: "lanczos", 2: "bilinear", 3: "bicubic", 4: "box", 5: "hamming"}
@@ -170,6 +172,8 @@ class Transformers(Source):
         import torch
         import transformers
 
+        from raytune_ft.models.classifier import Classifier  # torch: imported when a model is built
+
         arch = arch_of(config.path(), config.trust_remote_code)  # ValueError: not a supported kind
         kind = arch.kind if arch else "encoder"
         loader = getattr(transformers, arch.model_class) if arch and arch.model_class else transformers.AutoModel
@@ -224,6 +228,8 @@ def _vision_classifier(backbone, num_classes: int, pooling: str) -> Classifier:
     import inspect
 
     from torch import nn
+
+    from raytune_ft.models.classifier import Classifier
 
     pooler = getattr(backbone, "pooler", None)
     if isinstance(pooler, nn.Module) and any(isinstance(m, nn.Linear) for m in pooler.modules()):

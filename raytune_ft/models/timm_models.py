@@ -16,7 +16,6 @@ from typing import Literal, Optional
 from pydantic import Field, field_validator
 
 from raytune_ft.models.base import Source, VisionModelConfig, own_recipe, register_source
-from raytune_ft.models.classifier import Classifier
 
 HF_CACHE = "hf-cache"
 HUB_FILES = ("model.safetensors", "pytorch_model.bin")
@@ -113,6 +112,8 @@ class Timm(Source):
     def build(self, config, num_classes, *, drop_path_rate=None):
         import timm
         import torch
+
+        from raytune_ft.models.classifier import Classifier  # torch: imported when a model is built
 
         options = {"num_classes": 0}  # timm's own way to drop the classifier: forward gives pooled features
         if drop_path_rate is not None:

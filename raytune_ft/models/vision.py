@@ -6,7 +6,6 @@ from typing import Literal
 from pydantic import field_validator, model_validator
 
 from raytune_ft.models.base import Source, VisionModelConfig, load_state_dict, register_source
-from raytune_ft.models.classifier import Classifier, strip_head
 
 
 def _load_weights(model, config: VisionModelConfig) -> None:
@@ -75,6 +74,8 @@ class Torchvision(Source):
         from torchvision import models
 
         enum = None if config.weights_file() or config.weights is None else config.weights
+        from raytune_ft.models.classifier import Classifier, strip_head
+
         model = models.get_model(config.name, weights=enum)
         if config.weights_file():
             _load_weights(model, config)
@@ -98,6 +99,8 @@ class EfficientNetLite(Source):
     def build(self, config, num_classes, *, drop_path_rate=None):
         from efficientnet_lite_pytorch import EfficientNet
         from torch import nn
+
+        from raytune_ft.models.classifier import Classifier, strip_head
 
         model = EfficientNet.from_name(config.name)
         _load_weights(model, config)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from itertools import groupby
 
 from raytune_ft.metric import best_first
-from raytune_ft.report.fmt import count, fmt, interval, mean_std, num, pct, signed_interval, whole
+from raytune_ft.report.fmt import count, fmt, interval, mean_std, num, pct, seconds, signed_interval, whole
 from raytune_ft.results.tables import metric_on_test
 
 # what each standing (strategies.parquet) claims, in the words the leaderboard and the report use
@@ -107,27 +107,34 @@ class Board:
 
 def boards(strategies: list[dict], trials: list[dict], metric: str, mode: str, *, wide: bool = False) -> list[Board]:
     """The confirmed leaderboard, one Board per train size, strategies by confirmed mean. The narrow board (the
-    terminal) has the strategy, its standing, the confirmed mean ± std and interval, the seeds and the search's
-    best; wide (the report) adds the interval against the best, the trials and compute of both stages, and
-    the share of trainable weights."""
+    terminal: 80 characters) has the strategy, its standing, the confirmed mean ± std and interval and the search's
+    best, its title naming the metric and the seeds (a seeds column where strategies had different numbers of
+    them); wide (the report) has the seeds always, and adds the interval against the best, the trials and compute
+    of both stages, and the share of trainable weights."""
     tm = metric_on_test(metric)
     confirm_trials: dict = {}
     for t in trials:
         if t.get("stage") == "confirm":
             key = (t["strategy"], t.get("train_size"))
             confirm_trials[key] = confirm_trials.get(key, 0) + 1
-    header = ["strategy", "vs best", f"confirmed {tm}\nmean ± std", "95 % CI", "seeds", f"search\nbest {metric}"]
-    if wide:
-        header += ["it − best of others\n(all pairs, 95 %)", "trials:\nsearch / confirm",
-                   "compute s:\nsearch / confirm", "trainable"]
     out = []
     for size, rows in by_train_size(strategies):
         ranked = confirmed_first(rows, mode)
         best = ranked[0] if ranked and num(ranked[0].get("confirm_mean")) is not None else None
+        seeds = {whole(r.get("confirm_n")) for r in ranked if num(r.get("confirm_mean")) is not None}
+        one_count = not wide and len(seeds) == 1  # said once, in the title
+        if wide:
+            header = ["strategy", "vs best", f"confirmed {tm}\nmean ± std", "95 % CI", "seeds",
+                      f"search\nbest {metric}", "it − best of others\n(all pairs, 95 %)", "trials:\nsearch / confirm",
+                      "compute s:\nsearch / confirm", "trainable"]
+        else:
+            header = ["strategy", "vs best", "confirmed\nmean ± std", "95 % CI"] + ([] if one_count else ["seeds"]) \
+                + ["search\nbest"]
         cells = []
         for r in ranked:
             row = [r["strategy"], standing(r), mean_std(r.get("confirm_mean"), r.get("confirm_std")),
-                   interval(r.get("ci_low"), r.get("ci_high")), whole(r.get("confirm_n")), fmt(r.get("best_score"))]
+                   interval(r.get("ci_low"), r.get("ci_high"))] + ([] if one_count else [whole(r.get("confirm_n"))]) \
+                + [fmt(r.get("best_score"))]
             if wide:
                 row += [signed_interval(r.get("vs_best_low"), r.get("vs_best_high")),
                         f"{whole(r.get('trials'))} / {whole(confirm_trials.get((r['strategy'], size)))}",
@@ -135,19 +142,21 @@ def boards(strategies: list[dict], trials: list[dict], metric: str, mode: str, *
                         pct(r.get("trainable_fraction"))]
             cells.append(row)
         title = f"strategies by confirmed {tm}" + ("" if size is None else f", train size {size}")
+        title += f", {next(iter(seeds))} seeds" if one_count else ""
         out.append(Board(size, title, header, cells, best["strategy"] if best else None,
                          [search_note(metric), confirmed_note(metric, ranked), standing_note(ranked)]))
     return out
 
 
 def search_board(strategies: list[dict], metric: str) -> Board:
-    """A run without a confirm stage: its search's strategy table, and what it can and cannot say."""
-    header = ["strategy", f"best\n{metric}", "mean ± std\nover trials", "trials", "done / stopped /\npatience / failed",
-              "trainable", "compute s"]
+    """A run without a confirm stage: its search's strategy table (80 characters: the title names the metric),
+    and what it can and cannot say."""
+    header = ["strategy", "best", "mean ± std\nover trials", "trials", "done / stopped /\npatience / failed",
+              "compute\nseconds"]
     rows = [[r["strategy"], fmt(r.get("best_score")), mean_std(r.get("mean_score"), r.get("std_score")),
              whole(r.get("trials")),
              f"{whole(r.get('completed'))} / {whole(r.get('stopped_early'))} / {whole(r.get('stopped_patience') or 0)}"
-             f" / {whole(r.get('errored'))}", pct(r.get("trainable_fraction")), fmt(r.get("compute_seconds"), ".0f")]
+             f" / {whole(r.get('errored'))}", seconds(r.get("compute_seconds"))]
             for r in strategies]
     best = next((r["strategy"] for r in strategies if num(r.get("best_score")) is not None), None)
     return Board(None, f"strategies by best {metric} (search only)", header, rows, best, [search_only_note(metric)])

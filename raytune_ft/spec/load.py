@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Optional
 
 import yaml
 from pydantic import ValidationError
@@ -14,15 +15,18 @@ from raytune_ft.spec.job import JobSpec
 from raytune_ft.spec.messages import field_path, message, section_of_crash
 
 
-def parse_job(data, source: str = "job spec", *, prepared: bool = False, on_cluster: bool = False) -> JobSpec:
+def parse_job(data, source: str = "job spec", *, prepared: bool = False, on_cluster: bool = False,
+              spec_dir: Optional[Path] = None) -> JobSpec:
     """The validated spec. prepared=True (a run folder whose data were prepared, for `resume`): the
     raw data files are not looked at again, as nothing reads them any more. on_cluster=True (`submit`):
     an absolute data path this machine does not have is left to the cluster's pre-flight (it may be on
-    the cluster's shared file system), as a bucket URI always is."""
+    the cluster's shared file system), as a bucket URI always is. spec_dir: the spec file's folder, where a
+    relative data path was looked for too (a missing one's message names both places)."""
     if not isinstance(data, dict):
         raise SpecError(source, [("(top level)", "a job spec is a YAML mapping of fields (name, model, data, ...)")])
     try:
-        return JobSpec.model_validate(data, context={"prepared": prepared, "on_cluster": on_cluster})
+        return JobSpec.model_validate(data, context={"prepared": prepared, "on_cluster": on_cluster,
+                                                     "spec_dir": spec_dir})
     except ValidationError as e:
         problems = []
         for err in e.errors():
@@ -49,17 +53,29 @@ def load_job(path, *, on_cluster: bool = False) -> JobSpec:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as e:
-        raise SpecError(str(path), [("(file)", f"not valid YAML: {e}")]) from None
+        raise SpecError(str(path), [("(file)", yaml_problem(e))]) from None
     except (UnicodeDecodeError, OSError) as e:
         raise SpecError(str(path), [("(file)", f"cannot be read as UTF-8 text: {e}")]) from None
     # A relative data path may be given from the working directory or from the spec's folder.
     data_section = data.get("data") if isinstance(data, dict) else None
     if isinstance(data_section, dict):
         fisher = data_section.get("fisher_source")  # EWC's source-task samples (raytune_ft/ewc/), the same way
-        for section, key in [(data_section, split) for split in ("train", "validation", "test")] + \
+        for section, key in [(data_section, k) for k in ("train", "validation", "test", "path", "root")] + \
                 ([(fisher, "path")] if isinstance(fisher, dict) else []):
             value = section.get(key)
             if isinstance(value, str) and not is_uri(value) and not Path(value).is_absolute() \
                     and not path_exists(Path(value)) and path_exists(path.parent / value):
                 section[key] = str((path.parent / value).resolve())
-    return parse_job(data, str(path), on_cluster=on_cluster)
+    return parse_job(data, str(path), on_cluster=on_cluster, spec_dir=path.parent)
+
+
+def yaml_problem(e) -> str:
+    """A YAML syntax error as the spec's problem: where it is (line, column: the file is named by the
+    SpecError) and what, without PyYAML's '<unicode string>'."""
+    mark = getattr(e, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    what = getattr(e, "problem", None) or str(e).split("\n")[0]
+    context, start = getattr(e, "context", None), getattr(e, "context_mark", None)
+    if context and start is not None:
+        what += f" ({context} at line {start.line + 1})"
+    return f"not valid YAML{where}: {what}"

@@ -44,10 +44,12 @@ def layer_type(module) -> Optional[str]:
 def model_type_targets(model, mapping_name: str) -> Optional[list[str]]:
     """peft's default target modules for a transformers backbone's model type, from its named mapping; None
     when peft has none for it (or the backbone is not a transformers model)."""
+    model_type = getattr(getattr(model.backbone, "config", None), "model_type", None)
+    if model_type is None:
+        return None  # not a transformers model: no need to import peft (seconds, at validate)
     import peft.utils
 
     mapping = getattr(peft.utils, mapping_name, None) or {}
-    model_type = getattr(getattr(model.backbone, "config", None), "model_type", None)
     return list(mapping[model_type]) if model_type in mapping else None
 
 

@@ -7,5 +7,7 @@ from raytune_ft.data.sources import (  # noqa: F401  (each registers itself)
     image_folder,
     image_parquet,
     text_table,
+    hf_dataset,
+    torchvision_dataset,
     prepared,
 )

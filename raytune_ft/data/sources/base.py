@@ -47,6 +47,12 @@ class DataSource:
         """The tasks (data.label_columns), [] for a single-task source; None: cannot tell yet."""
         return config.task_names()
 
+    def declared_classes(self, config: DataConfig, task: Optional[str] = None) -> Optional[list[str]]:
+        """The class names in label order where the data declare them (a `datasets` ClassLabel, a torchvision
+        set's `classes`), for `task` (a label column) of a multi-task source; None: the classes are the
+        sorted labels of train. data.classes, when given, wins."""
+        return None
+
     def train_labels(self, config: DataConfig) -> Optional[list[Any]]:
         """The train split's labels if they can be read without decoding the samples (a label column,
         class folder names), for the checks made before a run folder exists; None where not."""

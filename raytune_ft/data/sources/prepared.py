@@ -22,6 +22,11 @@ class PreparedConfig(DataConfig):
     def _prepared(cls, path, info):
         if (info.context or {}).get("prepared"):
             return path
+        if not path.exists():
+            from raytune_ft.data.location import looked_in
+
+            raise ValueError(f"{path} does not exist{looked_in(path, (info.context or {}).get('spec_dir'))}; give "
+                             "the folder `raytune-ft prepare JOB.yaml --output DIR` wrote")
         if not (path / "meta.json").is_file():
             raise ValueError(f"{path} holds no prepared data (no meta.json); make it with "
                              "`raytune-ft prepare JOB.yaml --output DIR`, or give the raw files instead")
