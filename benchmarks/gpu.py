@@ -146,7 +146,6 @@ def sharing(spec: dict, work: Path, queue) -> None:
 
 def cases(work: Path, smoke: bool, epochs: int):
     """(group, case, spec, trial hparams, plain-loop baseline?) in the order they run."""
-    from raytune_ft.spec.job import TrainingSpec
     from raytune_ft.strategies import STRATEGIES
 
     vision, decoder = vision_spec(smoke), decoder_spec(work, smoke)
@@ -165,10 +164,9 @@ def cases(work: Path, smoke: bool, epochs: int):
                                                       gpus=1, smoke=smoke), {"l2sp": 0.01}, False
     yield "decoder LM", "lora r 16, bf16", job(decoder, precision="bf16", epochs=epochs, batch=batch_d, gpus=1,
                                                smoke=smoke, strategy={"name": "lora", "r": 16}), {}, False
-    if "gradient_checkpointing" in TrainingSpec.model_fields:
-        yield "decoder LM", "full, bf16, gradient checkpointing", job(
-            decoder, precision="bf16", epochs=epochs, batch=batch_d, gpus=1, smoke=smoke,
-            gradient_checkpointing=True), {}, False
+    yield "decoder LM", "full, bf16, gradient checkpointing", job(
+        decoder, precision="bf16", epochs=epochs, batch=batch_d, gpus=1, smoke=smoke), \
+        {"gradient_checkpointing": True}, False
     if "qlora" in STRATEGIES and not smoke:
         yield "decoder LM", "qlora r 16 (NF4 base)", job(decoder, precision="bf16", epochs=epochs, batch=batch_d,
                                                          gpus=1, smoke=smoke, strategy={"name": "qlora", "r": 16}), {}, False

@@ -16,7 +16,10 @@ RAYTUNE_FT_RAY_FAST_PATH=0 in the environment. The table says which path ran (an
    batch size and 1 CPU each: the concurrent-throughput ratio.
 
 Nothing else may run beside it (a second Ray cluster, a test suite): the load is in the table.
-Prints a table and writes it to benchmarks/results/quickstart.md.
+Prints a table and writes it to benchmarks/results/quickstart.md (the fast path), quickstart_public.md
+(--public-path), or quickstart_ray<version>.md (a Ray release the fast path was not tested on, e.g. the
+floor: `PYTHONPATH=. /path/to/floor-venv/bin/python benchmarks/quickstart.py`). The table also has what the
+run kept of its checkpoints (sweep/retention.py) and the run folder's size.
 """
 from __future__ import annotations
 
@@ -137,8 +140,10 @@ def main() -> None:
     full = [t["samples_per_sec"] for t in trials if t["strategy"] == "full" and t["samples_per_sec"]]
     full_sps = sum(full) / len(full) if full else float("nan")
 
+    python = os.path.relpath(sys.executable, ROOT) if sys.executable.startswith(str(ROOT)) else \
+        f"PYTHONPATH=. {sys.executable}"
     lines = ["# The quickstart end to end (`raytune-ft run jobs/quickstart.yaml`)",
-             "", f"Command: `.venv/bin/python benchmarks/quickstart.py{' --public-path' if args.public_path else ''}`. Load average (1 min) before "
+             "", f"Command: `{python} benchmarks/quickstart.py{' --public-path' if args.public_path else ''}`. Load average (1 min) before "
              f"{load_before:.2f}; during the run mean {load_mean:.2f}, max {load_max:.2f}; {os.cpu_count()} cores.", "",
              "| what | value |", "|---|---|",
              f"| trial path | {path}, Ray {ray.__version__} |",
@@ -149,6 +154,9 @@ def main() -> None:
     for name, seconds in parts.items():
         lines.append(f"| - {name} | {seconds:.0f} s ({seconds / trial_wall:.0%}) |")
     lines.append(f"| `full` trials' samples/s (two trials at a time) | {full_sps:.1f} |")
+    kept = sum(f.stat().st_size for f in (run_dir / "ray").rglob("*") if f.is_file() and "checkpoint_" in str(f))
+    lines.append(f"| checkpoints kept after the run | {kept / 2**20:.1f} MB (checkpoint_bytes summed: "
+                 f"{total('checkpoint_bytes') / 2**20:.1f} MB); run folder {folder_mb(run_dir):.0f} MB |")
     if not args.skip_plain:
         plain = plain_side_by_side(run_dir, args.plain_epochs)
         plain_mean = sum(plain) / len(plain)
@@ -160,7 +168,13 @@ def main() -> None:
               "measured itself (training, validation, checkpoint writing, and its start to the first step).",
               "The plain loops: `train_trial` called directly in two processes at once (no Ray), "
               f"{args.plain_epochs} epochs of the `full` strategy at the quickstart's batch size, one thread each."]
-    publish(lines, "quickstart" if internals.fast_path() else "quickstart_public")
+    tested = ray.__version__ in internals.TESTED_RAY
+    publish(lines, "quickstart" if internals.fast_path() else
+            "quickstart_public" if tested else f"quickstart_ray{ray.__version__.replace('.', '_')}")
+
+
+def folder_mb(folder: Path) -> float:
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) / 2**20
 
 
 if __name__ == "__main__":

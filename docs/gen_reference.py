@@ -179,9 +179,12 @@ def strategies() -> str:
                      _families(entry), "yes" if entry.trains_backbone else "no"])
     out = [table(["name", "what it is", "knobs", "families",
                   "pretrained weights move (`l2sp`, `ewc` apply)"], rows)]
+    settings = {"fsdp": "`resources.distributed: fsdp`", "gradient_checkpointing": "`hparams.gradient_checkpointing`"}
     for name, entry in STRATEGIES.items():
         out += _entry(name, entry, common)
-        out.append(f"Families: {_families(entry)}.")
+        notes = [f"Families: {_families(entry)}."] + (["Trains on a CUDA GPU only."] if entry.needs_cuda else [])
+        notes += [f"Not with {settings[what]}: {why}." for what, why in entry.unsupported.items()]
+        out.append(" ".join(notes))
     return "\n\n".join(part for part in out if part)
 
 

@@ -35,6 +35,11 @@ class HParams(BaseModel):
     ewc: Searchable(float, ge=0) = Field(
         0.0, description="EWC: like l2sp, each backbone weight's distance from its pretrained value weighted by "
         "its diagonal Fisher information, estimated once per job (raytune_ft/ewc/; data.fisher_source)")
+    gradient_checkpointing: Searchable(bool) = Field(
+        False, description="recompute each block's activations in the backward pass instead of keeping them from the "
+        "forward: much less activation memory for a third or so more compute (transformers models: their own switch; "
+        "torchvision / timm / packaged models: each block found by models/blocks.py); the numbers are the same. "
+        "Searchable ({choice: [false, true]}) to measure the trade, or set per strategy")
 
 
 def _all_optional(model: type[BaseModel], name: str, doc: str) -> type[BaseModel]:

@@ -15,7 +15,8 @@
       sweep_state.json       its records, compacted, as trial drivers read them
       reports/<strategy>/    the best trial's test-split report and confusion matrix
       report/                report.html and its figures (raytune-ft report)
-      ray/train-<trial id>/  each trial's checkpoints (checkpoint_*/), kept by Ray Train: the best and the latest
+      ray/train-<trial id>/  each trial's checkpoints (checkpoint_*/): its best and latest while it runs, then its
+                             best weights if it is among search.keep_best per strategy (sweep/retention.py)
       ray/tune/              Tune's experiment state (ray/select/, ray/confirm/: the later stages')
       trials/<trial id>/     a failed trial's mark; without Ray (train_trial called directly), its checkpoints
 """

@@ -72,7 +72,9 @@ def trainable(model) -> set[str]:
 
 
 def test_every_strategy_is_registered():
-    assert set(KNOBS) == set(STRATEGIES.names())  # so every one is trained below
+    # so every one is trained below; but those that train on a CUDA GPU only (qlora: tests/test_scale_spec.py
+    # checks its config and refusals on CPU, benchmarks/gpu.py --qlora trains it on a GPU)
+    assert set(KNOBS) == {n for n in STRATEGIES.names() if not STRATEGIES.get(n).needs_cuda}
 
 
 @pytest.mark.parametrize("family", ["vision", "text"])

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import yaml
 from typer.testing import CliRunner
 
 from raytune_ft.cli import app
+from raytune_ft.errors import InputError
 from raytune_ft.plan import memory
 from tests.conftest import vision_spec
 
@@ -57,7 +59,10 @@ def test_plan_forecasts_a_job_before_any_trial(planned):
 
 
 def test_a_strategy_that_cannot_fit_is_refused_by_plan_with_what_to_change(resnet_weights, tmp_path, monkeypatch):
+    import raytune_ft.sweep.preflight as preflight
+
     monkeypatch.setattr(memory, "capacity", lambda job, at_once: (200.0, "a test device of 200 MB"))
+    monkeypatch.setattr(preflight, "capacity", lambda job, at_once: None)  # the plan's refusal, not the pre-flight's
     result = CliRunner().invoke(app, ["plan", str(write(tmp_path, tiny(resnet_weights))), "--output",
                                       str(tmp_path / "plan.json")])
     assert result.exit_code == 2, result.output
@@ -65,7 +70,8 @@ def test_a_strategy_that_cannot_fit_is_refused_by_plan_with_what_to_change(resne
     assert "strategies[0] (full): a worker needs about" in result.output
     assert "at its largest setting (hparams.batch_size 32; measured: parameters" in result.output
     assert "but it has 200 MB (a test device of 200 MB)" in result.output
-    for remedy in ("hparams.batch_size 16", "gradient checkpointing", "FSDP", "QLoRA"):
+    for remedy in ("hparams.batch_size 16", "hparams.gradient_checkpointing: true", "resources.distributed: fsdp",
+                   "strategy qlora"):
         assert remedy in result.output
 
 
@@ -82,6 +88,25 @@ def test_the_preflight_refuses_before_any_trial_when_run_skips_the_plan(resnet_w
     assert not (tmp_path / "run").exists()  # refused before any trial: nothing left behind
 
 
+def test_the_preflight_gives_no_estimate_where_gradient_checkpointing_can_be_on(resnet_weights, tmp_path,
+                                                                                 monkeypatch):
+    """A forward pass saves every activation, which a checkpointed step does not keep: the pre-flight would
+    refuse what fits, so it leaves the memory to the plan's calibration (which runs the trial's own step)."""
+    import raytune_ft.sweep.preflight as preflight
+    from raytune_ft.prepare import prepare_job
+    from raytune_ft.spec import parse_job
+
+    monkeypatch.setattr(preflight, "capacity", lambda job, at_once: (50.0, "a test device of 50 MB"))
+    spec = tiny(resnet_weights)
+    spec["search"]["hparams"]["gradient_checkpointing"] = {"choice": [False, True]}
+    job = parse_job(spec)
+    prepare_job(job, tmp_path / "data")
+    preflight.preflight(job, tmp_path / "data", workers_at_once=1)  # no refusal
+    spec["search"]["hparams"]["gradient_checkpointing"] = False
+    with pytest.raises(InputError, match="a worker needs about"):
+        preflight.preflight(parse_job(spec), tmp_path / "data", workers_at_once=1)
+
+
 def test_the_memory_model_adds_up_and_scales():
     est = memory.MemoryEstimate(base_mb=400, parameters_mb=100, gradients_mb=100, optimizer_mb=200,
                                 activations_mb=800, batch_size=64)
@@ -89,6 +114,9 @@ def test_the_memory_model_adds_up_and_scales():
     assert est.model_copy(update={"shards": 4}).total_mb() == 400 + 100 + 800
     assert memory.gpu_capacity(16384, 0.5)[0] == 8192 - memory.GPU_RESERVE_MB
     assert memory.ram_capacity(8192, 4) == (2048, "8.0 GB of RAM shared by 4 workers at once")
+    for distributed, shards in (("fsdp", 4), ("ddp", 1)):  # FSDP splits the weights' parts over the workers
+        job = SimpleNamespace(resources=SimpleNamespace(distributed=distributed, workers_per_trial=4))
+        assert memory.shards(job) == shards
 
 
 def test_a_budget_sets_num_samples_in_the_plan(resnet_weights, tmp_path, planned):

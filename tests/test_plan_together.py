@@ -60,3 +60,23 @@ def test_each_process_sees_its_own_gpus_or_its_share_of_one():
     assert [devices(i, 1, 2) for i in range(3)] == ["0", "1", "0"]
     assert [devices(i, 2, 4) for i in range(2)] == ["0,1", "2,3"]
     assert [devices(i, 0.5, 1) for i in range(2)] == ["0", "0"]
+
+
+def test_an_fsdp_trial_is_calibrated_as_one_worker(tiny_bert, text_csvs, tmp_path):
+    """resources.distributed: fsdp over 2 workers: the calibration's lone process trains the whole model (no
+    process group to shard over); the memory model splits the weights' parts (plan/memory.py)."""
+    from raytune_ft.plan.calibrate import measure_all, requests
+    from raytune_ft.plan.memory import shards
+    from raytune_ft.prepare import prepare_job
+    from raytune_ft.spec import parse_job
+    from tests.conftest import text_spec
+
+    spec = text_spec(tiny_bert, text_csvs, output_dir=str(tmp_path / "runs"))
+    spec["resources"] = {"workers_per_trial": 2, "distributed": "fsdp"}
+    spec["strategies"] = [{"name": "full"}]
+    job = parse_job(spec)
+    prepare_job(job, tmp_path / "data")
+    (request,) = requests(job, tmp_path / "data")
+    rows = measure_all(request)
+    assert rows and not rows[0].get("error"), rows
+    assert rows[0]["parameters_mb"] > 0 and shards(job) == 2

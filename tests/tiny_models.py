@@ -39,9 +39,10 @@ def _byte_bpe_tokenizer(padding_side: str = "right"):
 
 
 def save_decoder(path: Path, family: str = "llama", *, padding_side: str = "right", eos: bool = True,
-                 dtype: str = "float32", hidden: int = 32, layers: int = 2, heads: int = 4) -> Path:
-    """A decoder LM (2 layers of hidden 32 unless asked otherwise: benchmarks/gpu.py builds a bigger one) and
-    its tokenizer (no pad token) in `path`."""
+                 dtype: str = "float32", hidden: int = 32, layers: int = 2, heads: int = 4,
+                 positions: int = 64) -> Path:
+    """A decoder LM (2 layers of hidden 32 unless asked otherwise: benchmarks/gpu.py and
+    benchmarks/fsdp_memory.py build bigger ones) and its tokenizer (no pad token) in `path`."""
     import torch
     from transformers import GPT2Config, GPT2Model, LlamaConfig, LlamaModel, Qwen2Config, Qwen2Model
 
@@ -49,12 +50,13 @@ def save_decoder(path: Path, family: str = "llama", *, padding_side: str = "righ
     n = len(tokenizer)
     ids = {"bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id}
     common = dict(vocab_size=n, hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
-                  num_attention_heads=heads, num_key_value_heads=max(1, heads // 2), max_position_embeddings=256, **ids)
+                  num_attention_heads=heads, num_key_value_heads=max(1, heads // 2),
+                  max_position_embeddings=positions, **ids)
     config, cls = {
         "llama": (lambda: LlamaConfig(**common), LlamaModel),
         "qwen2": (lambda: Qwen2Config(**common), Qwen2Model),
-        "gpt2": (lambda: GPT2Config(vocab_size=n, n_embd=hidden, n_layer=layers, n_head=heads, n_positions=64, **ids),
-                 GPT2Model),
+        "gpt2": (lambda: GPT2Config(vocab_size=n, n_embd=hidden, n_layer=layers, n_head=heads, n_positions=positions,
+                                    **ids), GPT2Model),
     }[family]
     torch.manual_seed(0)
     model = cls(config())

@@ -166,7 +166,9 @@ class Transformers(Source):
     family = "text"  # the default; TransformersConfig.family() reads the model's config
     Config = TransformersConfig
 
-    def build(self, config, num_classes, *, drop_path_rate=None):
+    def build(self, config, num_classes, *, drop_path_rate=None, quantization=None):
+        """quantization: a transformers quantization_config (QLoRA's BitsAndBytesConfig): the weights are
+        quantised as they load, onto this process's CUDA GPU."""
         import torch
         import transformers
 
@@ -179,6 +181,8 @@ class Transformers(Source):
                    "dtype": config.dtype if config.dtype == "auto" else getattr(torch, config.dtype)}
         if drop_path_rate is not None:
             options["drop_path_rate"] = drop_path_rate
+        if quantization is not None:  # bitsandbytes quantises on the GPU the weights load onto
+            options.update(quantization_config=quantization, device_map={"": torch.cuda.current_device()})
         if torch.get_default_device().type == "meta":  # a skeleton (Source.skeleton): the structure alone
             hf_config = transformers.AutoConfig.from_pretrained(config.path(), trust_remote_code=config.trust_remote_code)
             if arch and arch.model_class:

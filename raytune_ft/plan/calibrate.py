@@ -93,6 +93,9 @@ def measure(job: dict, data_dir: str, trial_dir: str, strategy: dict, hparams: d
     from raytune_ft.train.recipe import TrialRecipe
 
     config = trial_config(job, data_dir, trial_dir, strategy, hparams)
+    # one worker, whatever the trial has (the forecast scales to workers_per_trial; FSDP's shards are the memory
+    # model's, plan/memory.py): a lone process has no process group to shard over
+    config = config.model_copy(update={"resources": config.resources.model_copy(update={"workers_per_trial": 1})})
     gpu = bool(config.resources.gpus_per_worker) and torch.cuda.is_available()
     base = 0.0 if gpu else resident_mb()
     recipe = TrialRecipe(config, report=lambda metrics: None)

@@ -51,11 +51,8 @@ class MemoryEstimate(BaseModel):
 
 
 def shards(job) -> int:
-    """How many workers share a trial's weights: workers_per_trial under FSDP (resources.distributed, where the
-    spec has it), else 1."""
-    distributed = getattr(job.resources, "distributed", None)
-    kind = getattr(distributed, "kind", distributed)
-    return job.resources.workers_per_trial if kind and "fsdp" in str(kind).lower() else 1
+    """How many workers share a trial's weights: workers_per_trial under FSDP (resources.distributed), else 1."""
+    return job.resources.workers_per_trial if job.resources.distributed == "fsdp" else 1
 
 
 def model_counts(model, optimizer_kind: str) -> dict:
@@ -140,24 +137,16 @@ def machine_ram_mb() -> float:
 
 
 def remedies(job, estimate: MemoryEstimate) -> list[str]:
-    """What would make it fit, most effective first, each with its field where the spec has one."""
-    from raytune_ft.strategies import STRATEGIES
-
+    """What would make it fit, most effective first, each with its field."""
     out = []
     if estimate.batch_size > 1:
         half = max(1, estimate.batch_size // 2)
         out.append(f"a smaller batch size (hparams.batch_size {half}: about {gb(estimate.at_batch(half))})")
-    field = "training.gradient_checkpointing: true" if "gradient_checkpointing" in type(job.training).model_fields \
-        else "gradient checkpointing"
-    out.append(f"{field} (recomputes activations in the backward pass instead of keeping "
-               f"{gb(estimate.activations_mb)})")
-    static = gb(estimate.static_mb())
-    out.append(("FSDP (resources.distributed: fsdp)" if "distributed" in type(job.resources).model_fields else
-                "FSDP") + f" over more workers per trial (splits parameters, gradients and optimizer state, {static})")
-    if "qlora" in STRATEGIES.names():
-        out.append("QLoRA (strategy qlora: 4-bit frozen weights, adapters train)")
-    else:
-        out.append("QLoRA (4-bit frozen weights, adapters train)")
+    out.append(f"hparams.gradient_checkpointing: true (recomputes activations in the backward pass instead of "
+               f"keeping {gb(estimate.activations_mb)})")
+    out.append(f"FSDP (resources.distributed: fsdp) over more workers per trial (splits parameters, gradients and "
+               f"optimizer state, {gb(estimate.static_mb())})")
+    out.append("QLoRA (strategy qlora, on a GPU: 4-bit frozen weights, adapters train)")
     if job.resources.gpus_per_worker:
         out.append("a GPU with more memory, or a whole GPU per worker (resources.gpus_per_worker)")
     else:

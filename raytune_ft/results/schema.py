@@ -17,7 +17,7 @@ STR, INT, FLOAT, BOOL, TIME = "string", "int64", "float64", "bool", "timestamp[u
 
 
 def _hparams() -> list[tuple[str, str, str]]:
-    kinds = {int: INT, float: FLOAT, type(None): FLOAT}  # None: an optional rate (drop_path_rate: the model's own)
+    kinds = {bool: BOOL, int: INT, float: FLOAT, type(None): FLOAT}  # None: an optional rate (drop_path_rate: the model's own)
     return [(name, kinds[type(default)], f"hyperparameter: {field.description}")
             for (name, field), default in zip(HParams.model_fields.items(), HParams().model_dump().values())]
 
@@ -133,6 +133,12 @@ EPOCHS = [
     ("samples_per_sec", FLOAT, "training samples per second"),
     ("train_seconds", FLOAT, "seconds it trained"),
     ("peak_memory_mb", FLOAT, "a worker's peak memory so far"),
+    ("param_bytes", INT, "the weights a worker holds (the largest worker's): the whole model under DDP, its shard "
+                         "under FSDP (resources.distributed)"),
+    ("optimizer_bytes", INT, "the optimizer's state a worker holds (AdamW: two moments per trained weight), the "
+                             "same way"),
+    ("distributed_type", STR, "how the trial's workers shared the model: Accelerate's DistributedType (NO, "
+                              "MULTI_CPU / MULTI_GPU: DDP, FSDP)"),
     ("resumes", INT, "resumes so far"),
     ("node_id", STR, "the Ray node it ran on"),
 ]

@@ -92,7 +92,8 @@ def task_metrics(history: list[dict]) -> list[str]:
 
 
 EPOCH_COLUMNS = ("epoch", "train_loss", "val_loss", "val_accuracy", "val_f1", "lr", "samples_per_sec",
-                 "train_seconds", "peak_memory_mb", "resumes", "node_id")
+                 "train_seconds", "peak_memory_mb", "param_bytes", "optimizer_bytes", "distributed_type", "resumes",
+                 "node_id")
 
 
 def epoch_rows(*, run_id: str, trial_id: str, strategy: str, status: str, history: list[dict],

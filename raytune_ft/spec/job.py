@@ -19,6 +19,7 @@ from raytune_ft.data import DATA_SOURCES
 from raytune_ft.data.location import path_exists
 from raytune_ft.hparams import HParams
 from raytune_ft.models import SOURCES
+from raytune_ft.spec.resources import ResourcesSpec
 from raytune_ft.spec.rules import cross_field_problems
 from raytune_ft.spec.search import SearchSpec, Strict
 from raytune_ft.strategies import STRATEGIES
@@ -34,7 +35,6 @@ DataSpec = _union(DATA_SOURCES, "source")
 StrategySpec = _union(STRATEGIES, "name")
 
 MAX_NAME = 100  # the name starts the run folder's name (<name>-<time>); file systems allow 255 bytes
-MAX_WORKERS = 512
 
 
 class AugmentSpec(Strict):
@@ -91,44 +91,6 @@ class TrainingSpec(Strict):
         if len(set(ops)) != len(ops):
             raise ValueError(f"{ops}: list each operation once (one is drawn per sample, each as likely)")
         return ops
-
-
-class ResourcesSpec(Strict):
-    workers_per_trial: int = Field(
-        1, ge=1, le=MAX_WORKERS, description="Ray Train workers (processes, data parallel) per trial. At most "
-        f"{MAX_WORKERS}: each is a process with its own copy of the model, started and synchronised every step")
-    cpus_per_worker: float = Field(1, gt=0, description="CPUs of each worker; beyond 1, the rest load and augment "
-                                   "batches in DataLoader workers (loader_workers)")
-    gpus_per_worker: float = Field(0, ge=0, description="a fraction of one GPU (e.g. 0.5: two trials share a GPU, "
-                                   "each held to that share of its memory) or whole GPUs")
-    loader_workers: Optional[int] = Field(
-        None, ge=0, description="DataLoader worker processes per Train worker (reading, augmenting); default: "
-        "cpus_per_worker - 1, at most 4")
-    max_concurrent_trials: Optional[int] = Field(
-        None, ge=1, description="default: as many as the cluster's CPUs / GPUs can hold")
-    max_worker_restarts: int = Field(
-        2, ge=0, description="times a trial's Train workers are started again after one dies (they go on "
-                             "from the trial's last epoch); errors that would repeat are not retried")
-
-    @field_validator("gpus_per_worker")
-    @classmethod
-    def _a_fraction_or_whole_gpus(cls, gpus):
-        if gpus > 1 and not float(gpus).is_integer():
-            raise ValueError(f"{gpus}: Ray gives a worker a fraction of one GPU (below 1) or whole GPUs; use "
-                             f"{int(gpus)} or {int(gpus) + 1}")
-        return gpus
-
-    @model_validator(mode="after")
-    def _whole_gpus_for_several_workers(self):
-        # Ray packs two workers asking for 0.5 GPU each onto one GPU, and NCCL then refuses the trial
-        # ("Duplicate GPU detected"): every worker of a multi-worker trial needs a GPU of its own.
-        if self.workers_per_trial > 1 and 0 < self.gpus_per_worker < 1:
-            raise ValueError(
-                f"workers_per_trial {self.workers_per_trial} with gpus_per_worker {self.gpus_per_worker}: the "
-                "workers of one trial would share a GPU, which NCCL refuses (\"Duplicate GPU detected\"). Use "
-                "gpus_per_worker: 1 (or more) with several workers, or workers_per_trial: 1 with a fraction "
-                "(then several trials share a GPU)")
-        return self
 
 
 class TrackingSpec(Strict):

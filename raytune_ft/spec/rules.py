@@ -7,6 +7,7 @@ from typing import Iterator
 from raytune_ft.data import DATA_SOURCES
 from raytune_ft.metric import metric_problem
 from raytune_ft.searchable import Sampler, can_be_nonzero
+from raytune_ft.spec.scale_rules import scale_problems
 from raytune_ft.strategies import STRATEGIES
 
 
@@ -79,6 +80,7 @@ def cross_field_problems(job, on_cluster: bool = False) -> Iterator[tuple[str, s
                                                 f"tasks {tasks} (data.label_columns)")
             elif not any(job.training.task_weights.get(t, 1.0) > 0 for t in tasks):
                 yield "training.task_weights", "every task weighs 0: nothing would train; give one a weight > 0"
+    yield from scale_problems(job, model_family)  # FSDP, gradient checkpointing, strategies needing a CUDA GPU
     if job.training.mixed_precision == "fp16" and job.resources.gpus_per_worker == 0:
         yield "training.mixed_precision", "fp16 needs a GPU: set resources.gpus_per_worker, or use bf16 / no on CPU"
 

@@ -23,6 +23,7 @@ from raytune_ft.strategies import (  # noqa: F401  (each registers itself)
     peft_any,
     prefix_tuning,
     prompt_tuning,
+    qlora,
     vera,
 )
 

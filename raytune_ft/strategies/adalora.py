@@ -29,6 +29,8 @@ class AdaLoraConfig(PeftStrategyConfig):
 @register_strategy
 class AdaLora(PeftStrategy):
     name = "adalora"
+    unsupported = {"fsdp": "its rank allocator and orthogonality penalty compute on whole adapter matrices and their "
+                           "gradients at every step, and FSDP holds shards of them; use lora (or distributed: ddp)"}
     Config = AdaLoraConfig
     mapping = "TRANSFORMERS_MODELS_TO_ADALORA_TARGET_MODULES_MAPPING"
     adapts = ("Linear", "Conv1D")  # peft also wraps Conv2d now; the rank allocator is kept to Linear layers

@@ -49,6 +49,10 @@ class Strategy:
     Config: ClassVar[type[StrategyConfig]]
     families: ClassVar[tuple[str, ...]] = ("vision", "text")
     trains_backbone: ClassVar[bool] = True  # pretrained weights change (L2-SP applies)
+    needs_cuda: ClassVar[bool] = False  # trains only on a CUDA GPU (QLoRA's 4-bit base): validate and the pre-flight say
+    # What the strategy cannot run with, and why: "fsdp" (resources.distributed: fsdp), "gradient_checkpointing"
+    # (hparams.gradient_checkpointing); validate refuses the pair with the reason (spec/scale_rules.py)
+    unsupported: ClassVar[dict[str, str]] = {}
 
     def config(self, **knobs) -> StrategyConfig:
         """This strategy's typed config from knob values (checked as the job spec checks them)."""
@@ -58,6 +62,11 @@ class Strategy:
         """(knob, message) for each way this entry's knobs do not fit the rest of the job (`job`: the
         JobSpec; knobs may still be samplers here). `validate` reports them under strategies[i].<knob>."""
         return ()
+
+    def quantization(self, cfg: StrategyConfig):
+        """How the pretrained model is loaded (transformers' quantization_config, QLoRA's 4 bits), or None: as it
+        is stored."""
+        return None
 
     def apply(self, model: "Classifier", cfg: StrategyConfig, *, total_steps: Optional[int] = None) -> "nn.Module":
         """`total_steps`: the optimizer steps the trial will take, when known (AdaLoRA's budget schedule)."""

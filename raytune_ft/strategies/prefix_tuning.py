@@ -17,5 +17,7 @@ class PrefixTuningConfig(StrategyConfig):
 @register_strategy
 class PrefixTuning(PromptLearningStrategy):
     name = "prefix_tuning"
+    unsupported = {"gradient_checkpointing": "its learned prefixes reach every layer as the layer's key / value cache, "
+                                             "which transformers drops from a checkpointed layer"}
     Config = PrefixTuningConfig
     peft_class = "PrefixTuningConfig"

@@ -37,8 +37,9 @@ from raytune_ft.sweep.space import trial_settings
 
 # What the sweep keeps of each reported epoch (the worker reports more, e.g. lr_scales)
 EPOCH_KEYS = ("epoch", "train_loss", "val_loss", "val_accuracy", "val_f1", "trainable_params", "total_params",
-              "samples_per_sec", "train_seconds", "first_step_s", "peak_memory_mb", "checkpoint_path", "pg_id",
-              "lr", "resumes", "eval_seconds", "checkpoint_seconds", "data_load_s", "world_size",
+              "samples_per_sec", "train_seconds", "first_step_s", "peak_memory_mb", "param_bytes", "optimizer_bytes",
+              "checkpoint_path", "pg_id", "lr", "resumes", "eval_seconds", "checkpoint_seconds", "data_load_s",
+              "world_size",
               "distributed_type", "node_id", "stop_reason", "test_accuracy", "test_f1", "test_loss", "test_samples",
               "train_samples", "val_samples", "data_seed")
 

@@ -7,7 +7,8 @@ from typing import Optional
 
 from raytune_ft.errors import InputError, SpecError
 from raytune_ft.plan.memory import capacity, refuse_what_does_not_fit, sample_estimate
-from raytune_ft.searchable import Sampler
+from raytune_ft.searchable import Sampler, can_be_nonzero
+from raytune_ft.strategies import STRATEGIES
 from raytune_ft.sweep.space import strategy_spaces
 
 
@@ -55,6 +56,9 @@ def preflight(job, data_dir: Path, workers_at_once: Optional[int] = None) -> Non
     estimates = {}
     for i, space in enumerate(strategy_spaces(job)):
         first = {k: (v.values[0] if isinstance(v, Sampler) else v) for k, v in space.items() if k != "hparams"}
+        if STRATEGIES.get(first["name"]).needs_cuda:  # built on a worker's GPU only (qlora's 4-bit base)
+            _cuda_strategy_problem(i, first["name"])
+            continue
         hp = {k: (v.values[0] if isinstance(v, Sampler) else v) for k, v in space["hparams"].items()}
         try:
             model, strategy, cfg = build_trial_model(resolved["model"], first, hp.get("head_dropout", 0.0), num_classes)
@@ -72,7 +76,9 @@ def preflight(job, data_dir: Path, workers_at_once: Optional[int] = None) -> Non
                              f"samples of the prepared train split fails ({type(e).__name__}: {reason}); every "
                              "trial would fail the same way: make the data, model.max_length and the strategy's "
                              "knobs fit the model") from e
-        if workers_at_once:
+        # with gradient checkpointing a training step keeps far fewer activations than this forward saves: no
+        # estimate (the plan's calibration measures it)
+        if workers_at_once and not can_be_nonzero(space["hparams"].get("gradient_checkpointing")):
             largest = max(space["hparams"]["batch_size"].candidates()) if isinstance(
                 space["hparams"]["batch_size"], Sampler) else space["hparams"]["batch_size"]
             try:
@@ -114,3 +120,13 @@ def _position_problems(job):
             yield (f"strategies[{i}].num_virtual_tokens: up to {most} virtual tokens + model.max_length {max_length} "
                    f"= {most + max_length} positions, but {where}: keep num_virtual_tokens at most "
                    f"{limit - max_length}, or lower model.max_length")
+
+
+def _cuda_strategy_problem(i: int, name: str) -> None:
+    """A strategy that trains on a CUDA GPU only (qlora) is not built here (this process may have no GPU):
+    what it needs installed is checked instead."""
+    import importlib.util
+
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise InputError(f"strategies[{i}] ({name}) loads the model in 4 bits with bitsandbytes, which is not "
+                         "installed: pip install 'raytune_ft[qlora]' (on every node of a cluster)")

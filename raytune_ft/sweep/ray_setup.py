@@ -8,6 +8,7 @@ import time
 from typing import Optional
 
 from raytune_ft.errors import InputError
+from raytune_ft.strategies import STRATEGIES
 
 # Trial drivers (one per running trial, light: they only wait on their TorchTrainer) ask for this
 # custom resource instead of CPUs, so they never take a CPU a Train worker needs. The local
@@ -145,6 +146,12 @@ def concurrency(job, have: Optional[dict] = None, *, local: bool = False) -> int
     if res.gpus_per_worker:
         fits.append(have.get("GPU", 0) / (res.workers_per_trial * res.gpus_per_worker))
     n = math.floor(min(fits) + 1e-9)
+    cuda_only = [f"strategies[{i}] ({s.name})" for i, s in enumerate(job.strategies) if STRATEGIES.get(s.name).needs_cuda]
+    if cuda_only and not have.get("GPU") and (local or not res.max_concurrent_trials):
+        where = "this machine (the local Ray cluster)" if local else "the cluster"
+        raise InputError(f"{', '.join(cuda_only)} needs a CUDA GPU, and {where} has none: run it where there are "
+                         "GPUs, or use lora" + ("" if local else " (a cluster whose GPU workers autoscale from zero: "
+                                                "set resources.max_concurrent_trials, and trials wait for them)"))
     if n < 1 and res.max_concurrent_trials and not local:
         # an autoscaling cluster (cluster.yaml) starts with no GPU workers: trials wait for the autoscaler
         return res.max_concurrent_trials

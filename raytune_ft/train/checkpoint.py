@@ -25,20 +25,26 @@ WEIGHTS, RESUME, STATE, TRIAL = "model.safetensors", "resume.pt", "state.json", 
 
 def trainable_state(model) -> dict:
     """The parameters that trained (all a strategy changed) plus buffers such as BatchNorm statistics."""
-    keep = {n for n, p in model.named_parameters() if p.requires_grad}
-    keep |= {n for n, _ in model.named_buffers()}
+    keep = trainable_names(model)
     return {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items() if k in keep}
 
 
-def write_checkpoint(folder: Path, *, config, model, optimizer, strategy_state: dict, epoch: int,
-                     validation: dict, state: dict) -> None:
-    """Everything of one epoch into `folder` (see the module's docstring)."""
+def trainable_names(model) -> set[str]:
+    """The names `trainable_state` keeps: parameters that train, and buffers (a buffer shared by several
+    modules, as VeRA's projections are, under one name)."""
+    return {n for n, p in model.named_parameters() if p.requires_grad} | {n for n, _ in model.named_buffers()}
+
+
+def write_checkpoint(folder: Path, *, config, weights: dict, optimizer_state: dict, strategy_state: dict,
+                     epoch: int, validation: dict, state: dict) -> None:
+    """Everything of one epoch into `folder` (see the module's docstring). weights: `trainable_state(model)`
+    (or, under FSDP, the same gathered from the shards); optimizer_state: the optimizer's state_dict()."""
     import torch
     from safetensors.torch import save_file
 
     folder.mkdir(parents=True, exist_ok=True)
-    save_file(trainable_state(model), str(folder / WEIGHTS))
-    torch.save({"optimizer": optimizer.state_dict(), "strategy": strategy_state}, folder / RESUME)
+    save_file(weights, str(folder / WEIGHTS))
+    torch.save({"optimizer": optimizer_state, "strategy": strategy_state}, folder / RESUME)
     (folder / STATE).write_text(json.dumps({**state, "key": config.key()}))
     (folder / TRIAL).write_text(json.dumps({"epoch": epoch, "validation": validation,
                                             "config": config.model_dump(mode="json")}, indent=1))

@@ -26,7 +26,7 @@ def build_trial_model(model_spec: dict, strategy: dict, head_dropout: float, num
     model_cfg = SOURCES.get(model_spec["source"]).Config.model_validate(model_spec)
     applied = get_strategy(strategy["name"])
     cfg = applied.config(**{k: v for k, v in strategy.items() if k not in ("name", "hparams")})
-    model = build_model(model_cfg, num_classes, drop_path_rate=drop_path_rate)
+    model = build_model(model_cfg, num_classes, drop_path_rate=drop_path_rate, quantization=applied.quantization(cfg))
     model.block_paths = model_cfg.block_paths
     model.head_dropout.p = float(head_dropout)
     if head_init is not None:

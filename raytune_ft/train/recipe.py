@@ -11,16 +11,19 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from raytune_ft.metric import sign
-from raytune_ft.train.checkpoint import LocalCheckpoints, RayCheckpoints, read_resume_state, write_checkpoint
+from raytune_ft.train.checkpoint import (LocalCheckpoints, RayCheckpoints, read_resume_state, trainable_state,
+                                         write_checkpoint)
 from raytune_ft.train.config import TrialConfig
 from raytune_ft.train.device import peak_memory, prepare_device, release_device
 from raytune_ft.train.evaluate import evaluate, model_inputs
 from raytune_ft.train.from_data import init_batches, init_prototypes
+from raytune_ft.train.grad_checkpoint import enable_gradient_checkpointing
 from raytune_ft.train.faults import Faults
 from raytune_ft.train.model import build_trial_model
 from raytune_ft.train.optim import (build_optimizer, class_weights, head_lr, lr_schedule, set_lr, set_scales,
                                     trainable_now)
 from raytune_ft.train.penalties import Penalties
+from raytune_ft.train.sharding import Sharding
 from raytune_ft.train.tasks import score_of
 from raytune_ft.train.trial_data import load_trial_data
 
@@ -61,9 +64,10 @@ class TrialRecipe:
         internals.fresh_accelerate_state()
         from accelerate.utils import DataLoaderConfiguration
 
+        self.sharding = Sharding(config)  # FSDP (resources.distributed: fsdp), or a whole model per worker
         self.accelerator = accelerator = Accelerator(
             mixed_precision=training.mixed_precision, gradient_accumulation_steps=training.grad_accum_steps,
-            cpu=config.resources.gpus_per_worker == 0,
+            cpu=config.resources.gpus_per_worker == 0, **self.sharding.accelerator_options(),
             # batches from pinned memory go to the GPU while it computes (trial_data.py pins them on a GPU)
             dataloader_config=DataLoaderConfiguration(non_blocking=True))
         prepare_device(accelerator.device, training, config.resources)
@@ -82,9 +86,12 @@ class TrialRecipe:
             batches=(lambda: init_batches(data.train_set, self.meta, int(self.hp.batch_size), config.seed))
             if self.saved is None else None)
         self.total_params = sum(p.numel() for p in self.model.parameters())
+        if self.hp.gradient_checkpointing:
+            enable_gradient_checkpointing(self.model)
+        self.model = self.sharding.shard(self.model, accelerator)  # the optimizer is built on the shards
         self.optimizer = build_optimizer(self.model, self.strategy, self.strategy_cfg, self.hp, training)
-        self.model, self.optimizer, self.train_loader, self.val_loader = accelerator.prepare(
-            self.model, self.optimizer, data.train_loader, data.val_loader)
+        self.model, self.optimizer, self.train_loader, self.val_loader = self.sharding.prepare(
+            accelerator, self.model, self.optimizer, data.train_loader, data.val_loader)
         self.test_loader = accelerator.prepare(data.test_loader) if data.test_loader is not None else None
         self.schedule = lr_schedule(training.schedule, data.total_steps, self.hp.warmup_ratio, data.steps_per_epoch,
                                     training.step_every_epochs, training.step_gamma)
@@ -116,8 +123,7 @@ class TrialRecipe:
         saved, self.saved = self.saved, None  # not held while training
         if saved is None:
             return
-        self.plain.load_state_dict(saved["model"], strict=False)
-        self.optimizer.load_state_dict(saved["optimizer"])
+        self.sharding.load(self.plain, self.optimizer, saved)
         if saved.get("scaler") and self.accelerator.scaler is not None:  # fp16: the loss scale it had reached
             self.accelerator.scaler.load_state_dict(saved["scaler"])
         self.strategy.load_state_dict(self.plain, saved["strategy"])
@@ -139,10 +145,12 @@ class TrialRecipe:
                  "scaler": scaler.state_dict() if scaler is not None else None,
                  "history": [{k: v for k, v in m.items() if k != "lr_scales"} for m in self.history]}
         config = self.config.model_copy(update={"classes": self.meta["classes"], "tasks": self.meta.get("tasks")})
+        start = time.perf_counter()  # FSDP: every worker sends its shards (rank 0 writes them)
+        gathered = self.sharding.gather(self.plain, self.optimizer) if self.training.keep_checkpoint else None
 
         def write(folder: Path) -> None:
-            start = time.perf_counter()
-            write_checkpoint(folder, config=config, model=self.plain, optimizer=self.optimizer,
+            weights, optimizer_state = gathered or (trainable_state(self.plain), self.optimizer.state_dict())
+            write_checkpoint(folder, config=config, weights=weights, optimizer_state=optimizer_state,
                              strategy_state=self.strategy.state_dict(self.plain), epoch=metrics["epoch"],
                              validation=val, state=state)
             metrics["checkpoint_seconds"] = time.perf_counter() - start  # before the report carries it
@@ -234,8 +242,10 @@ class TrialRecipe:
                 "total_params": self.total_params, "samples_per_sec": seen / max(train_seconds, 1e-9),
                 "train_seconds": train_seconds, "eval_seconds": eval_seconds, "first_step_s": self.first_step_s,
                 "data_load_s": self.data_load_s, "world_size": self.accelerator.num_processes,
-                "distributed_type": str(self.accelerator.distributed_type),
-                **peak_memory(self.accelerator.device), "lr": head_lr(self.optimizer),
+                "distributed_type": self.sharding.distributed_type(self.accelerator),
+                **peak_memory(self.accelerator.device), **self.sharding.memory(self.plain, self.optimizer,
+                                                                                self.accelerator.device),
+                "lr": head_lr(self.optimizer),
                 "lr_scales": scales, "resumes": self.resumes, **self.where,
                 # what Ray Train ranks checkpoints by (CheckpointConfig): only an epoch better than every
                 # earlier one counts, so the best Ray keeps is this trial's best_epoch (ties: the first)
