@@ -143,7 +143,7 @@ def main() -> None:
     python = os.path.relpath(sys.executable, ROOT) if sys.executable.startswith(str(ROOT)) else \
         f"PYTHONPATH=. {sys.executable}"
     lines = ["# The quickstart end to end (`raytune-ft run jobs/quickstart.yaml`)",
-             "", f"Command: `{python} benchmarks/quickstart.py{' --public-path' if args.public_path else ''}`. Load average (1 min) before "
+             "", f"Command: `{python} benchmarks/quickstart.py{''.join(' ' + a for a in sys.argv[1:])}`. Load average (1 min) before "
              f"{load_before:.2f}; during the run mean {load_mean:.2f}, max {load_max:.2f}; {os.cpu_count()} cores.", "",
              "| what | value |", "|---|---|",
              f"| trial path | {path}, Ray {ray.__version__} |",
@@ -166,8 +166,9 @@ def main() -> None:
                   "(target >= 0.9x) |"]
     lines += ["", "Ray's share: a trial's wall seconds (Tune's, from the trial's start to its end) less what the worker "
               "measured itself (training, validation, checkpoint writing, and its start to the first step).",
-              "The plain loops: `train_trial` called directly in two processes at once (no Ray), "
-              f"{args.plain_epochs} epochs of the `full` strategy at the quickstart's batch size, one thread each."]
+              *([] if args.skip_plain else [
+                  "The plain loops: `train_trial` called directly in two processes at once (no Ray), "
+                  f"{args.plain_epochs} epochs of the `full` strategy at the quickstart's batch size, one thread each."])]
     tested = ray.__version__ in internals.TESTED_RAY
     publish(lines, "quickstart" if internals.fast_path() else
             "quickstart_public" if tested else f"quickstart_ray{ray.__version__.replace('.', '_')}")
