@@ -30,6 +30,7 @@ def test_search_select_then_confirm_with_two_train_sizes(tiny_bert, text_csvs, t
     out = subprocess.run([sys.executable, "-m", "raytune_ft.cli", "run", str(path), "--run-dir", str(run_dir)],
                          capture_output=True, text=True, timeout=1200)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "Failed to fetch metrics" not in out.stderr  # in none of the three stages
     assert "held out from train: 16 samples" in out.stdout  # 64 rows, a quarter held out as test
     assert "x 2 train sizes (16, 48)" in out.stdout
 

@@ -186,6 +186,7 @@ def test_cli_run_on_text_survives_failing_trials(tiny_bert, text_csvs, tmp_path,
     # quiet without --verbose: our lines, not transformers' progress bars nor Ray's token-auth notice
     assert "Loading weights" not in out.stdout + out.stderr and "Token authentication" not in out.stdout + out.stderr
     assert "worker processes have been started" not in out.stdout + out.stderr
+    assert "Failed to fetch metrics" not in out.stderr  # Tune reads its result.json back (tracking_callbacks)
 
     trials = read_table(run_dir / "trials.parquet")
     assert len(trials) == 6

@@ -215,3 +215,20 @@ def test_report_renders_in_headless_chromium(report, tmp_path):
                          check=True).stdout
     assert dom.count("<img") == len(FIGURES) and dom.count('src="data:image/png;base64,') == len(FIGURES)
     assert "Leaderboard" in dom and "<script" not in dom
+
+
+def test_the_cost_figure_shows_what_a_team_pays_not_only_trainable_weights(report):
+    """Compute, memory and time per sample beside the share of weights trained, each panel with every
+    strategy that recorded the cost (the issue: trainable parameters alone favour PEFT by construction)."""
+    from raytune_ft.report.cost import COSTS, plot_frontier
+    from raytune_ft.report.run import load_run
+
+    run = load_run(report.parent.parent)
+    fig, caption = plot_frontier(run)
+    labels = [ax.get_xlabel() for ax in fig.axes]
+    assert labels == [label for _, label, _ in COSTS]
+    assert any("memory" in x for x in labels) and any("per sample" in x for x in labels)
+    assert any("compute" in x for x in labels)
+    scored = sum(s["best_score"] is not None for s in run.strategies)
+    for ax in fig.axes:
+        assert sum(len(c.get_offsets()) for c in ax.collections) == scored, ax.get_xlabel()

@@ -30,9 +30,10 @@ def ray_environment() -> None:
     the spec gives relative to the job's folder (or the package `submit` ships) is not found. Our trials
     write only to absolute paths (the run folder, Ray's checkpoints).
 
-    And Tune's own per-trial loggers (CSV, JSON and, where tensorboardX is installed, TensorBoard files in
-    every trial's folder) are off: the run's tables are ours, and the TensorBoard logger warned about every
-    checkpoint_score of -inf. tracking.tensorboard / tracking.mlflow add their loggers explicitly."""
+    And Tune's automatic per-trial loggers (CSV, JSON and, where tensorboardX is installed, TensorBoard files
+    in every trial's folder) are off: the run's tables are ours, and the TensorBoard logger warned about every
+    checkpoint_score of -inf. sweep/driver.py's tracking_callbacks adds the JSON one (Tune reads it back) and,
+    where the spec asks, TensorBoard / MLflow."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "5")
