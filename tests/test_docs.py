@@ -213,6 +213,13 @@ def test_the_readme_quotes_the_quickstart_benchmark_and_links_the_layout():
     assert "](docs/reference/run-folder.md)" in README  # the tree itself is generated there, not copied here
 
 
+def test_the_readmes_tables_are_rows_of_benchmark_results_files():
+    """The README quotes measured tables; each row must be in a results file as the benchmark wrote it."""
+    results = "\n".join(p.read_text() for p in (ROOT / "benchmarks" / "results").glob("*.md")).splitlines()
+    rows = [line for line in README.splitlines() if line.startswith("|")]
+    assert rows and [row for row in rows if row not in results] == []
+
+
 def test_pyproject_comments_name_files_that_exist():
     text = (ROOT / "pyproject.toml").read_text()
     named = set(re.findall(r"\b(?:[\w.-]+/)+[\w.-]+\.(?:py|txt|j2|md|sh|yaml|toml)\b", text))
