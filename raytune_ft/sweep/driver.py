@@ -173,13 +173,9 @@ def _search_setup(job, scheduler, callbacks: list, run_dir: Path, n_concurrent: 
 
 
 def tracking_callbacks(job, run_dir: Path) -> list:
-    """Tune's own logger callbacks: its result.json per trial always (small; what the ExperimentAnalysis of a
-    finished stage reads back: without it Tune warns, on every run, that it cannot fetch any trial's metrics),
-    MLflow and TensorBoard when the spec switches them on."""
-    from ray.tune.logger import JsonLoggerCallback
-
+    """Tune's own logger callbacks for MLflow and TensorBoard, when the spec switches them on."""
     tracking = getattr(job, "tracking", None)
-    out = [JsonLoggerCallback()]
+    out = []
     if tracking is None:
         return out
     if tracking.mlflow:

@@ -32,8 +32,9 @@ def ray_environment() -> None:
 
     And Tune's automatic per-trial loggers (CSV, JSON and, where tensorboardX is installed, TensorBoard files
     in every trial's folder) are off: the run's tables are ours, and the TensorBoard logger warned about every
-    checkpoint_score of -inf. sweep/driver.py's tracking_callbacks adds the JSON one (Tune reads it back) and,
-    where the spec asks, TensorBoard / MLflow."""
+    checkpoint_score of -inf. sweep/driver.py's tracking_callbacks adds TensorBoard / MLflow where the spec
+    asks. (The ExperimentAnalysis a finished stage returns then finds no trial's result files: quiet_libraries
+    keeps its warning about that off the console.)"""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "5")
@@ -45,8 +46,10 @@ def ray_environment() -> None:
 
 def quiet_libraries(verbose: bool) -> None:
     """Without --verbose: our progress lines only. No "Loading weights" progress bars (the pre-flight in
-    this process, every trial's workers, which inherit the environment of the local cluster), and not
-    Ray's notice that token authentication is on (it stays on: only the notice goes)."""
+    this process, every trial's workers, which inherit the environment of the local cluster), not Ray's
+    notice that token authentication is on (it stays on: only the notice goes), and not Tune's warning, at
+    each stage's end, that it found no result files for the trials (its per-trial loggers are off: the
+    run's tables are ours)."""
     import logging
     import sys
 
@@ -63,6 +66,7 @@ def quiet_libraries(verbose: bool) -> None:
     from raytune_ft import internals
 
     internals.quiet_token_notice()
+    logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
 
 
 def init_ray(address: Optional[str] = None, verbose: bool = False, num_cpus: Optional[int] = None):
