@@ -70,9 +70,9 @@ def test_optuna_sweep_is_saved_killed_and_resumed_with_num_samples_per_strategy(
     resumed = [by_id[t] for t in midway if t in by_id]
     assert resumed
     if not all(t["resumes"] >= 1 for t in resumed):  # should go on from its last epoch
-        pytest.xfail("known regression (2026-12-05, after the scale and plan merges): an Optuna sweep's trial "
-                     "killed part-way restarts from scratch on resume instead of from its last checkpoint; the "
-                     "ASHA sweep's does resume (test_e2e_ray.py::test_sigkilled_...). Open: not yet diagnosed")
+        pytest.xfail("known intermittent defect (seen 2 of 3 runs on 2026-12-05, after the scale and plan merges): "
+                     "an Optuna sweep's trial killed part-way restarted from scratch on resume instead of from its "
+                     "last checkpoint; the ASHA sweep's resumes (test_e2e_ray.py::test_sigkilled_...). Not diagnosed")
 
     # each trial trained with its own seed, the one in its row
     seeds = [t["seed"] for t in trials]
